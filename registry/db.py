@@ -1,0 +1,160 @@
+"""Engines, the one transaction scope, and the schema-version check."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.errors import ConflictError, DatabaseError, DriftlineError, SchemaOutOfDateError
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+UPGRADE_COMMAND = "driftline db upgrade"
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url``. SQLite gets WAL, foreign keys, a busy timeout and ``BEGIN IMMEDIATE``.
+
+    ``BEGIN IMMEDIATE`` takes SQLite's write lock when a transaction starts, so two processes that
+    read-then-write (next version number, lease) queue behind each other instead of failing.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, echo=echo, pool_pre_ping=True)
+
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # let the "begin" hook below emit BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        if parsed.database and parsed.database != ":memory:":
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Commit on success, roll back on any failure; database errors come out as Driftline errors."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except DriftlineError:
+        session.rollback()
+        raise
+    except IntegrityError as exc:
+        session.rollback()
+        raise ConflictError(f"database constraint violated: {exc.orig}") from exc
+    except OperationalError as exc:
+        session.rollback()
+        raise DatabaseError(f"database unavailable or busy: {exc.orig}") from exc
+    except SQLAlchemyError as exc:
+        session.rollback()
+        raise DatabaseError(f"database error: {exc}") from exc
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# --- migrations -------------------------------------------------------------------------------
+
+
+def alembic_config(url: str):  # -> alembic.config.Config
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config("sqlite://")
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None, "registry/migrations has no revisions"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
+def is_empty(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return not inspect(conn).get_table_names()
+
+
+def check_schema(engine: Engine, *, create_if_empty: bool = True) -> None:
+    """Refuse to run on a database below the migration head.
+
+    A database with no tables at all holds nothing to lose; it is brought to head when
+    ``create_if_empty`` (the embedded default's first start). Anything else below head is refused with
+    the command that upgrades it.
+    """
+    try:
+        current = current_revision(engine)
+        if current is None and create_if_empty and is_empty(engine):
+            logger.info("initialising empty database %s", engine.url.render_as_string(hide_password=True))
+            upgrade(engine)
+            return
+    except OperationalError as exc:
+        raise DatabaseError(
+            f"cannot reach database {engine.url.render_as_string(hide_password=True)}: {exc.orig}"
+        ) from exc
+    head = head_revision()
+    if current != head:
+        where = "no Driftline schema" if current is None else f"schema revision {current}"
+        raise SchemaOutOfDateError(
+            f"database {engine.url.render_as_string(hide_password=True)} has {where}, below the "
+            f"required revision {head}; run `{UPGRADE_COMMAND}` to upgrade it",
+            current=current,
+            head=head,
+        )

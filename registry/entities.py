@@ -1,0 +1,218 @@
+"""Plain frozen records handed out by the store. ORM classes never leave ``registry/``."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from datetime import datetime
+from typing import Any
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class RunTrigger(enum.StrEnum):
+    BOOTSTRAP = "bootstrap"
+    DRIFT = "drift"
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+
+
+class DecisionStatus(enum.StrEnum):
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    REFUSED = "refused"
+
+
+def as_dict(entity: Any) -> dict[str, Any]:
+    """JSON-ready dict of an entity: datetimes as ISO 8601, enums as their values, bytes left out."""
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(entity):
+        value = getattr(entity, field.name)
+        if isinstance(value, bytes):
+            continue
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[field.name] = value
+    return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RegisteredModel:
+    name: str
+    description: str
+    created_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ArtifactRef:
+    """Where a content-addressed artifact lives and the digest it must have."""
+
+    uri: str
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModelVersion:
+    model_name: str
+    version: int
+    parent_version: int | None
+    base_model: str
+    artifact_uri: str
+    artifact_sha256: str
+    labels: tuple[str, ...]
+    training_run_id: int | None
+    data_snapshot_uri: str | None
+    data_snapshot_sha256: str | None
+    metrics: dict[str, Any]
+    calibration: dict[str, Any] | None
+    config: dict[str, Any]
+    description: str
+    created_at: datetime
+
+    @property
+    def artifact(self) -> ArtifactRef:
+        return ArtifactRef(self.artifact_uri, self.artifact_sha256)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewModelVersion:
+    """What a caller gives to register a version; the registry assigns the number."""
+
+    base_model: str
+    artifact: ArtifactRef
+    labels: tuple[str, ...]
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    parent_version: int | None = None
+    training_run_id: int | None = None
+    data_snapshot: ArtifactRef | None = None
+    calibration: dict[str, Any] | None = None
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Alias:
+    model_name: str
+    alias: str
+    version: int
+    updated_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AliasEvent:
+    id: int
+    model_name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    reason: str
+    report_uri: str | None
+    created_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prediction:
+    id: str
+    created_at: datetime
+    text: str
+    text_hash: str
+    label: str
+    scores: dict[str, float]
+    embedding: bytes | None
+    model_name: str
+    model_version: int
+    latency_ms: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Label:
+    id: int
+    prediction_id: str | None
+    text: str
+    text_hash: str
+    label: str
+    source: str
+    domain: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DriftCheck:
+    id: int
+    model_name: str
+    model_version: int | None
+    window_start: datetime
+    window_end: datetime
+    reference: str
+    n_reference: int
+    n_current: int
+    scores: dict[str, Any]
+    drifted: bool
+    decision: str
+    reason: str
+    report_uri: str | None
+    created_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetrainRun:
+    id: int
+    model_name: str
+    trigger: RunTrigger
+    status: RunStatus
+    attempts: int
+    heartbeat_at: datetime | None
+    config: dict[str, Any]
+    data_snapshot_sha256: str | None
+    candidate_version: int | None
+    drift_check_id: int | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PromotionDecision:
+    id: int
+    model_name: str
+    candidate_version: int
+    incumbent_version: int | None
+    run_id: int | None
+    metrics: dict[str, Any]
+    passed: bool
+    reasons: tuple[str, ...]
+    status: DecisionStatus
+    reviewer: str | None
+    report_uri: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Lease:
+    name: str
+    holder: str
+    acquired_at: datetime
+    expires_at: datetime

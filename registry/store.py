@@ -1,0 +1,417 @@
+"""The registry's store API: every read and write of records goes through :class:`Registry`.
+
+It hands out frozen entities (``registry.entities``) and raises :class:`registry.errors.DriftlineError`
+subclasses with messages that name the key (``model 'sentiment' has no version 7``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from registry import entities as e
+from registry.db import check_schema, make_engine, session_factory, transaction
+from registry.errors import ConflictError, InvalidInputError, NotFoundError
+from registry.orm import (
+    AliasEventRow,
+    AliasRow,
+    LeaseRow,
+    ModelVersionRow,
+    RegisteredModelRow,
+    RetrainRunRow,
+    utcnow,
+)
+from registry.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+REGISTER_ATTEMPTS = 8
+
+
+class Registry:
+    """Records of models, versions, aliases, runs and leases in one SQL database."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self._sessions = session_factory(engine)
+        self._clock = clock
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, create_if_empty: bool = True) -> Registry:
+        """Connect to the configured database and refuse to go on below the migration head."""
+        settings = settings or get_settings()
+        engine = make_engine(settings.database_url)
+        check_schema(engine, create_if_empty=create_if_empty)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _tx(self):  # type: ignore[no-untyped-def]
+        return transaction(self._sessions)
+
+    # --- models -----------------------------------------------------------------------------
+
+    def ensure_model(self, name: str, description: str = "") -> e.RegisteredModel:
+        """Create the model if it does not exist yet; return it either way."""
+        _check_name("model name", name)
+        for attempt in range(REGISTER_ATTEMPTS):
+            try:
+                with self._tx() as s:
+                    row = s.get(RegisteredModelRow, name)
+                    if row is None:
+                        row = RegisteredModelRow(name=name, description=description, created_at=self._clock())
+                        s.add(row)
+                        s.flush()
+                    return row.to_entity()
+            except ConflictError:  # created by someone else between our read and insert
+                if attempt == REGISTER_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def get_model(self, name: str) -> e.RegisteredModel:
+        with self._tx() as s:
+            return _model_row(s, name).to_entity()
+
+    def list_models(self) -> list[e.RegisteredModel]:
+        with self._tx() as s:
+            rows = s.scalars(select(RegisteredModelRow).order_by(RegisteredModelRow.name))
+            return [r.to_entity() for r in rows]
+
+    # --- versions ---------------------------------------------------------------------------
+
+    def register_version(
+        self,
+        model_name: str,
+        spec: e.NewModelVersion,
+        *,
+        set_aliases: Sequence[str] = (),
+        actor: str = "driftline",
+        reason: str = "",
+    ) -> e.ModelVersion:
+        """Register the next version of ``model_name`` and, in the same transaction, point aliases at it.
+
+        Version numbers come from ``max(version) + 1``; when two processes race, the unique
+        constraint refuses one of them and it retries (at most ``REGISTER_ATTEMPTS`` times).
+        """
+        if not spec.labels or len(set(spec.labels)) != len(spec.labels):
+            raise InvalidInputError(f"label set {list(spec.labels)!r} must be non-empty and without repeats")
+        self.ensure_model(model_name)
+        for attempt in range(REGISTER_ATTEMPTS):
+            try:
+                with self._tx() as s:
+                    latest = s.scalar(
+                        select(func.max(ModelVersionRow.version)).where(
+                            ModelVersionRow.model_name == model_name
+                        )
+                    )
+                    row = ModelVersionRow(
+                        model_name=model_name,
+                        version=(latest or 0) + 1,
+                        parent_version=spec.parent_version,
+                        base_model=spec.base_model,
+                        artifact_uri=spec.artifact.uri,
+                        artifact_sha256=spec.artifact.sha256,
+                        labels=list(spec.labels),
+                        training_run_id=spec.training_run_id,
+                        data_snapshot_uri=spec.data_snapshot.uri if spec.data_snapshot else None,
+                        data_snapshot_sha256=spec.data_snapshot.sha256 if spec.data_snapshot else None,
+                        metrics=spec.metrics,
+                        calibration=spec.calibration,
+                        config=spec.config,
+                        description=spec.description,
+                        created_at=self._clock(),
+                    )
+                    s.add(row)
+                    s.flush()
+                    for alias in set_aliases:
+                        self._move_alias(s, model_name, alias, row.version, actor=actor, reason=reason)
+                    if spec.training_run_id is not None:
+                        s.execute(
+                            update(RetrainRunRow)
+                            .where(RetrainRunRow.id == spec.training_run_id)
+                            .values(candidate_version=row.version)
+                        )
+                    version = row.to_entity()
+                logger.info("registered %s v%s", model_name, version.version)
+                return version
+            except ConflictError:
+                if attempt == REGISTER_ATTEMPTS - 1:
+                    raise
+                logger.debug("version number race on %s, retrying (%d)", model_name, attempt + 1)
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def get_version(self, model_name: str, version: int) -> e.ModelVersion:
+        with self._tx() as s:
+            return _version_row(s, model_name, version).to_entity()
+
+    def list_versions(self, model_name: str) -> list[e.ModelVersion]:
+        with self._tx() as s:
+            _model_row(s, model_name)
+            rows = s.scalars(
+                select(ModelVersionRow)
+                .where(ModelVersionRow.model_name == model_name)
+                .order_by(ModelVersionRow.version)
+            )
+            return [r.to_entity() for r in rows]
+
+    def versions_using_artifact(self, sha256: str) -> list[tuple[str, int]]:
+        """(model, version) pairs whose model or data snapshot is the artifact ``sha256``."""
+        with self._tx() as s:
+            rows = s.execute(
+                select(ModelVersionRow.model_name, ModelVersionRow.version).where(
+                    (ModelVersionRow.artifact_sha256 == sha256)
+                    | (ModelVersionRow.data_snapshot_sha256 == sha256)
+                )
+            )
+            return [(name, version) for name, version in rows]
+
+    # --- aliases ----------------------------------------------------------------------------
+
+    def set_alias(
+        self,
+        model_name: str,
+        alias: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        report_uri: str | None = None,
+    ) -> e.AliasEvent:
+        """Point ``alias`` at ``version`` and append the audit event, in one transaction."""
+        for attempt in range(REGISTER_ATTEMPTS):
+            try:
+                with self._tx() as s:
+                    return self._move_alias(
+                        s, model_name, alias, version, actor=actor, reason=reason, report_uri=report_uri
+                    )
+            except ConflictError:  # two first-time writers of the same alias
+                if attempt == REGISTER_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _move_alias(
+        self,
+        s: Session,
+        model_name: str,
+        alias: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        report_uri: str | None = None,
+    ) -> e.AliasEvent:
+        _check_name("alias", alias)
+        _version_row(s, model_name, version)
+        row = s.scalar(
+            select(AliasRow)
+            .where(AliasRow.model_name == model_name, AliasRow.alias == alias)
+            .with_for_update()
+        )
+        now = self._clock()
+        previous = row.version if row is not None else None
+        if row is None:
+            s.add(AliasRow(model_name=model_name, alias=alias, version=version, updated_at=now))
+        else:
+            row.version = version
+            row.updated_at = now
+        event = AliasEventRow(
+            model_name=model_name,
+            alias=alias,
+            from_version=previous,
+            to_version=version,
+            actor=actor,
+            reason=reason,
+            report_uri=report_uri,
+            created_at=now,
+        )
+        s.add(event)
+        s.flush()
+        logger.info("alias %s/%s: v%s -> v%s by %s", model_name, alias, previous, version, actor)
+        return event.to_entity()
+
+    def get_alias(self, model_name: str, alias: str) -> e.Alias | None:
+        with self._tx() as s:
+            row = s.get(AliasRow, (model_name, alias))
+            return row.to_entity() if row is not None else None
+
+    def get_version_by_alias(self, model_name: str, alias: str) -> e.ModelVersion:
+        with self._tx() as s:
+            row = s.get(AliasRow, (model_name, alias))
+            if row is None:
+                _model_row(s, model_name)
+                raise NotFoundError(f"model '{model_name}' has no alias '{alias}'")
+            return _version_row(s, model_name, row.version).to_entity()
+
+    def list_aliases(self, model_name: str | None = None) -> list[e.Alias]:
+        with self._tx() as s:
+            query = select(AliasRow).order_by(AliasRow.model_name, AliasRow.alias)
+            if model_name is not None:
+                query = query.where(AliasRow.model_name == model_name)
+            return [r.to_entity() for r in s.scalars(query)]
+
+    def list_alias_events(
+        self, model_name: str | None = None, alias: str | None = None, *, limit: int = 100
+    ) -> list[e.AliasEvent]:
+        """Newest first."""
+        with self._tx() as s:
+            query = select(AliasEventRow).order_by(AliasEventRow.id.desc()).limit(limit)
+            if model_name is not None:
+                query = query.where(AliasEventRow.model_name == model_name)
+            if alias is not None:
+                query = query.where(AliasEventRow.alias == alias)
+            return [r.to_entity() for r in s.scalars(query)]
+
+    # --- retrain runs -----------------------------------------------------------------------
+
+    def create_run(
+        self,
+        model_name: str,
+        *,
+        trigger: e.RunTrigger,
+        config: dict[str, Any],
+        status: e.RunStatus = e.RunStatus.QUEUED,
+        drift_check_id: int | None = None,
+    ) -> e.RetrainRun:
+        now = self._clock()
+        with self._tx() as s:
+            row = RetrainRunRow(
+                model_name=model_name,
+                trigger=trigger.value,
+                status=status.value,
+                attempts=1 if status == e.RunStatus.RUNNING else 0,
+                config=config,
+                drift_check_id=drift_check_id,
+                created_at=now,
+                started_at=now if status == e.RunStatus.RUNNING else None,
+                heartbeat_at=now if status == e.RunStatus.RUNNING else None,
+            )
+            s.add(row)
+            s.flush()
+            return row.to_entity()
+
+    def get_run(self, run_id: int) -> e.RetrainRun:
+        with self._tx() as s:
+            return _run_row(s, run_id).to_entity()
+
+    def list_runs(self, model_name: str | None = None, *, limit: int = 100) -> list[e.RetrainRun]:
+        with self._tx() as s:
+            query = select(RetrainRunRow).order_by(RetrainRunRow.id.desc()).limit(limit)
+            if model_name is not None:
+                query = query.where(RetrainRunRow.model_name == model_name)
+            return [r.to_entity() for r in s.scalars(query)]
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: e.RunStatus,
+        *,
+        error: str | None = None,
+        data_snapshot_sha256: str | None = None,
+    ) -> e.RetrainRun:
+        if not status.finished:
+            raise InvalidInputError(f"run status '{status}' is not a final status")
+        with self._tx() as s:
+            row = _run_row(s, run_id)
+            row.status = status.value
+            row.error = error
+            row.finished_at = self._clock()
+            if data_snapshot_sha256 is not None:
+                row.data_snapshot_sha256 = data_snapshot_sha256
+            s.flush()
+            return row.to_entity()
+
+    # --- leases -----------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> e.Lease | None:
+        """Take the lease ``name`` for ``ttl`` if it is free, expired, or already ``holder``'s.
+
+        Returns the lease on success and ``None`` when someone else holds it.
+        """
+        _check_name("lease name", name)
+        for attempt in range(REGISTER_ATTEMPTS):
+            try:
+                with self._tx() as s:
+                    now = self._clock()
+                    row = s.scalar(select(LeaseRow).where(LeaseRow.name == name).with_for_update())
+                    if row is None:
+                        row = LeaseRow(name=name, holder=holder, acquired_at=now, expires_at=now + ttl)
+                        s.add(row)
+                    elif row.holder == holder or row.expires_at <= now:
+                        if row.holder != holder:
+                            logger.info(
+                                "lease %s: expired holder %s replaced by %s", name, row.holder, holder
+                            )
+                            row.acquired_at = now
+                        row.holder = holder
+                        row.expires_at = now + ttl
+                    else:
+                        return None
+                    s.flush()
+                    return row.to_entity()
+            except ConflictError:  # two first-time acquirers; one insert wins
+                if attempt == REGISTER_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def renew_lease(self, name: str, holder: str, ttl: timedelta) -> e.Lease | None:
+        """Extend ``holder``'s unexpired lease; ``None`` if it expired or belongs to someone else."""
+        with self._tx() as s:
+            now = self._clock()
+            row = s.scalar(select(LeaseRow).where(LeaseRow.name == name).with_for_update())
+            if row is None or row.holder != holder or row.expires_at <= now:
+                return None
+            row.expires_at = now + ttl
+            s.flush()
+            return row.to_entity()
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        with self._tx() as s:
+            result = s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
+            return bool(result.rowcount)
+
+    def get_lease(self, name: str) -> e.Lease | None:
+        with self._tx() as s:
+            row = s.get(LeaseRow, name)
+            return row.to_entity() if row is not None else None
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _check_name(what: str, value: str) -> None:
+    if not value or not value.strip() or len(value) > 100:
+        raise InvalidInputError(f"{what} {value!r} must be 1 to 100 characters")
+
+
+def _model_row(s: Session, name: str) -> RegisteredModelRow:
+    row = s.get(RegisteredModelRow, name)
+    if row is None:
+        raise NotFoundError(f"model '{name}' does not exist")
+    return row
+
+
+def _version_row(s: Session, model_name: str, version: int) -> ModelVersionRow:
+    row = s.scalar(
+        select(ModelVersionRow).where(
+            ModelVersionRow.model_name == model_name, ModelVersionRow.version == version
+        )
+    )
+    if row is None:
+        _model_row(s, model_name)
+        raise NotFoundError(f"model '{model_name}' has no version {version}")
+    return row
+
+
+def _run_row(s: Session, run_id: int) -> RetrainRunRow:
+    row = s.get(RetrainRunRow, run_id)
+    if row is None:
+        raise NotFoundError(f"retrain run {run_id} does not exist")
+    return row
