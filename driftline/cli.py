@@ -1,0 +1,367 @@
+"""``driftline``: the command line. Thin: parses flags, calls the packages, prints results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from registry.entities import as_dict
+from registry.errors import DriftlineError, ErrorCode
+from registry.settings import Settings, get_settings
+
+logger = logging.getLogger("driftline")
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "BENTOML_DO_NOT_TRACK": "True",
+    "DO_NOT_TRACK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+EXIT_INVALID = 2
+EXIT_FAILED = 1
+
+
+def _setup(verbose: bool) -> None:
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "fsspec", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Driftline errors become one line on stderr and a non-zero exit; nothing else is swallowed."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DriftlineError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(
+                EXIT_INVALID
+                if exc.code in (ErrorCode.INVALID_INPUT, ErrorCode.ALREADY_EXISTS)
+                else EXIT_FAILED
+            )
+
+    return wrapper
+
+
+def _open_registry(settings: Settings):  # type: ignore[no-untyped-def]
+    from registry.store import Registry
+
+    return Registry.open(settings)
+
+
+def _artifacts(settings: Settings):  # type: ignore[no-untyped-def]
+    from registry.artifacts import open_artifact_store
+
+    return open_artifact_store(settings.artifact_root, cache_dir=settings.cache_dir / "artifacts")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Driftline: a served text classifier that retrains itself when its data drifts."""
+    _setup(verbose)
+
+
+# --- db -----------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema: upgrade, show the current revision."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@handle_errors
+def db_upgrade(revision: str) -> None:
+    """Bring the database to the latest schema (or to --revision)."""
+    from registry.db import current_revision, make_engine, upgrade
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    before = current_revision(engine)
+    upgrade(engine, revision)
+    click.echo(f"database schema: {before or 'empty'} -> {current_revision(engine)}")
+
+
+@db.command("current")
+@handle_errors
+def db_current() -> None:
+    """Print the database's schema revision and the one this code needs."""
+    from registry.db import current_revision, head_revision, make_engine
+
+    engine = make_engine(get_settings().database_url)
+    click.echo(f"current: {current_revision(engine) or 'none'}  required: {head_revision()}")
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+@main.group()
+def data() -> None:
+    """Data sets: fetch the demo data."""
+
+
+@data.command("fetch-demo")
+@handle_errors
+def data_fetch_demo() -> None:
+    """Download the VADER sentences (by package name) and write them as CSV; print its path."""
+    from driftline.demo_data import fetch_vader
+
+    click.echo(fetch_vader(get_settings().cache_dir / "demo"))
+
+
+# --- bootstrap ----------------------------------------------------------------------------------
+
+
+def _train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--base-model",
+            default="minilm-l6",
+            show_default=True,
+            help="Local Hugging Face folder, or 'minilm-l6' for the packaged MiniLM-L6.",
+        ),
+        click.option("--epochs", type=float, default=1.0, show_default=True),
+        click.option("--max-length", type=int, default=64, show_default=True, help="Tokens per text."),
+        click.option("--seed", type=int, default=13, show_default=True),
+        click.option("--batch-size", type=int, default=16, show_default=True),
+        click.option("--learning-rate", type=float, default=5e-5, show_default=True),
+        click.option("--test-size", type=float, default=0.2, show_default=True, help="Held-out share."),
+        click.option(
+            "--num-hidden-layers", type=int, default=None, help="Keep only the first N encoder layers."
+        ),
+        click.option(
+            "--max-train-examples", type=int, default=None, help="Cap the training rows (seeded sample)."
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="CSV / TSV / JSONL / Parquet file of labeled text.",
+)
+@click.option("--text-col", required=True)
+@click.option("--label-col", required=True)
+@click.option("--domain-col", default=None)
+@click.option("--time-col", default=None, help="If given, the latest rows are held out.")
+@click.option("--domain", "domains", multiple=True, help="Keep only rows of this domain (repeatable).")
+@click.option(
+    "--model-name", default=None, help="Registry model name [default: DRIFTLINE_MODEL_NAME or 'sentiment']."
+)
+@click.option("--force", is_flag=True, help="Register a new champion even if the model has one.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_train_options
+@handle_errors
+def bootstrap(
+    data_path: Path,
+    text_col: str,
+    label_col: str,
+    domain_col: str | None,
+    time_col: str | None,
+    domains: tuple[str, ...],
+    model_name: str | None,
+    force: bool,
+    as_json: bool,
+    **train: Any,
+) -> None:
+    """Fine-tune a first model on labeled data and make it the champion."""
+    from retrain.bootstrap import BootstrapRequest
+    from retrain.bootstrap import bootstrap as run_bootstrap
+    from retrain.config import TrainConfig
+    from retrain.data import ColumnSpec
+
+    settings = get_settings()
+    request = BootstrapRequest(
+        data=data_path,
+        columns=ColumnSpec(text=text_col, label=label_col, time=time_col, domain=domain_col),
+        train=TrainConfig(**train),
+        model_name=model_name or settings.model_name,
+        domains=domains,
+        force=force,
+    )
+    registry = _open_registry(settings)
+    result = run_bootstrap(request, registry, _artifacts(settings), cache_dir=settings.cache_dir / "datasets")
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "version": as_dict(result.version),
+                    "run_id": result.run_id,
+                    "seconds": round(result.seconds, 1),
+                },
+                indent=1,
+            )
+        )
+        return
+    _print_bootstrap(result)
+
+
+def _print_bootstrap(result: Any) -> None:
+    v, m = result.version, result.metrics
+    click.echo("")
+    click.echo(
+        f"{v.model_name} v{v.version} is the champion (run {result.run_id}, {result.seconds:.0f} s; "
+        f"{result.n_train} training rows, {m['train']['examples_per_second']:.1f} examples/s)"
+    )
+    click.echo(_metrics_table(m))
+
+
+def _metrics_table(m: dict[str, Any]) -> str:
+    lines = [
+        f"held-out: {m['n']} rows   accuracy {m['accuracy']:.3f}   macro-F1 {m['macro_f1']:.3f}   "
+        f"ECE {m['ece']:.3f}",
+        f"  {'class':<12}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}",
+    ]
+    for label, c in m["per_class"].items():
+        lines.append(
+            f"  {label:<12}{c['precision']:>10.3f}{c['recall']:>8.3f}{c['f1']:>8.3f}{c['support']:>9d}"
+        )
+    return "\n".join(lines)
+
+
+# --- models and audit -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--name", default=None, help="Only this model.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@handle_errors
+def models(name: str | None, as_json: bool) -> None:
+    """List model versions with their aliases and held-out metrics."""
+    registry = _open_registry(get_settings())
+    names = [name] if name else [m.name for m in registry.list_models()]
+    rows = []
+    for model_name in names:
+        aliases: dict[int, list[str]] = {}
+        for alias in registry.list_aliases(model_name):
+            aliases.setdefault(alias.version, []).append(alias.alias)
+        for v in registry.list_versions(model_name):
+            rows.append(
+                {
+                    "name": v.model_name,
+                    "version": v.version,
+                    "aliases": sorted(aliases.get(v.version, [])),
+                    "metrics": v.metrics,
+                    "labels": list(v.labels),
+                    "base_model": v.base_model,
+                    "parent_version": v.parent_version,
+                    "artifact_sha256": v.artifact_sha256,
+                    "created_at": v.created_at.isoformat(),
+                }
+            )
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo(
+            "no models yet: create one with `driftline bootstrap --data FILE --text-col C --label-col C`"
+        )
+        return
+    click.echo(f"{'NAME':<16}{'VERSION':>8}  {'ALIASES':<22}{'ACCURACY':>9}{'MACRO-F1':>9}  CREATED")
+    for r in rows:
+        metrics = r["metrics"]
+        click.echo(
+            f"{r['name']:<16}{r['version']:>8}  {','.join(r['aliases']) or '-':<22}"
+            f"{metrics.get('accuracy', float('nan')):>9.3f}{metrics.get('macro_f1', float('nan')):>9.3f}  "
+            f"{r['created_at'][:19]}"
+        )
+
+
+@main.command()
+@click.option("--name", default=None, help="Only this model.")
+@click.option("--alias", default=None, help="Only this alias.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@handle_errors
+def audit(name: str | None, alias: str | None, limit: int, as_json: bool) -> None:
+    """Show the append-only log of alias moves (promotions, rollbacks), newest first."""
+    registry = _open_registry(get_settings())
+    events = registry.list_alias_events(name, alias, limit=limit)
+    if as_json:
+        click.echo(json.dumps([as_dict(ev) for ev in events], indent=1))
+        return
+    if not events:
+        click.echo("no alias events yet")
+        return
+    for ev in events:
+        frm = f"v{ev.from_version}" if ev.from_version is not None else "-"
+        click.echo(
+            f"{ev.created_at.isoformat()[:19]}  {ev.model_name}/{ev.alias}: {frm} -> v{ev.to_version}  "
+            f"by {ev.actor}: {ev.reason}"
+        )
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--domain", default="movieReviewSnippets", show_default=True, help="VADER domain to train on.")
+@click.option("--max-train-examples", type=int, default=None, help="Cap the training rows.")
+@handle_errors
+def demo(domain: str, max_train_examples: int | None) -> None:
+    """Fetch the VADER data, bootstrap a first model on one domain, print its held-out evaluation."""
+    from driftline.demo_data import fetch_vader
+    from registry.entities import CHAMPION
+    from registry.errors import NotFoundError
+    from retrain.bootstrap import BootstrapRequest
+    from retrain.bootstrap import bootstrap as run_bootstrap
+    from retrain.config import TrainConfig
+    from retrain.data import ColumnSpec
+
+    settings = get_settings()
+    path = fetch_vader(settings.cache_dir / "demo")
+    click.echo(f"demo data: {path}")
+    registry = _open_registry(settings)
+    try:
+        champion = registry.get_version_by_alias(settings.model_name, CHAMPION)
+    except NotFoundError:
+        champion = None
+    if champion is not None:
+        click.echo(
+            f"{settings.model_name} already has a champion (v{champion.version}); its held-out evaluation:"
+        )
+        click.echo(_metrics_table(champion.metrics))
+        click.echo("(`make clean-demo` removes ./.driftline to start over)")
+        return
+    request = BootstrapRequest(
+        data=path,
+        columns=ColumnSpec(text="text", label="label", domain="domain"),
+        domains=(domain,),
+        train=TrainConfig(max_train_examples=max_train_examples),
+        model_name=settings.model_name,
+        actor="driftline demo",
+    )
+    result = run_bootstrap(request, registry, _artifacts(settings), cache_dir=settings.cache_dir / "datasets")
+    _print_bootstrap(result)
+    click.echo("\nnext: `driftline models` lists it; `driftline audit` shows the alias event.")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,201 @@
+"""The first model: fine-tune a base model on labeled data, evaluate it, register it as champion.
+
+``bootstrap()`` reads like its steps: check data -> split -> train -> evaluate -> store -> register.
+Nothing is written before the data and the base model have been checked, and a failure after that
+leaves no version and no new artifact behind (the run row records the failure).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from registry.artifacts import ArtifactStore
+from registry.entities import CHAMPION, ArtifactRef, ModelVersion, NewModelVersion, RunStatus, RunTrigger
+from registry.errors import AlreadyExistsError, DriftlineError, NotFoundError
+from registry.modelio import save_classifier
+from registry.store import Registry
+from retrain.config import TrainConfig
+from retrain.data import ColumnSpec, Split, load_labeled_file, snapshot_digest, split_heldout
+from retrain.evaluate import classification_metrics, predict_proba
+from retrain.train import fine_tune, resolve_base_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BootstrapRequest:
+    data: Path
+    columns: ColumnSpec
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model_name: str = "sentiment"
+    domains: tuple[str, ...] = ()
+    force: bool = False
+    actor: str = "driftline bootstrap"
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    version: ModelVersion
+    run_id: int
+    metrics: dict[str, Any]
+    n_train: int
+    n_heldout: int
+    seconds: float
+
+
+def bootstrap(
+    request: BootstrapRequest,
+    registry: Registry,
+    artifacts: ArtifactStore,
+    *,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> BootstrapResult:
+    started = time.perf_counter()
+    cfg = request.train
+    data = load_labeled_file(request.data, request.columns, domains=request.domains, cache_dir=cache_dir)
+    base_path = resolve_base_model(cfg.base_model)
+    _refuse_existing_champion(registry, request)
+    split = _cap_train(split_heldout(data, test_size=cfg.test_size, seed=cfg.seed), cfg)
+    logger.info(
+        "bootstrap %s: %d train / %d held-out rows (%s split), labels %s",
+        request.model_name,
+        len(split.train),
+        len(split.heldout),
+        split.method,
+        ", ".join(data.labels),
+    )
+
+    run = registry.create_run(
+        request.model_name,
+        trigger=RunTrigger.BOOTSTRAP,
+        status=RunStatus.RUNNING,
+        config={"train": cfg.to_dict(), "data": str(request.data), "domains": list(request.domains)},
+    )
+    new_artifacts: list[ArtifactRef] = []
+    version: ModelVersion | None = None
+    try:
+        trained = fine_tune(split.train, data.labels, cfg, base_path=base_path, progress=progress)
+        probs = predict_proba(
+            trained.model,
+            trained.tokenizer,
+            split.heldout["text"].tolist(),
+            max_length=cfg.max_length,
+            batch_size=cfg.eval_batch_size,
+            progress=progress,
+        )
+        metrics = classification_metrics(probs, split.heldout["label"].tolist(), data.labels)
+        metrics["train"] = {
+            "n": len(split.train),
+            "loss": trained.train_loss,
+            "steps": trained.steps,
+            "seconds": round(trained.seconds, 2),
+            "examples_per_second": round(trained.examples_per_second, 2),
+        }
+        with tempfile.TemporaryDirectory(prefix="driftline-bootstrap-") as tmp:
+            data_ref = _store(artifacts, _write_snapshot(split, Path(tmp) / "data"), new_artifacts)
+            model_dir = save_classifier(
+                trained.model,
+                trained.tokenizer,
+                Path(tmp) / "model",
+                max_length=cfg.max_length,
+                extra={"base_model": cfg.base_model, "seed": cfg.seed},
+            )
+            model_ref = _store(artifacts, model_dir, new_artifacts)
+        version = registry.register_version(
+            request.model_name,
+            NewModelVersion(
+                base_model=cfg.base_model,
+                artifact=model_ref,
+                labels=data.labels,
+                metrics=metrics,
+                config={
+                    **cfg.to_dict(),
+                    "split": split.method,
+                    "source": str(request.data),
+                    "domains": list(request.domains),
+                    "dropped_duplicates": data.dropped_duplicates,
+                },
+                training_run_id=run.id,
+                data_snapshot=data_ref,
+                description=f"bootstrap from {Path(request.data).name}",
+            ),
+            set_aliases=[CHAMPION],
+            actor=request.actor,
+            reason=f"bootstrap from {Path(request.data).name}: held-out macro-F1 {metrics['macro_f1']:.3f}",
+        )
+        registry.finish_run(run.id, RunStatus.SUCCEEDED, data_snapshot_sha256=data_ref.sha256)
+    except BaseException as exc:
+        if version is None:
+            _remove_unreferenced(registry, artifacts, new_artifacts)
+        _record_failure(registry, run.id, exc)
+        raise
+    return BootstrapResult(
+        version=version,
+        run_id=run.id,
+        metrics=metrics,
+        n_train=len(split.train),
+        n_heldout=len(split.heldout),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _refuse_existing_champion(registry: Registry, request: BootstrapRequest) -> None:
+    if request.force:
+        return
+    try:
+        champion = registry.get_version_by_alias(request.model_name, CHAMPION)
+    except NotFoundError:
+        return
+    raise AlreadyExistsError(
+        f"model '{request.model_name}' already has a champion (v{champion.version}); bootstrap makes a first "
+        "model: pass --force to register a new one anyway, or --model-name for another model"
+    )
+
+
+def _cap_train(split: Split, cfg: TrainConfig) -> Split:
+    if cfg.max_train_examples is None or len(split.train) <= cfg.max_train_examples:
+        return split
+    train = split.train.sample(n=cfg.max_train_examples, random_state=cfg.seed).sort_index()
+    return Split(train.reset_index(drop=True), split.heldout, split.method)
+
+
+def _write_snapshot(split: Split, out_dir: Path) -> Path:
+    """The exact examples used, so later runs can replay them and gates can re-use the held-out set."""
+    out_dir.mkdir(parents=True)
+    for name, frame in (("train", split.train), ("heldout", split.heldout)):
+        frame.to_parquet(out_dir / f"{name}.parquet", index=False)
+    (out_dir / "README.md").write_text(
+        f"train: {len(split.train)} rows, sha256 {snapshot_digest(split.train)}\n"
+        f"heldout: {len(split.heldout)} rows, sha256 {snapshot_digest(split.heldout)} ({split.method} split)\n"
+    )
+    return out_dir
+
+
+def _store(artifacts: ArtifactStore, local_dir: Path, created: list[ArtifactRef]) -> ArtifactRef:
+    ref, is_new = artifacts.put_dir(local_dir)
+    if is_new:
+        created.append(ref)
+    return ref
+
+
+def _remove_unreferenced(registry: Registry, artifacts: ArtifactStore, refs: list[ArtifactRef]) -> None:
+    for ref in refs:
+        try:
+            if not registry.versions_using_artifact(ref.sha256):
+                artifacts.delete(ref)
+        except Exception:  # noqa: BLE001 - cleanup must not hide the original failure
+            logger.exception("could not remove artifact %s after a failed bootstrap", ref.sha256[:12])
+
+
+def _record_failure(registry: Registry, run_id: int, exc: BaseException) -> None:
+    message = exc.message if isinstance(exc, DriftlineError) else f"{type(exc).__name__}: {exc}"
+    try:
+        registry.finish_run(run_id, RunStatus.FAILED, error=message[:2000])
+    except Exception:  # noqa: BLE001
+        logger.exception("could not mark run %s as failed", run_id)
