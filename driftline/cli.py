@@ -145,7 +145,7 @@ def _train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-length", type=int, default=64, show_default=True, help="Tokens per text."),
         click.option("--seed", type=int, default=13, show_default=True),
         click.option("--batch-size", type=int, default=16, show_default=True),
-        click.option("--learning-rate", type=float, default=5e-5, show_default=True),
+        click.option("--learning-rate", type=float, default=1e-4, show_default=True),
         click.option("--test-size", type=float, default=0.2, show_default=True, help="Held-out share."),
         click.option(
             "--num-hidden-layers", type=int, default=None, help="Keep only the first N encoder layers."
@@ -204,6 +204,7 @@ def bootstrap(
         train=TrainConfig(**train),
         model_name=model_name or settings.model_name,
         domains=domains,
+        labels=_parse_labels(label_set),
         force=force,
     )
     registry = _open_registry(settings)
@@ -221,6 +222,17 @@ def bootstrap(
         )
         return
     _print_bootstrap(result)
+
+
+def _parse_labels(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    labels = tuple(v.strip() for v in value.split(",") if v.strip())
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise DriftlineError(
+            f"--labels {value!r}: give at least 2 distinct labels", code=ErrorCode.INVALID_INPUT
+        )
+    return labels
 
 
 def _print_bootstrap(result: Any) -> None:

@@ -20,15 +20,23 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 UPGRADE_COMMAND = "driftline db upgrade"
 
 
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` URLs use the psycopg 3 driver (the ``postgres`` extra)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for ``url``. SQLite gets WAL, foreign keys, a busy timeout and ``BEGIN IMMEDIATE``.
 
     ``BEGIN IMMEDIATE`` takes SQLite's write lock when a transaction starts, so two processes that
     read-then-write (next version number, lease) queue behind each other instead of failing.
     """
-    parsed = make_url(url)
+    parsed = make_url(normalize_url(url))
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, echo=echo, pool_pre_ping=True)
+        return create_engine(parsed, echo=echo, pool_pre_ping=True)
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

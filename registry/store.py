@@ -234,7 +234,7 @@ class Registry:
         )
         s.add(event)
         s.flush()
-        logger.info("alias %s/%s: v%s -> v%s by %s", model_name, alias, previous, version, actor)
+        logger.info("alias %s/%s: v%s -> v%s by %s", model_name, alias, previous or "-", version, actor)
         return event.to_entity()
 
     def get_alias(self, model_name: str, alias: str) -> e.Alias | None:

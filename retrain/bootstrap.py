@@ -34,6 +34,7 @@ class BootstrapRequest:
     train: TrainConfig = field(default_factory=TrainConfig)
     model_name: str = "sentiment"
     domains: tuple[str, ...] = ()
+    labels: tuple[str, ...] | None = None
     force: bool = False
     actor: str = "driftline bootstrap"
 
@@ -58,7 +59,13 @@ def bootstrap(
 ) -> BootstrapResult:
     started = time.perf_counter()
     cfg = request.train
-    data = load_labeled_file(request.data, request.columns, domains=request.domains, cache_dir=cache_dir)
+    data = load_labeled_file(
+        request.data,
+        request.columns,
+        allowed_labels=request.labels,
+        domains=request.domains,
+        cache_dir=cache_dir,
+    )
     base_path = resolve_base_model(cfg.base_model)
     _refuse_existing_champion(registry, request)
     split = _cap_train(split_heldout(data, test_size=cfg.test_size, seed=cfg.seed), cfg)

@@ -22,7 +22,7 @@ class TrainConfig:
     seed: int = 13
     batch_size: int = 16
     eval_batch_size: int = 64
-    learning_rate: float = 5e-5
+    learning_rate: float = 1e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     test_size: float = 0.2

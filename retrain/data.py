@@ -217,7 +217,8 @@ def check_labeled(
         frame["time"] = times.reset_index(drop=True)
     else:
         frame["time"] = pd.NaT
-    return dedupe(LabeledData(frame=frame, source=source, labels=tuple(classes)))
+    label_set = tuple(allowed_labels) if allowed_labels is not None else tuple(classes)
+    return dedupe(LabeledData(frame=frame, source=source, labels=label_set))
 
 
 def load_labeled_file(

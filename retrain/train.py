@@ -115,6 +115,7 @@ def fine_tune(
 ) -> TrainResult:
     """Fine-tune ``base_path`` on ``train`` (columns ``text``, ``label``) with the HF Trainer."""
     import datasets
+    import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     model, tokenizer = load_base(base_path, labels, cfg)
@@ -146,6 +147,7 @@ def fine_tune(
             logging_steps=max(1, int(steps_per_epoch * cfg.epochs) // 10),
             disable_tqdm=not progress,
             dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
             average_tokens_across_devices=False,
             ddp_find_unused_parameters=False,
             log_level="warning",

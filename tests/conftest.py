@@ -1,0 +1,136 @@
+"""Shared fixtures: offline environment, migrated databases (SQLite always, PostgreSQL when
+``DRIFTLINE_TEST_DATABASE_URL`` is set), artifact stores."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+for _key, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "BENTOML_DO_NOT_TRACK": "True",
+    "DO_NOT_TRACK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ[_key] = _value
+
+PG_ENV = "DRIFTLINE_TEST_DATABASE_URL"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test gets its own DRIFTLINE_HOME; no test touches ./.driftline."""
+    from registry.settings import get_settings
+
+    for key in list(os.environ):
+        if key.startswith("DRIFTLINE_") and key != PG_ENV:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("DRIFTLINE_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once; tests get copies."""
+    from registry.db import make_engine, upgrade
+
+    path = tmp_path_factory.mktemp("db-template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, dropped at the end."""
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.skip(f"{PG_ENV} is not set")
+    from sqlalchemy import text
+
+    from registry.db import make_engine
+
+    admin = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"driftline_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"PostgreSQL at {PG_ENV} is not usable: {exc}")
+    base = admin.url.set(database=name).render_as_string(hide_password=False)
+    yield base
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_migrated(pg_server_url: str) -> str:
+    from registry.db import make_engine, upgrade
+
+    engine = make_engine(pg_server_url)
+    upgrade(engine)
+    engine.dispose()
+    return pg_server_url
+
+
+def _truncate_all(url: str) -> None:
+    from sqlalchemy import text
+
+    from registry.db import make_engine
+    from registry.orm import Base
+
+    engine = make_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """A database at the migration head, empty of rows, on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "driftline.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("pg_migrated")
+    _truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def registry(db_url: str):  # type: ignore[no-untyped-def]
+    from registry.db import make_engine
+    from registry.store import Registry
+
+    store = Registry(make_engine(db_url))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from registry.artifacts import LocalArtifactStore
+
+    return LocalArtifactStore(tmp_path / "artifacts")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    path = tmp_path / "home" / "driftline.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
