@@ -186,6 +186,7 @@ def bootstrap(
     domain_col: str | None,
     time_col: str | None,
     domains: tuple[str, ...],
+    label_set: str | None,
     model_name: str | None,
     force: bool,
     as_json: bool,
