@@ -33,6 +33,7 @@ EXIT_FAILED = 1
 
 
 def _setup(verbose: bool) -> None:
+    get_settings.cache_clear()  # settings are read once per command, from the environment it runs in
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     logging.basicConfig(
@@ -172,6 +173,9 @@ def _train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--domain-col", default=None)
 @click.option("--time-col", default=None, help="If given, the latest rows are held out.")
 @click.option("--domain", "domains", multiple=True, help="Keep only rows of this domain (repeatable).")
+@click.option(
+    "--labels", "label_set", default=None, help="Comma-separated label set; rows with other labels are refused."
+)
 @click.option(
     "--model-name", default=None, help="Registry model name [default: DRIFTLINE_MODEL_NAME or 'sentiment']."
 )

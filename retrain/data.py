@@ -97,6 +97,8 @@ def read_table(path: Path, *, cache_dir: Path | None = None) -> pd.DataFrame:
     import datasets
 
     kwargs: dict[str, Any] = {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # reading a file is quick; its bar would bury error messages
     try:
         ds = datasets.load_dataset(
             fmt,
@@ -115,6 +117,9 @@ def read_table(path: Path, *, cache_dir: Path | None = None) -> pd.DataFrame:
                 pass
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot be read as {fmt}: {first}") from exc
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
 
 
 def _label_value(value: Any) -> str | None:
@@ -160,16 +165,17 @@ def check_labeled(
         raw = raw.loc[keep].reset_index(drop=True)
 
     texts = raw[columns.text].tolist()
+    empty = [_is_missing(t) or (isinstance(t, str) and not t.strip()) for t in texts]
+    if any(empty):
+        raise DataError(
+            f"{source}: column '{columns.text}' has {sum(empty)} of {len(texts)} rows with empty or missing text "
+            f"({_rows(empty)})"
+        )
     non_string = [not isinstance(t, str) for t in texts]
     if any(non_string):
         raise DataError(
-            f"{source}: column '{columns.text}' has {sum(non_string)} of {len(texts)} rows that are missing "
-            f"or not strings ({_rows(non_string)})"
-        )
-    empty = [not t.strip() for t in texts]
-    if any(empty):
-        raise DataError(
-            f"{source}: column '{columns.text}' has {sum(empty)} of {len(texts)} rows with empty text ({_rows(empty)})"
+            f"{source}: column '{columns.text}' has {sum(non_string)} of {len(texts)} rows that are not strings "
+            f"({_rows(non_string)})"
         )
 
     raw_labels = raw[columns.label].tolist()

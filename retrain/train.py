@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -159,7 +160,8 @@ def fine_tune(
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
         )
-        output = trainer.train()
+        with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its log lines; keep stdout for results
+            output = trainer.train()
     metrics = output.metrics
     model = trainer.model
     model.eval()

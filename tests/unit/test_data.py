@@ -74,7 +74,7 @@ def test_empty_texts_are_counted(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     with pytest.raises(
-        DataError, match=r"d\.jsonl: column 'text' has 2 of 30 rows with empty text \(rows 4, 8\)"
+        DataError, match=r"d\.jsonl: column 'text' has 2 of 30 rows with empty or missing text \(rows 4, 8\)"
     ):
         load_labeled_file(path, COLS)
 
@@ -84,7 +84,7 @@ def test_missing_texts_in_csv(tmp_path: Path) -> None:
     rows[0]["text"] = None
     path = write_csv(tmp_path / "d.csv", rows)
     with pytest.raises(
-        DataError, match=r"d\.csv: column 'text' has 1 of 30 rows that are missing or not strings \(row 1\)"
+        DataError, match=r"d\.csv: column 'text' has 1 of 30 rows with empty or missing text \(row 1\)"
     ):
         load_labeled_file(path, COLS)
 
@@ -96,7 +96,7 @@ def test_non_string_texts(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     with pytest.raises(
-        DataError, match=r"column 'text' has 2 of 30 rows that are missing or not strings \(rows 3, 6\)"
+        DataError, match=r"column 'text' has 2 of 30 rows that are not strings \(rows 3, 6\)"
     ):
         load_labeled_file(path, COLS)
 
