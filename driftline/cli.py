@@ -154,6 +154,13 @@ def _train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--max-train-examples", type=int, default=None, help="Cap the training rows (seeded sample)."
         ),
+        click.option(
+            "--class-weighting",
+            type=click.Choice(["balanced", "sqrt", "none"]),
+            default="balanced",
+            show_default=True,
+            help="Loss weights per class; 'balanced' keeps rare classes from being ignored.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -174,7 +181,10 @@ def _train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--time-col", default=None, help="If given, the latest rows are held out.")
 @click.option("--domain", "domains", multiple=True, help="Keep only rows of this domain (repeatable).")
 @click.option(
-    "--labels", "label_set", default=None, help="Comma-separated label set; rows with other labels are refused."
+    "--labels",
+    "label_set",
+    default=None,
+    help="Comma-separated label set; rows with other labels are refused.",
 )
 @click.option(
     "--model-name", default=None, help="Registry model name [default: DRIFTLINE_MODEL_NAME or 'sentiment']."

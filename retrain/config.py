@@ -10,6 +10,9 @@ from typing import Any
 from registry.errors import InvalidInputError
 
 DEFAULT_BASE_MODEL = "minilm-l6"
+# How the loss weighs classes: "balanced" gives each class the same total weight (rare classes such
+# as neutral movie snippets still get learned); "sqrt" is half-way; "none" is plain cross-entropy.
+CLASS_WEIGHTINGS = ("balanced", "sqrt", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +31,7 @@ class TrainConfig:
     test_size: float = 0.2
     num_hidden_layers: int | None = None
     max_train_examples: int | None = None
+    class_weighting: str = "balanced"
 
     def __post_init__(self) -> None:
         checks = [
@@ -48,6 +52,7 @@ class TrainConfig:
                 self.max_train_examples is None or self.max_train_examples >= 2,
                 "must be >= 2",
             ),
+            ("class_weighting", self.class_weighting in CLASS_WEIGHTINGS, f"must be one of {CLASS_WEIGHTINGS}"),
         ]
         for name, ok, rule in checks:
             if not ok:

@@ -96,6 +96,39 @@ def load_base(base_path: Path, labels: Sequence[str], cfg: TrainConfig) -> tuple
     return model, tokenizer
 
 
+def class_weights(train_labels: Sequence[str], labels: Sequence[str], mode: str) -> list[float] | None:
+    """Per-class loss weights: ``n / (k * count)`` ("balanced"), its square root ("sqrt"), or none."""
+    if mode == "none":
+        return None
+    counts = pd.Series(list(train_labels)).value_counts()
+    n, k = len(train_labels), len(labels)
+    power = 1.0 if mode == "balanced" else 0.5
+    return [float((n / (k * counts[label])) ** power) if counts.get(label, 0) else 0.0 for label in labels]
+
+
+def _trainer_class() -> type:
+    """A Trainer whose loss can weigh classes (built lazily: importing this module stays light)."""
+    import torch
+    from transformers import Trainer
+
+    class WeightedTrainer(Trainer):
+        def __init__(self, *args: Any, class_weights: list[float] | None = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+            if self._weights is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = torch.nn.functional.cross_entropy(
+                outputs.logits, labels, weight=self._weights.to(outputs.logits.device)
+            )
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedTrainer
+
+
 @dataclass
 class TrainResult:
     model: Any
@@ -117,7 +150,7 @@ def fine_tune(
     """Fine-tune ``base_path`` on ``train`` (columns ``text``, ``label``) with the HF Trainer."""
     import datasets
     import torch
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, TrainingArguments
 
     model, tokenizer = load_base(base_path, labels, cfg)
     label_ids = {label: i for i, label in enumerate(labels)}
@@ -153,14 +186,17 @@ def fine_tune(
             ddp_find_unused_parameters=False,
             log_level="warning",
         )
-        trainer = Trainer(
+        trainer = _trainer_class()(
+            class_weights=class_weights(train["label"].tolist(), labels, cfg.class_weighting),
             model=model,
             args=args,
             train_dataset=ds,
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
         )
-        with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its log lines; keep stdout for results
+        with contextlib.redirect_stdout(
+            sys.stderr
+        ):  # the Trainer prints its log lines; keep stdout for results
             output = trainer.train()
     metrics = output.metrics
     model = trainer.model

@@ -85,8 +85,11 @@ def test_bootstrap_registers_an_accurate_reproducible_champion(topics_csv: Path)
     settings = get_settings()
     loaded = load_version(LocalArtifactStore(settings.artifact_root), registry.get_version("sentiment", 1))
     probs = predict_proba(
-        loaded.model, loaded.tokenizer, ["The bakery cooked rice with beans.", "A thunderstorm with hail."],
-        max_length=loaded.max_length, progress=False,
+        loaded.model,
+        loaded.tokenizer,
+        ["The bakery cooked rice with beans.", "A thunderstorm with hail."],
+        max_length=loaded.max_length,
+        progress=False,
     )
     assert [loaded.labels[i] for i in probs.argmax(axis=1)] == ["food", "weather"]
     runs = registry.list_runs("sentiment")
@@ -128,18 +131,36 @@ def _rows(**changes: object) -> list[dict]:
 BAD_INPUTS = {
     "missing file": (None, ["--data-override", "nope.csv"], r"nope\.csv: no such file"),
     "no such column": (_rows(), ["--text-col", "sentence"], r"data\.csv: no column 'sentence'"),
-    "empty texts": (_rows(r2={"text": " "}, r9={"text": ""}), [],
-                    r"data\.csv: column 'text' has 2 of 30 rows with empty or missing text \(rows 3, 10\)"),
-    "non-string texts": (_rows(r4={"text": 17}), ["--jsonl"],
-                         r"data\.jsonl: column 'text' has 1 of 30 rows that are not strings \(row 5\)"),
-    "missing labels": (_rows(r0={"label": None}, r1={"label": None}), [],
-                       r"data\.csv: column 'label' has 2 of 30 rows without a label \(rows 1, 2\)"),
-    "unknown labels": (_rows(r5={"label": "politics"}), ["--labels", "food,sports,weather"],
-                       r"data\.csv: column 'label' has 1 rows with unknown labels \['politics'\]"),
-    "one class": ([dict(r, label="food") for r in _rows()], [],
-                  r"data\.csv: column 'label' has 1 class \('food'\) in 30 rows; at least 2 are needed"),
-    "missing base model": (_rows(), ["--base-model", "/no/such/model"],
-                           r"base model '/no/such/model' is neither a local folder nor in the local"),
+    "empty texts": (
+        _rows(r2={"text": " "}, r9={"text": ""}),
+        [],
+        r"data\.csv: column 'text' has 2 of 30 rows with empty or missing text \(rows 3, 10\)",
+    ),
+    "non-string texts": (
+        _rows(r4={"text": 17}),
+        ["--jsonl"],
+        r"data\.jsonl: column 'text' has 1 of 30 rows that are not strings \(row 5\)",
+    ),
+    "missing labels": (
+        _rows(r0={"label": None}, r1={"label": None}),
+        [],
+        r"data\.csv: column 'label' has 2 of 30 rows without a label \(rows 1, 2\)",
+    ),
+    "unknown labels": (
+        _rows(r5={"label": "politics"}),
+        ["--labels", "food,sports,weather"],
+        r"data\.csv: column 'label' has 1 rows with unknown labels \['politics'\]",
+    ),
+    "one class": (
+        [dict(r, label="food") for r in _rows()],
+        [],
+        r"data\.csv: column 'label' has 1 class \('food'\) in 30 rows; at least 2 are needed",
+    ),
+    "missing base model": (
+        _rows(),
+        ["--base-model", "/no/such/model"],
+        r"base model '/no/such/model' is neither a local folder nor in the local",
+    ),
 }
 
 

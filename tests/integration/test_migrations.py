@@ -35,7 +35,9 @@ def test_downgrade_to_base_and_back(sqlite_url: str) -> None:
 def test_refuses_database_below_head(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     downgrade(engine, "base")
-    with pytest.raises(SchemaOutOfDateError, match=r"below the required revision .*run `driftline db upgrade`"):
+    with pytest.raises(
+        SchemaOutOfDateError, match=r"below the required revision .*run `driftline db upgrade`"
+    ):
         check_schema(engine)
 
 

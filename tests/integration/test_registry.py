@@ -55,9 +55,15 @@ def test_errors_name_the_key(registry: Registry) -> None:
 
 
 def test_alias_moves_write_audit_rows_in_order(registry: Registry) -> None:
-    registry.register_version("sentiment", spec(1), set_aliases=[e.CHAMPION], actor="bootstrap", reason="first")
-    registry.register_version("sentiment", spec(2), set_aliases=[e.CHALLENGER], actor="run 1", reason="candidate")
-    registry.set_alias("sentiment", e.CHAMPION, 2, actor="gate", reason="macro-F1 +0.04", report_uri="file:///r.html")
+    registry.register_version(
+        "sentiment", spec(1), set_aliases=[e.CHAMPION], actor="bootstrap", reason="first"
+    )
+    registry.register_version(
+        "sentiment", spec(2), set_aliases=[e.CHALLENGER], actor="run 1", reason="candidate"
+    )
+    registry.set_alias(
+        "sentiment", e.CHAMPION, 2, actor="gate", reason="macro-F1 +0.04", report_uri="file:///r.html"
+    )
     registry.set_alias("sentiment", e.CHAMPION, 1, actor="alice", reason="rollback")
 
     assert registry.get_alias("sentiment", e.CHAMPION).version == 1  # type: ignore[union-attr]
@@ -82,7 +88,9 @@ def test_failed_alias_move_writes_no_event(registry: Registry) -> None:
 
 
 def test_run_lifecycle(registry: Registry) -> None:
-    run = registry.create_run("sentiment", trigger=e.RunTrigger.BOOTSTRAP, status=e.RunStatus.RUNNING, config={"a": 1})
+    run = registry.create_run(
+        "sentiment", trigger=e.RunTrigger.BOOTSTRAP, status=e.RunStatus.RUNNING, config={"a": 1}
+    )
     assert run.status is e.RunStatus.RUNNING and run.started_at is not None and run.attempts == 1
     version = registry.register_version("sentiment", spec(1, training_run_id=run.id))
     done = registry.finish_run(run.id, e.RunStatus.SUCCEEDED, data_snapshot_sha256="ab" * 32)

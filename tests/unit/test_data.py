@@ -95,9 +95,7 @@ def test_non_string_texts(tmp_path: Path) -> None:
     rows[5]["text"] = ["a", "list"]
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    with pytest.raises(
-        DataError, match=r"column 'text' has 2 of 30 rows that are not strings \(rows 3, 6\)"
-    ):
+    with pytest.raises(DataError, match=r"column 'text' has 2 of 30 rows that are not strings \(rows 3, 6\)"):
         load_labeled_file(path, COLS)
 
 
