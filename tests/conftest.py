@@ -11,16 +11,9 @@ from pathlib import Path
 
 import pytest
 
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "BENTOML_DO_NOT_TRACK": "True",
-    "DO_NOT_TRACK": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ[_key] = _value
+from driftline.cli import OFFLINE_ENV  # the same offline switches the CLI sets
+
+os.environ.update(OFFLINE_ENV)
 
 PG_ENV = "DRIFTLINE_TEST_DATABASE_URL"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
