@@ -41,7 +41,7 @@ def _setup(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("httpx", "urllib3", "filelock", "fsspec", "alembic.runtime.migration"):
+    for noisy in ("httpx", "urllib3", "filelock", "fsspec", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -157,7 +157,7 @@ def _train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--class-weighting",
             type=click.Choice(["balanced", "sqrt", "none"]),
-            default="balanced",
+            default="none",
             show_default=True,
             help="Loss weights per class; 'balanced' keeps rare classes from being ignored.",
         ),

@@ -234,7 +234,8 @@ class Registry:
         )
         s.add(event)
         s.flush()
-        logger.info("alias %s/%s: v%s -> v%s by %s", model_name, alias, previous or "-", version, actor)
+        was = f"v{previous}" if previous is not None else "none"
+        logger.info("alias %s/%s: %s -> v%s by %s", model_name, alias, was, version, actor)
         return event.to_entity()
 
     def get_alias(self, model_name: str, alias: str) -> e.Alias | None:

@@ -31,7 +31,7 @@ class TrainConfig:
     test_size: float = 0.2
     num_hidden_layers: int | None = None
     max_train_examples: int | None = None
-    class_weighting: str = "balanced"
+    class_weighting: str = "none"
 
     def __post_init__(self) -> None:
         checks = [
