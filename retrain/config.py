@@ -52,7 +52,11 @@ class TrainConfig:
                 self.max_train_examples is None or self.max_train_examples >= 2,
                 "must be >= 2",
             ),
-            ("class_weighting", self.class_weighting in CLASS_WEIGHTINGS, f"must be one of {CLASS_WEIGHTINGS}"),
+            (
+                "class_weighting",
+                self.class_weighting in CLASS_WEIGHTINGS,
+                f"must be one of {CLASS_WEIGHTINGS}",
+            ),
         ]
         for name, ok, rule in checks:
             if not ok:
