@@ -216,3 +216,31 @@ class Lease:
     holder: str
     acquired_at: datetime
     expires_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewPrediction:
+    """A prediction to log; the service assigns the id when it answers."""
+
+    id: str
+    created_at: datetime
+    text: str
+    text_hash: str
+    label: str
+    scores: dict[str, float]
+    model_name: str
+    model_version: int
+    latency_ms: float
+    embedding: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewLabel:
+    """A label for a logged prediction (``prediction_id``) or for a text seen elsewhere (``text``)."""
+
+    label: str
+    prediction_id: str | None = None
+    text: str | None = None
+    domain: str | None = None
+    source: str = "feedback"
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from registry import entities as e
@@ -21,13 +21,18 @@ from registry.errors import ConflictError, InvalidInputError, NotFoundError
 from registry.orm import (
     AliasEventRow,
     AliasRow,
+    DriftCheckRow,
+    LabelRow,
     LeaseRow,
     ModelVersionRow,
+    PredictionRow,
+    PromotionDecisionRow,
     RegisteredModelRow,
     RetrainRunRow,
     utcnow,
 )
 from registry.settings import Settings, get_settings
+from registry.texts import text_hash
 
 logger = logging.getLogger(__name__)
 
@@ -270,6 +275,94 @@ class Registry:
                 query = query.where(AliasEventRow.alias == alias)
             return [r.to_entity() for r in s.scalars(query)]
 
+    def rollback(self, model_name: str, *, actor: str, reason: str) -> e.AliasEvent:
+        """Point ``champion`` back at the version it pointed to before its latest move."""
+        with self._tx() as s:
+            current = s.get(AliasRow, (model_name, e.CHAMPION))
+            if current is None:
+                _model_row(s, model_name)
+                raise NotFoundError(f"model '{model_name}' has no champion to roll back")
+            last = s.scalar(
+                select(AliasEventRow)
+                .where(AliasEventRow.model_name == model_name, AliasEventRow.alias == e.CHAMPION)
+                .order_by(AliasEventRow.id.desc())
+                .limit(1)
+            )
+            if last is None or last.from_version is None:
+                raise ConflictError(
+                    f"model '{model_name}' champion v{current.version} has no previous champion to roll back to"
+                )
+            return self._move_alias(s, model_name, e.CHAMPION, last.from_version, actor=actor, reason=reason)
+
+    # --- drift checks and promotion decisions ---------------------------------------------------
+
+    def add_drift_check(self, check: dict[str, Any]) -> e.DriftCheck:
+        with self._tx() as s:
+            row = DriftCheckRow(**{"created_at": self._clock(), **check})
+            s.add(row)
+            s.flush()
+            return row.to_entity()
+
+    def get_drift_check(self, check_id: int) -> e.DriftCheck:
+        with self._tx() as s:
+            row = s.get(DriftCheckRow, check_id)
+            if row is None:
+                raise NotFoundError(f"drift check {check_id} does not exist")
+            return row.to_entity()
+
+    def list_drift_checks(self, model_name: str | None = None, *, limit: int = 100) -> list[e.DriftCheck]:
+        with self._tx() as s:
+            query = select(DriftCheckRow).order_by(DriftCheckRow.id.desc()).limit(limit)
+            if model_name is not None:
+                query = query.where(DriftCheckRow.model_name == model_name)
+            return [r.to_entity() for r in s.scalars(query)]
+
+    def add_decision(self, decision: dict[str, Any]) -> e.PromotionDecision:
+        with self._tx() as s:
+            values = {"created_at": self._clock(), **decision}
+            values["status"] = e.DecisionStatus(values["status"]).value
+            values["reasons"] = list(values.get("reasons", []))
+            row = PromotionDecisionRow(**values)
+            s.add(row)
+            s.flush()
+            return row.to_entity()
+
+    def get_decision(self, decision_id: int) -> e.PromotionDecision:
+        with self._tx() as s:
+            return _decision_row(s, decision_id).to_entity()
+
+    def list_decisions(self, model_name: str | None = None, *, limit: int = 100) -> list[e.PromotionDecision]:
+        with self._tx() as s:
+            query = select(PromotionDecisionRow).order_by(PromotionDecisionRow.id.desc()).limit(limit)
+            if model_name is not None:
+                query = query.where(PromotionDecisionRow.model_name == model_name)
+            return [r.to_entity() for r in s.scalars(query)]
+
+    def review_decision(
+        self, decision_id: int, *, approve: bool, reviewer: str, reason: str
+    ) -> e.PromotionDecision:
+        """Approve (and promote, in the same transaction) or refuse a decision pending approval."""
+        with self._tx() as s:
+            row = _decision_row(s, decision_id, lock=True)
+            if row.status != e.DecisionStatus.PENDING_APPROVAL.value:
+                raise ConflictError(f"decision {decision_id} is '{row.status}', not pending approval")
+            row.status = (e.DecisionStatus.APPROVED if approve else e.DecisionStatus.REFUSED).value
+            row.reviewer = reviewer
+            row.decided_at = self._clock()
+            row.reasons = [*row.reasons, f"{'approved' if approve else 'refused'} by {reviewer}: {reason}"]
+            if approve:
+                self._move_alias(
+                    s,
+                    row.model_name,
+                    e.CHAMPION,
+                    row.candidate_version,
+                    actor=reviewer,
+                    reason=f"decision {decision_id} approved: {reason}",
+                    report_uri=row.report_uri,
+                )
+            s.flush()
+            return row.to_entity()
+
     # --- retrain runs -----------------------------------------------------------------------
 
     def create_run(
@@ -328,6 +421,132 @@ class Registry:
                 row.data_snapshot_sha256 = data_snapshot_sha256
             s.flush()
             return row.to_entity()
+
+    # --- predictions and labels -------------------------------------------------------------
+
+    def add_predictions(self, rows: Sequence[e.NewPrediction]) -> int:
+        """Insert logged predictions in one statement (executemany); returns how many."""
+        if not rows:
+            return 0
+        with self._tx() as s:
+            s.execute(
+                insert(PredictionRow),
+                [
+                    {
+                        "id": r.id,
+                        "created_at": r.created_at,
+                        "text": r.text,
+                        "text_hash": r.text_hash,
+                        "label": r.label,
+                        "scores": r.scores,
+                        "embedding": r.embedding,
+                        "model_name": r.model_name,
+                        "model_version": r.model_version,
+                        "latency_ms": r.latency_ms,
+                    }
+                    for r in rows
+                ],
+            )
+        return len(rows)
+
+    def get_predictions(self, ids: Sequence[str]) -> dict[str, e.Prediction]:
+        with self._tx() as s:
+            found = s.scalars(select(PredictionRow).where(PredictionRow.id.in_(list(ids))))
+            return {r.id: r.to_entity() for r in found}
+
+    def list_predictions(
+        self,
+        model_name: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[e.Prediction]:
+        """Oldest first within the window."""
+        with self._tx() as s:
+            query = select(PredictionRow).order_by(PredictionRow.created_at, PredictionRow.id).limit(limit)
+            if model_name is not None:
+                query = query.where(PredictionRow.model_name == model_name)
+            if since is not None:
+                query = query.where(PredictionRow.created_at >= since)
+            if until is not None:
+                query = query.where(PredictionRow.created_at < until)
+            return [r.to_entity() for r in s.scalars(query)]
+
+    def count_predictions(self, model_name: str | None = None) -> int:
+        with self._tx() as s:
+            query = select(func.count()).select_from(PredictionRow)
+            if model_name is not None:
+                query = query.where(PredictionRow.model_name == model_name)
+            return int(s.scalar(query) or 0)
+
+    def add_labels(
+        self, items: Sequence[e.NewLabel], *, allowed_labels: Sequence[str] | None = None
+    ) -> list[e.Label]:
+        """Store labels all-or-nothing: an unknown prediction id or label refuses the whole batch.
+
+        Raises :class:`NotFoundError` naming every unknown prediction id, and
+        :class:`InvalidInputError` naming every unknown label; nothing is written then.
+        """
+        if allowed_labels is not None:
+            unknown = sorted({item.label for item in items} - set(allowed_labels))
+            if unknown:
+                raise InvalidInputError(
+                    f"unknown labels {unknown} (known: {', '.join(allowed_labels)})",
+                    field="label",
+                    unknown=unknown,
+                )
+        for i, item in enumerate(items):
+            if (item.prediction_id is None) == (item.text is None):
+                raise InvalidInputError(f"item {i}: give either prediction_id or text, not both or neither")
+        now = self._clock()
+        with self._tx() as s:
+            wanted = sorted({item.prediction_id for item in items if item.prediction_id is not None})
+            predictions: dict[str, PredictionRow] = {}
+            if wanted:
+                predictions = {
+                    p.id: p for p in s.scalars(select(PredictionRow).where(PredictionRow.id.in_(wanted)))
+                }
+            missing = [pid for pid in wanted if pid not in predictions]
+            if missing:
+                raise NotFoundError(
+                    f"unknown prediction ids {missing}", field="prediction_id", unknown=missing
+                )
+            rows = []
+            for item in items:
+                text = predictions[item.prediction_id].text if item.prediction_id else item.text
+                assert text is not None
+                rows.append(
+                    LabelRow(
+                        prediction_id=item.prediction_id,
+                        text=text,
+                        text_hash=predictions[item.prediction_id].text_hash
+                        if item.prediction_id
+                        else text_hash(text),
+                        label=item.label,
+                        source=item.source,
+                        domain=item.domain,
+                        meta=item.metadata,
+                        created_at=now,
+                    )
+                )
+            s.add_all(rows)
+            s.flush()
+            return [r.to_entity() for r in rows]
+
+    def count_labels(self, *, since: datetime | None = None) -> int:
+        with self._tx() as s:
+            query = select(func.count()).select_from(LabelRow)
+            if since is not None:
+                query = query.where(LabelRow.created_at >= since)
+            return int(s.scalar(query) or 0)
+
+    def list_labels(self, *, since: datetime | None = None, limit: int = 10_000) -> list[e.Label]:
+        with self._tx() as s:
+            query = select(LabelRow).order_by(LabelRow.id).limit(limit)
+            if since is not None:
+                query = query.where(LabelRow.created_at >= since)
+            return [r.to_entity() for r in s.scalars(query)]
 
     # --- leases -----------------------------------------------------------------------------
 
@@ -408,6 +627,14 @@ def _version_row(s: Session, model_name: str, version: int) -> ModelVersionRow:
     if row is None:
         _model_row(s, model_name)
         raise NotFoundError(f"model '{model_name}' has no version {version}")
+    return row
+
+
+def _decision_row(s: Session, decision_id: int, *, lock: bool = False) -> PromotionDecisionRow:
+    query = select(PromotionDecisionRow).where(PromotionDecisionRow.id == decision_id)
+    row = s.scalar(query.with_for_update() if lock else query)
+    if row is None:
+        raise NotFoundError(f"promotion decision {decision_id} does not exist")
     return row
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from registry.errors import InvalidInputError
+from registry.texts import text_key
 
 logger = logging.getLogger(__name__)
 
@@ -242,15 +243,6 @@ def load_labeled_file(
         allowed_labels=allowed_labels,
         domains=domains,
     )
-
-
-def text_key(text: str) -> str:
-    """The identity of a text for de-duplication and hashing: whitespace folded, case kept."""
-    return " ".join(text.split())
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text_key(text).encode()).hexdigest()
 
 
 def dedupe(data: LabeledData) -> LabeledData:

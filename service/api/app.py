@@ -1,0 +1,26 @@
+"""The control API app: one router per resource, one exception handler for Driftline errors."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from registry.errors import DriftlineError
+from service.api import models, records, reports, runs
+
+
+async def _driftline_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DriftlineError)
+    return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
+
+def create_control_app() -> FastAPI:
+    app = FastAPI(
+        title="Driftline control API",
+        summary="Models, aliases, audit log, drift checks, retraining runs and promotion decisions.",
+        version="1",
+    )
+    app.add_exception_handler(DriftlineError, _driftline_error)
+    for router in (models.router, runs.router, records.checks, records.decisions, reports.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,304 @@
+"""The BentoML service: ``bentoml serve service.app:Driftline``.
+
+``POST /predict`` answers through the adaptive micro-batcher (one forward pass per batch, tokenized per
+batch), logs every prediction off the request path, and names the model version in the body and in
+the ``X-Driftline-Model-Version`` header. ``POST /feedback`` attaches labels. The champion is followed
+and hot-swapped by a watcher thread. The control API is mounted at ``/api`` (OpenAPI docs at
+``/api/docs``). ``/readyz`` is false until a champion is loaded and warmed.
+
+Why not ``@bentoml.api(batchable=True)``: a batchable API answers each request with a bare slice of a
+list and runs in the batch's context, so it cannot set a per-request header or refuse one bad request
+without failing the batch it shares. The micro-batcher here batches the same way (bounded batch
+size, bounded wait) while each request keeps its own validation, response and header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import bentoml
+from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
+
+from registry.artifacts import open_artifact_store
+from registry.entities import CHAMPION, ModelVersion, NewLabel, NewPrediction
+from registry.errors import DriftlineError, NotFoundError
+from registry.modelio import load_version
+from registry.settings import get_settings
+from registry.store import Registry
+from registry.texts import text_hash
+from service.api.app import create_control_app
+from service.batching import MicroBatcher
+from service.predlog import PredictionLog
+from service.runtime import BatchOutput, ModelHolder, ServingModel
+from service.settings import get_serve_settings
+from service.swap import ChampionWatcher
+from service.validation import Problem, check_feedback, check_texts
+
+logger = logging.getLogger(__name__)
+
+VERSION_HEADER = "X-Driftline-Model-Version"
+control_app = create_control_app()
+
+
+class TextPrediction(BaseModel):
+    prediction_id: str
+    label: str
+    scores: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    model: str
+    model_version: int
+    predictions: list[TextPrediction]
+
+
+class FeedbackItem(BaseModel):
+    prediction_id: str | None = Field(default=None, max_length=64)
+    text: str | None = None
+    label: str = Field(max_length=200)
+    domain: str | None = Field(default=None, max_length=200)
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
+    label_ids: list[int]
+
+
+class JSONOnly:
+    """ASGI middleware: the JSON APIs refuse other content types with 415 instead of guessing."""
+
+    PATHS = ("/predict", "/feedback")
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.PATHS:
+            headers = dict(scope.get("headers") or [])
+            media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if media != b"application/json":
+                shown = media.decode("latin-1") or "none"
+                body = {
+                    "error": "INVALID_INPUT",
+                    "message": f"Content-Type must be application/json, got {shown}",
+                    "details": {"field": "Content-Type"},
+                }
+                await JSONResponse(body, status_code=415)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _reply(ctx: bentoml.Context, status: int, body: dict[str, Any]) -> JSONResponse:
+    ctx.response.status_code = status  # BentoML copies this onto the response it sends
+    return JSONResponse(body, status_code=status)
+
+
+@bentoml.service(name="driftline", workers=1, traffic={"timeout": 60, "max_concurrency": 1024})
+@bentoml.asgi_app(control_app, path="/api")
+class Driftline:
+    def __init__(self) -> None:
+        import torch
+
+        self.settings = get_settings()
+        self.serve = get_serve_settings()
+        torch.set_num_threads(self.serve.torch_threads)
+        self.registry = Registry.open(self.settings)
+        self.artifacts = open_artifact_store(
+            self.settings.artifact_root, cache_dir=self.settings.cache_dir / "artifacts"
+        )
+        control_app.state.registry = self.registry
+        control_app.state.artifacts = self.artifacts
+        self.model_name = self.settings.model_name
+        self.holder = ModelHolder()
+        self.log = PredictionLog(
+            self.registry.add_predictions,
+            capacity=self.serve.log_queue_size,
+            batch_size=self.serve.log_batch_size,
+            flush_interval_s=self.serve.log_flush_interval_s,
+        )
+        self.batcher: MicroBatcher[BatchOutput] = MicroBatcher(
+            self._run_batch,
+            max_batch_size=self.serve.max_batch_size,
+            max_latency_ms=self.serve.max_latency_ms,
+        )
+        self.watcher = ChampionWatcher(
+            self.holder, self._resolve_champion, self._load, interval_s=self.serve.poll_interval_s
+        )
+        self._stop = threading.Event()
+        self._metrics_thread = threading.Thread(
+            target=self._export_metrics, name="driftline-metrics", daemon=True
+        )
+        self.watcher.start()
+        self._metrics_thread.start()
+        logger.info("serving model '%s' from %s", self.model_name, self.settings.database_url.split("@")[-1])
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def __is_ready__(self) -> bool:
+        return self.holder.current is not None
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        self._stop.set()
+        self.watcher.stop()
+        self.batcher.close()
+        self.log.close(timeout=10.0)
+        self._write_metrics()
+
+    def _resolve_champion(self) -> ModelVersion | None:
+        try:
+            return self.registry.get_version_by_alias(self.model_name, CHAMPION)
+        except NotFoundError:
+            return None
+
+    def _load(self, version: ModelVersion) -> ServingModel:
+        return ServingModel(load_version(self.artifacts, version, device=self.serve.device), version)
+
+    def _run_batch(self, texts: list[str]) -> BatchOutput:
+        model = self.holder.current
+        if model is None:
+            raise DriftlineError("no champion is loaded")
+        return model.predict(
+            texts, embeddings=self.serve.log_predictions and self.serve.embedding_sample_rate > 0
+        )
+
+    def _export_metrics(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self._write_metrics()
+            except Exception:  # noqa: BLE001 - metrics must never take the service down
+                logger.exception("metrics export failed")
+
+    def _write_metrics(self) -> None:
+        from service.metrics import get_metrics
+
+        m = get_metrics()
+        current = self.holder.current
+        if current is not None:
+            m.model_version.labels(model=self.model_name).set(current.version.version)
+        m.log_depth.set(self.log.depth)
+        for counter, value, attr in (
+            (m.swaps, self.holder.swaps, "_swaps"),
+            (m.refused_versions, len(self.watcher.refused), "_refused"),
+            (m.log_dropped, self.log.dropped, "_dropped"),
+            (m.log_written, self.log.written, "_written"),
+            (m.log_write_errors, self.log.write_errors, "_write_errors"),
+        ):
+            seen = getattr(self, f"_exported{attr}", 0)
+            if value > seen:
+                counter.inc(value - seen)
+                setattr(self, f"_exported{attr}", value)
+
+    # --- APIs -------------------------------------------------------------------------------------
+
+    @bentoml.api(route="/predict")
+    async def predict(self, texts: list[str], ctx: bentoml.Context) -> PredictResponse:
+        """Classify 1..N texts. Each answer has a label, per-class scores and a prediction id for feedback."""
+        problem = check_texts(
+            texts, max_texts=self.serve.max_texts_per_request, max_chars=self.serve.max_text_chars
+        )
+        if problem is not None:
+            return _reply(ctx, 422, problem.body())  # type: ignore[return-value]
+        if self.holder.current is None:
+            return _reply(ctx, 503, self._no_champion())  # type: ignore[return-value]
+        started = time.perf_counter()
+        out, start = await self.batcher.submit(texts)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        labels = out.labels
+        probs = out.probs[start : start + len(texts)]
+        ids = [uuid.uuid4().hex for _ in texts]
+        predictions = []
+        for pid, row in zip(ids, probs, strict=True):
+            scores = {label: float(p) for label, p in zip(labels, row, strict=True)}
+            predictions.append(
+                TextPrediction(prediction_id=pid, label=labels[int(row.argmax())], scores=scores)
+            )
+        if self.serve.log_predictions:
+            self._log(texts, ids, predictions, out, start, latency_ms)
+        ctx.response.headers[VERSION_HEADER] = str(out.version.version)
+        return PredictResponse(
+            model=out.version.model_name, model_version=out.version.version, predictions=predictions
+        )
+
+    def _log(
+        self,
+        texts: list[str],
+        ids: list[str],
+        predictions: list[TextPrediction],
+        out: BatchOutput,
+        start: int,
+        latency_ms: float,
+    ) -> None:
+        now = datetime.now(UTC)
+        rate = self.serve.embedding_sample_rate
+        rows = []
+        for i, (text, pid, pred) in enumerate(zip(texts, ids, predictions, strict=True)):
+            embedding = None
+            if out.embeddings is not None and (rate >= 1.0 or random.random() < rate):
+                embedding = out.embeddings[start + i].tobytes()
+            rows.append(
+                NewPrediction(
+                    id=pid,
+                    created_at=now,
+                    text=text,
+                    text_hash=text_hash(text),
+                    label=pred.label,
+                    scores=pred.scores,
+                    model_name=out.version.model_name,
+                    model_version=out.version.version,
+                    latency_ms=latency_ms,
+                    embedding=embedding,
+                )
+            )
+        self.log.offer(rows)
+
+    def _no_champion(self) -> dict[str, Any]:
+        reason = self.watcher.last_error or f"model '{self.model_name}' has no champion yet"
+        return {
+            "error": "UNAVAILABLE",
+            "message": f"no model is serving: {reason}; create one with "
+            "`driftline bootstrap --data FILE --text-col C --label-col C`",
+        }
+
+    @bentoml.api(route="/feedback")
+    async def feedback(self, items: list[FeedbackItem], ctx: bentoml.Context) -> FeedbackResponse:
+        """Labels for earlier predictions (``prediction_id``) or new labeled texts (``text``). All or nothing."""
+        problem: Problem | None = check_feedback(
+            items, max_items=self.serve.max_feedback_items, max_chars=self.serve.max_text_chars
+        )
+        if problem is not None:
+            return _reply(ctx, 422, problem.body())  # type: ignore[return-value]
+        new = [
+            NewLabel(
+                label=i.label, prediction_id=i.prediction_id, text=i.text, domain=i.domain, source="feedback"
+            )
+            for i in items
+        ]
+        try:
+            known = await asyncio.to_thread(self._label_set)
+            try:
+                stored = await asyncio.to_thread(self.registry.add_labels, new, allowed_labels=known)
+            except NotFoundError:
+                # The ids may still be in the prediction log's buffer: write it out, then try once more.
+                await asyncio.to_thread(self.log.flush, 5.0)
+                stored = await asyncio.to_thread(self.registry.add_labels, new, allowed_labels=known)
+        except DriftlineError as exc:
+            return _reply(ctx, exc.http_status, exc.to_dict())  # type: ignore[return-value]
+        return FeedbackResponse(accepted=len(stored), label_ids=[label.id for label in stored])
+
+    def _label_set(self) -> tuple[str, ...]:
+        current = self.holder.current
+        if current is not None:
+            return current.labels
+        return self.registry.get_version_by_alias(self.model_name, CHAMPION).labels
+
+
+Driftline.add_asgi_middleware(JSONOnly)

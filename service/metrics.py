@@ -1,0 +1,50 @@
+"""Driftline's own Prometheus metrics, added to BentoML's at ``/metrics``.
+
+Created on first use, inside the serving worker: BentoML sets ``PROMETHEUS_MULTIPROC_DIR`` after the
+service module is imported, and ``prometheus_client`` must see it when it first loads.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServiceMetrics:
+    model_version: Any
+    swaps: Any
+    refused_versions: Any
+    log_depth: Any
+    log_dropped: Any
+    log_written: Any
+    log_write_errors: Any
+    batch_size: Any
+
+
+@functools.cache
+def get_metrics() -> ServiceMetrics:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    return ServiceMetrics(
+        model_version=Gauge(
+            "driftline_model_version",
+            "Registry version of the model now serving",
+            ["model"],
+            multiprocess_mode="livemax",
+        ),
+        swaps=Counter("driftline_model_swaps", "Hot swaps to a new champion"),
+        refused_versions=Counter("driftline_model_refused", "New champions refused (checksum or load error)"),
+        log_depth=Gauge(
+            "driftline_prediction_log_queue_depth",
+            "Prediction-log rows waiting to be written",
+            multiprocess_mode="livesum",
+        ),
+        log_dropped=Counter("driftline_prediction_log_dropped", "Prediction-log rows dropped: buffer full"),
+        log_written=Counter("driftline_prediction_log_written", "Prediction-log rows written"),
+        log_write_errors=Counter("driftline_prediction_log_write_errors", "Failed prediction-log writes"),
+        batch_size=Histogram(
+            "driftline_batch_size", "Texts per model forward pass", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+        ),
+    )

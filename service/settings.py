@@ -1,0 +1,44 @@
+"""Serving settings (prefix ``DRIFTLINE_``), read once per process."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="ignore")
+
+    # request limits
+    max_texts_per_request: int = Field(64, ge=1)
+    max_text_chars: int = Field(2000, ge=1)
+    max_feedback_items: int = Field(1000, ge=1)
+    # batching: a batch starts as soon as the model is free and takes whatever is waiting, up to
+    # max_batch_size texts; when the model is idle it waits at most max_latency_ms for company
+    max_batch_size: int = Field(64, ge=1)
+    max_latency_ms: float = Field(2.0, ge=0)
+    torch_threads: int = Field(default_factory=_cores, ge=1)
+    device: str = "cpu"
+    # prediction log
+    log_predictions: bool = True
+    embedding_sample_rate: float = Field(1.0, ge=0.0, le=1.0)
+    log_queue_size: int = Field(20_000, ge=1)
+    log_batch_size: int = Field(500, ge=1)
+    log_flush_interval_s: float = Field(0.5, gt=0)
+    # hot swap
+    poll_interval_s: float = Field(3.0, gt=0)
+
+
+@functools.lru_cache(maxsize=1)
+def get_serve_settings() -> ServeSettings:
+    return ServeSettings()
