@@ -1,0 +1,246 @@
+"""The serving building blocks with fakes: validation, micro-batcher, prediction log, hot-swap watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+
+from registry.entities import NewPrediction
+from registry.errors import ChecksumMismatchError, DatabaseError
+from service.batching import MicroBatcher
+from service.predlog import PredictionLog
+from service.runtime import ModelHolder
+from service.swap import ChampionWatcher
+from service.validation import check_feedback, check_texts
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("texts", "field", "limit", "words"),
+    [
+        ([], "texts", None, "at least 1 text"),
+        (["a"] * 9, "texts", 8, "holds 9 texts; the limit is 8"),
+        (["ok", "  "], "texts[1]", None, "is empty"),
+        (["ok", 3], "texts[1]", None, "must be a string, got int"),
+        (["x" * 101], "texts[0]", 100, "has 101 characters; the limit is 100"),
+    ],
+)
+def test_text_checks_name_field_and_limit(texts: list, field: str, limit: int | None, words: str) -> None:
+    problem = check_texts(texts, max_texts=8, max_chars=100)
+    assert problem is not None
+    body = problem.body()
+    assert body["details"]["field"] == field
+    assert body["details"].get("limit") == limit
+    assert words in body["message"] and body["message"].startswith(field)
+
+
+def test_good_texts_pass() -> None:
+    assert check_texts(["a", "b c"], max_texts=8, max_chars=100) is None
+
+
+def test_feedback_checks() -> None:
+    item = SimpleNamespace
+    assert check_feedback([], max_items=5, max_chars=10).field == "items"  # type: ignore[union-attr]
+    both = check_feedback([item(prediction_id="p", text="t", label="a")], max_items=5, max_chars=10)
+    assert both is not None and both.field == "items[0]"
+    long = check_feedback([item(prediction_id=None, text="x" * 11, label="a")], max_items=5, max_chars=10)
+    assert long is not None and long.field == "items[0].text" and long.limit == 10
+    assert check_feedback([item(prediction_id="p", text=None, label="a")], max_items=5, max_chars=10) is None
+
+
+# --- micro-batcher -------------------------------------------------------------------------------
+
+
+def test_batcher_groups_concurrent_requests_and_keeps_order() -> None:
+    seen: list[list[str]] = []
+    gate = threading.Event()
+
+    def run(texts: list[str]) -> list[str]:
+        if not seen:
+            gate.wait(2)  # hold the first batch so the others pile up behind it
+        seen.append(list(texts))
+        return [t.upper() for t in texts]
+
+    async def main() -> list[tuple[list[str], int]]:
+        batcher: MicroBatcher[list[str]] = MicroBatcher(run, max_batch_size=5, max_latency_ms=0)
+        first = asyncio.create_task(batcher.submit(["a"]))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.create_task(batcher.submit([f"b{i}", f"c{i}"])) for i in range(3)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        results = [await first] + [await r for r in rest]
+        batcher.close()
+        return results
+
+    results = asyncio.run(main())
+    assert seen[0] == ["a"]
+    assert seen[1] == ["b0", "c0", "b1", "c1"]  # 4 texts: the third request (2 more) would exceed 5
+    assert seen[2] == ["b2", "c2"]
+    for (out, start), expected in zip(
+        results, [["A"], ["B0", "C0"], ["B1", "C1"], ["B2", "C2"]], strict=True
+    ):
+        assert out[start : start + len(expected)] == expected
+
+
+def test_batcher_error_reaches_every_request_of_the_batch_only() -> None:
+    def run(texts: list[str]) -> list[str]:
+        if "bad" in texts:
+            raise RuntimeError("model exploded")
+        return texts
+
+    async def main() -> tuple[list, list[str]]:
+        batcher: MicroBatcher[list[str]] = MicroBatcher(run, max_batch_size=4, max_latency_ms=20)
+        outcome = await asyncio.gather(batcher.submit(["bad"]), batcher.submit(["x"]), return_exceptions=True)
+        later, start = await batcher.submit(["fine"])
+        batcher.close()
+        return outcome, later[start:]
+
+    outcome, later = asyncio.run(main())
+    assert all(isinstance(o, RuntimeError) for o in outcome)  # batched together: both fail
+    assert later == ["fine"]  # the batcher keeps working
+
+
+def test_oversized_request_runs_alone() -> None:
+    sizes: list[int] = []
+
+    def run(texts: list[str]) -> list[str]:
+        sizes.append(len(texts))
+        return texts
+
+    async def main() -> None:
+        batcher: MicroBatcher[list[str]] = MicroBatcher(run, max_batch_size=2, max_latency_ms=5)
+        await asyncio.gather(batcher.submit(["a", "b", "c"]), batcher.submit(["d"]))
+        batcher.close()
+
+    asyncio.run(main())
+    assert sorted(sizes) == [1, 3]
+
+
+# --- prediction log ------------------------------------------------------------------------------
+
+
+def rows(n: int, start: int = 0) -> list[NewPrediction]:
+    now = datetime.now(UTC)
+    return [
+        NewPrediction(
+            id=f"p{start + i}",
+            created_at=now,
+            text="t",
+            text_hash="h",
+            label="a",
+            scores={"a": 1.0},
+            model_name="m",
+            model_version=1,
+            latency_ms=1.0,
+        )
+        for i in range(n)
+    ]
+
+
+class FlakyStore:
+    """Stands in for the database: fails while ``down`` is set."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.written: list[str] = []
+        self.lock = threading.Lock()
+
+    def write(self, batch) -> int:  # type: ignore[no-untyped-def]
+        if self.down:
+            raise DatabaseError("database unavailable")
+        with self.lock:
+            self.written.extend(r.id for r in batch)
+        return len(batch)
+
+
+def test_log_writes_in_batches_and_flushes() -> None:
+    store = FlakyStore()
+    log = PredictionLog(store.write, capacity=1000, batch_size=50, flush_interval_s=5.0)
+    log.offer(rows(120))
+    assert log.flush(5.0)
+    assert store.written == [f"p{i}" for i in range(120)]
+    assert log.close(2.0)
+
+
+def test_log_survives_database_outage_and_counts_overflow() -> None:
+    store = FlakyStore()
+    store.down = True
+    log = PredictionLog(store.write, capacity=100, batch_size=10, flush_interval_s=0.05, max_backoff_s=0.1)
+    started = time.perf_counter()
+    accepted = log.offer(rows(80)) + log.offer(rows(50, start=80))
+    assert time.perf_counter() - started < 0.5  # offering never blocks on the database
+    assert accepted == 100 and log.dropped == 30
+    time.sleep(0.3)
+    assert log.write_errors >= 1 and store.written == []
+    store.down = False  # the database comes back: everything that was kept gets written, in order
+    assert log.flush(5.0)
+    assert store.written == [f"p{i}" for i in range(100)]
+    assert log.close(2.0) and log.depth == 0
+
+
+def test_log_close_flushes_what_is_waiting() -> None:
+    store = FlakyStore()
+    log = PredictionLog(store.write, capacity=1000, batch_size=1000, flush_interval_s=60.0)
+    log.offer(rows(7))
+    assert log.close(5.0)
+    assert len(store.written) == 7
+
+
+# --- hot-swap watcher ------------------------------------------------------------------------------
+
+
+class FakeModel:
+    def __init__(self, version: SimpleNamespace) -> None:
+        self.version = version
+
+    def warm_up(self) -> float:
+        return 0.0
+
+
+def version(n: int, sha: str = "s") -> SimpleNamespace:
+    return SimpleNamespace(version=n, artifact_sha256=f"{sha}{n}", model_name="m")
+
+
+def test_watcher_swaps_on_alias_move_and_refuses_broken_versions() -> None:
+    holder = ModelHolder()
+    champion = {"v": version(1)}
+    broken = {3}
+    loads: list[int] = []
+
+    def load(v):  # type: ignore[no-untyped-def]
+        loads.append(v.version)
+        if v.version in broken:
+            raise ChecksumMismatchError("file 'model.safetensors' has sha256 0000, expected 1111")
+        return FakeModel(v)
+
+    watcher = ChampionWatcher(holder, lambda: champion["v"], load, interval_s=60)
+    assert watcher.check_once() and holder.current.version.version == 1  # type: ignore[union-attr]
+    assert not watcher.check_once()  # unchanged: nothing loaded
+    champion["v"] = version(2)
+    assert watcher.check_once() and holder.current.version.version == 2  # type: ignore[union-attr]
+    champion["v"] = version(3)
+    assert not watcher.check_once()
+    assert holder.current.version.version == 2  # type: ignore[union-attr]  # old model keeps serving
+    assert "sha256" in (watcher.last_error or "")
+    assert not watcher.check_once()  # the broken version is not retried
+    assert loads == [1, 2, 3]
+    assert holder.swaps == 1
+
+
+def test_watcher_keeps_serving_when_registry_is_unreachable() -> None:
+    holder = ModelHolder()
+    holder.swap(FakeModel(version(1)))  # type: ignore[arg-type]
+
+    def resolve():  # type: ignore[no-untyped-def]
+        raise DatabaseError("connection refused")
+
+    watcher = ChampionWatcher(holder, resolve, lambda v: FakeModel(v), interval_s=60)  # type: ignore[arg-type,return-value]
+    assert not watcher.check_once()
+    assert holder.current.version.version == 1  # type: ignore[union-attr]
+    assert "connection refused" in (watcher.last_error or "")
