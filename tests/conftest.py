@@ -23,14 +23,17 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test gets its own DRIFTLINE_HOME; no test touches ./.driftline."""
     from registry.settings import get_settings
+    from service.settings import get_serve_settings
 
     for key in list(os.environ):
         if key.startswith("DRIFTLINE_") and key != PG_ENV:
             monkeypatch.delenv(key)
     monkeypatch.setenv("DRIFTLINE_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
+    get_serve_settings.cache_clear()
     yield
     get_settings.cache_clear()
+    get_serve_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -127,3 +130,26 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(sqlite_template, path)
     return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def served_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with a 1-layer champion (v1) and two more versions: v2 favours 'sports', v3 is damaged."""
+    from tests.models import make_home, register_variant
+
+    home = tmp_path_factory.mktemp("served") / "home"
+    v1 = make_home(home)
+    register_variant(home, v1, favour="sports")
+    register_variant(home, v1, favour="weather", broken=True)
+    return home
+
+
+@pytest.fixture
+def served_home(served_template: Path, tmp_path: Path) -> Path:
+    """A private copy of ``served_template`` set as this test's DRIFTLINE_HOME."""
+    from tests.models import copy_home
+
+    home = tmp_path / "home"
+    if home.exists():
+        shutil.rmtree(home)
+    return copy_home(served_template, home)

@@ -1,0 +1,81 @@
+"""Tiny real models for tests: MiniLM cut to one layer, fine-tuned for seconds on generated text."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from registry.artifacts import LocalArtifactStore
+from registry.entities import ModelVersion, NewModelVersion
+from registry.modelio import load_classifier_dir, save_classifier
+from registry.settings import Settings
+from registry.store import Registry
+from retrain.bootstrap import BootstrapRequest, bootstrap
+from retrain.config import TrainConfig
+from retrain.data import ColumnSpec
+from tests.textgen import topic_rows
+
+TINY_TRAIN = TrainConfig(num_hidden_layers=1, epochs=3, learning_rate=5e-4, max_length=32, seed=3)
+
+
+def make_home(home: Path, *, rows: int = 300) -> ModelVersion:
+    """A Driftline home (SQLite + artifacts) whose champion is a freshly fine-tuned 1-layer model."""
+    home.mkdir(parents=True, exist_ok=True)
+    data = home / "topics.csv"
+    pd.DataFrame(topic_rows(rows, seed=11)).to_csv(data, index=False)
+    settings = Settings(home=home)
+    registry = Registry.open(settings)
+    result = bootstrap(
+        BootstrapRequest(
+            data=data, columns=ColumnSpec(text="text", label="label", domain="domain"), train=TINY_TRAIN
+        ),
+        registry,
+        LocalArtifactStore(settings.artifact_root),
+        progress=False,
+    )
+    registry.close()
+    return result.version
+
+
+def register_variant(home: Path, base: ModelVersion, *, favour: str, broken: bool = False) -> ModelVersion:
+    """Register a copy of ``base`` whose classifier bias favours one label (not made champion).
+
+    With ``broken``, a stored file is damaged afterwards so that loading it fails its checksum.
+    """
+    settings = Settings(home=home)
+    registry = Registry.open(settings)
+    artifacts = LocalArtifactStore(settings.artifact_root)
+    loaded = load_classifier_dir(artifacts.fetch(base.artifact))
+    index = loaded.labels.index(favour)
+    with_bias = loaded.model.classifier.bias.data
+    with_bias[index] += 8.0 if not broken else 9.0
+    with tempfile.TemporaryDirectory() as tmp:
+        out = save_classifier(
+            loaded.model, loaded.tokenizer, Path(tmp) / "m", max_length=loaded.max_length, extra={}
+        )
+        ref, _ = artifacts.put_dir(out)
+    if broken:
+        stored = Path(artifacts.root) / "sha256" / ref.sha256 / "model.safetensors"
+        stored.write_bytes(stored.read_bytes()[:-16] + b"\0" * 16)
+    version = registry.register_version(
+        base.model_name,
+        NewModelVersion(
+            base_model=base.base_model,
+            artifact=ref,
+            labels=base.labels,
+            metrics={},
+            config={"favour": favour},
+            parent_version=base.version,
+            description=f"test variant favouring {favour}",
+        ),
+    )
+    registry.close()
+    return version
+
+
+def copy_home(template: Path, dest: Path) -> Path:
+    shutil.copytree(template, dest)
+    return dest
