@@ -1,0 +1,181 @@
+"""A real `bentoml serve` process on a loopback port: predictions over HTTP, hot swap under load with
+zero failed requests, refusal of a damaged version, metrics, and a log flushed at shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from registry.settings import Settings
+from registry.store import Registry
+
+TOKEN = "e2e-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, home: Path, log_path: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "DRIFTLINE_HOME": str(home),
+            "DRIFTLINE_API_TOKEN": TOKEN,
+            "DRIFTLINE_POLL_INTERVAL_S": "0.3",
+            # Rows reach the database only when a batch of 5000 fills or at shutdown: the last test
+            # can then tell that stopping the server flushed them.
+            "DRIFTLINE_LOG_FLUSH_INTERVAL_S": "600",
+            "DRIFTLINE_LOG_BATCH_SIZE": "5000",
+            "HF_HUB_OFFLINE": "1",
+            "BENTOML_DO_NOT_TRACK": "True",
+            "DO_NOT_TRACK": "1",
+        }
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        bentoml = Path(sys.executable).with_name("bentoml")
+        self.proc = subprocess.Popen(
+            [str(bentoml), "serve", "service.app:Driftline", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.http = httpx.Client(base_url=self.url, timeout=30.0)
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"server exited early: see {self.log.name}"
+            try:
+                if self.http.get("/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"server not ready after {timeout} s: see {self.log.name}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.http.close()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def server(served_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from tests.models import copy_home
+
+    home = copy_home(served_template, tmp_path_factory.mktemp("e2e") / "home")
+    srv = Server(home, home.parent / "serve.log")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def served_version(srv: Server, client: httpx.Client | None = None) -> int:
+    r = (client or srv.http).post("/predict", json={"texts": ["The coach trained hard before the race."]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-driftline-model-version"] == str(r.json()["model_version"])
+    return r.json()["model_version"]
+
+
+def test_predict_over_http(server: Server) -> None:
+    r = server.http.post(
+        "/predict", json={"texts": ["Heavy rain and strong wind.", "Chocolate cake for dessert."]}
+    )
+    assert r.status_code == 200
+    assert [p["label"] for p in r.json()["predictions"]] == ["weather", "food"]
+    assert server.http.post("/predict", json={"texts": []}).status_code == 422
+    assert (
+        server.http.post("/predict", content=b"{", headers={"Content-Type": "application/json"}).status_code
+        == 400
+    )
+    metrics = server.http.get("/metrics").text
+    assert 'driftline_model_version{model="sentiment"' in metrics
+    assert "driftline_prediction_log_queue_depth" in metrics
+
+
+def test_hot_swap_under_load_fails_no_request(server: Server) -> None:
+    assert served_version(server) == 1
+    stop = threading.Event()
+    seen: dict[int, list[int]] = {}
+    failures: list[str] = []
+
+    def client_loop(n: int) -> None:
+        versions = seen.setdefault(n, [])
+        with httpx.Client(base_url=server.url, timeout=30.0) as c:
+            while not stop.is_set():
+                try:
+                    versions.append(served_version(server, c))
+                except Exception as exc:  # noqa: BLE001 - any failure is what the test counts
+                    failures.append(repr(exc))
+
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    r = server.http.post(
+        "/api/models/sentiment/promote", json={"version": 2, "reason": "e2e swap"}, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(v and v[-1] == 2 for v in seen.values()):
+        time.sleep(0.1)
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join(30)
+
+    assert failures == []
+    total = sum(len(v) for v in seen.values())
+    assert total > 20
+    for versions in seen.values():
+        assert versions[0] == 1 and versions[-1] == 2
+        switch = versions.index(2)
+        assert set(versions[switch:]) == {2}  # once answered by v2, never by v1 again
+
+    # A damaged version is refused; v2 keeps serving.
+    server.http.post("/api/models/sentiment/promote", json={"version": 3, "reason": "damaged"}, headers=AUTH)
+    time.sleep(1.5)
+    assert served_version(server) == 2
+    metrics = server.http.get("/metrics").text
+    assert "driftline_model_refused_total 1.0" in metrics
+    assert "driftline_model_swaps_total 1.0" in metrics
+
+
+def test_shutdown_flushes_the_prediction_log(server: Server) -> None:
+    ids = []
+    for i in range(20):
+        r = server.http.post(
+            "/predict", json={"texts": [f"Sunny and warm, day {i}.", f"Fresh bread number {i}."]}
+        )
+        ids += [p["prediction_id"] for p in r.json()["predictions"]]
+    store = Registry.open(Settings(home=server.home))
+    assert len(store.get_predictions(ids)) == 0  # still in the service's buffer
+    assert server.stop() is not None
+    logged = store.get_predictions(ids)
+    assert len(logged) == len(ids) == 40
