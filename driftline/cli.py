@@ -345,6 +345,70 @@ def audit(name: str | None, alias: str | None, limit: int, as_json: bool) -> Non
         )
 
 
+# --- labels -------------------------------------------------------------------------------------
+
+
+@main.group()
+def labels() -> None:
+    """Labels: import them in bulk."""
+
+
+@labels.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--text-col", default=None, help="Column of texts (labels for texts seen anywhere).")
+@click.option("--label-col", required=True)
+@click.option(
+    "--prediction-id-col", default=None, help="Column of prediction ids (labels for logged predictions)."
+)
+@click.option("--domain-col", default=None)
+@click.option("--time-col", default=None, help="When each label was given (default: now).")
+@click.option("--source", default="import", show_default=True, help="Recorded as the labels' source.")
+@handle_errors
+def labels_import(
+    path: Path,
+    text_col: str | None,
+    label_col: str,
+    prediction_id_col: str | None,
+    domain_col: str | None,
+    time_col: str | None,
+    source: str,
+) -> None:
+    """Import labels from a CSV / TSV / JSONL / Parquet file, all or nothing."""
+    from driftline.labels_import import import_labels
+
+    settings = get_settings()
+    count = import_labels(
+        _open_registry(settings),
+        path,
+        model_name=settings.model_name,
+        text_col=text_col,
+        label_col=label_col,
+        prediction_id_col=prediction_id_col,
+        domain_col=domain_col,
+        time_col=time_col,
+        source=source,
+        cache_dir=settings.cache_dir / "datasets",
+    )
+    click.echo(f"imported {count} labels from {path}")
+
+
+# --- up -----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=3000, show_default=True)
+@handle_errors
+def up(host: str, port: int) -> None:
+    """Serve the registry's champion on embedded defaults (SQLite + local artifacts under ./.driftline).
+
+    Bootstraps nothing: it serves what the registry holds, and picks up a champion created later.
+    """
+    from driftline.processes import run_up
+
+    sys.exit(run_up(get_settings(), host=host, port=port))
+
+
 # --- demo ---------------------------------------------------------------------------------------
 
 

@@ -244,3 +244,4 @@ class NewLabel:
     domain: str | None = None
     source: str = "feedback"
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    created_at: datetime | None = None  # when the label was given; defaults to now

@@ -527,7 +527,7 @@ class Registry:
                         source=item.source,
                         domain=item.domain,
                         meta=item.metadata,
-                        created_at=now,
+                        created_at=item.created_at or now,
                     )
                 )
             s.add_all(rows)

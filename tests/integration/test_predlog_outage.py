@@ -22,8 +22,17 @@ pytestmark = pytest.mark.postgres
 def rows(n: int, start: int) -> list[NewPrediction]:
     now = datetime.now(UTC)
     return [
-        NewPrediction(id=f"{start + i:032x}", created_at=now, text=f"text {start + i}", text_hash="h", label="a",
-                      scores={"a": 1.0}, model_name="m", model_version=1, latency_ms=2.0)
+        NewPrediction(
+            id=f"{start + i:032x}",
+            created_at=now,
+            text=f"text {start + i}",
+            text_hash="h",
+            label="a",
+            scores={"a": 1.0},
+            model_name="m",
+            model_version=1,
+            latency_ms=2.0,
+        )
         for i in range(n)
     ]
 
@@ -48,7 +57,9 @@ def test_writer_rides_out_a_database_outage() -> None:
 
     create()
     store = Registry(make_engine(admin.url.set(database=name).render_as_string(hide_password=False)))
-    log = PredictionLog(store.add_predictions, capacity=1000, batch_size=20, flush_interval_s=0.05, max_backoff_s=0.2)
+    log = PredictionLog(
+        store.add_predictions, capacity=1000, batch_size=20, flush_interval_s=0.05, max_backoff_s=0.2
+    )
     try:
         log.offer(rows(30, 0))
         assert log.flush(10)

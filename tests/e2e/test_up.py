@@ -1,0 +1,71 @@
+"""`driftline up` serves the registry's champion, generates and prints a write token, stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.test_serve_http import free_port
+from tests.models import copy_home
+
+
+def test_up_serves_with_a_generated_token(served_template: Path, tmp_path: Path) -> None:
+    home = copy_home(served_template, tmp_path / "home")
+    port = free_port()
+    env = {**os.environ, "DRIFTLINE_HOME": str(home), "DRIFTLINE_POLL_INTERVAL_S": "0.3"}
+    env.pop("DRIFTLINE_API_TOKEN", None)
+    driftline = Path(sys.executable).with_name("driftline")
+    proc = subprocess.Popen(
+        [str(driftline), "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        token = None
+        lines = []
+        deadline = time.monotonic() + 60
+        while token is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            lines.append(line)
+            if match := re.search(r"control API token \(write endpoints\): (\S+)", line):
+                token = match.group(1)
+        assert token, "".join(lines)
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        while time.monotonic() < deadline:
+            try:
+                if http.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        r = http.post("/predict", json={"texts": ["The striker scored twice."]})
+        assert r.status_code == 200 and r.json()["model_version"] == 1
+        assert (
+            http.post("/api/models/sentiment/promote", json={"version": 2, "reason": "x"}).status_code == 401
+        )
+        ok = http.post(
+            "/api/models/sentiment/promote",
+            json={"version": 2, "reason": "up test"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert ok.status_code == 200, ok.text
+        while (
+            time.monotonic() < deadline
+            and http.post("/predict", json={"texts": ["x y z"]}).json()["model_version"] != 2
+        ):
+            time.sleep(0.2)
+        assert http.post("/predict", json={"texts": ["x y z"]}).json()["model_version"] == 2
+        http.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
