@@ -15,6 +15,7 @@ size, bounded wait) while each request keeps its own validation, response and he
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import threading
@@ -25,7 +26,7 @@ from typing import Any
 
 import bentoml
 from pydantic import BaseModel, Field
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from registry.artifacts import open_artifact_store
 from registry.entities import CHAMPION, ModelVersion, NewLabel, NewPrediction
@@ -38,7 +39,7 @@ from service.api.app import create_control_app
 from service.batching import MicroBatcher
 from service.predlog import PredictionLog
 from service.runtime import BatchOutput, ModelHolder, ServingModel
-from service.settings import get_serve_settings
+from service.settings import get_serve_settings, threads_per_worker
 from service.swap import ChampionWatcher
 from service.validation import Problem, check_feedback, check_texts
 
@@ -101,7 +102,14 @@ def _reply(ctx: bentoml.Context, status: int, body: dict[str, Any]) -> JSONRespo
     return JSONResponse(body, status_code=status)
 
 
-@bentoml.service(name="driftline", workers=1, traffic={"timeout": 60, "max_concurrency": 1024})
+@bentoml.service(
+    name="driftline",
+    workers=1,
+    traffic={"timeout": 60, "max_concurrency": 1024},
+    # Every prediction is already recorded in the prediction log, with its latency; a second,
+    # per-request access-log line costs CPU the model needs.
+    logging={"access": {"enabled": False}},
+)
 @bentoml.asgi_app(control_app, path="/api")
 class Driftline:
     def __init__(self) -> None:
@@ -109,7 +117,7 @@ class Driftline:
 
         self.settings = get_settings()
         self.serve = get_serve_settings()
-        torch.set_num_threads(self.serve.torch_threads)
+        torch.set_num_threads(threads_per_worker(self.serve))
         self.registry = Registry.open(self.settings)
         self.artifacts = open_artifact_store(
             self.settings.artifact_root, cache_dir=self.settings.cache_dir / "artifacts"
@@ -128,6 +136,7 @@ class Driftline:
             self._run_batch,
             max_batch_size=self.serve.max_batch_size,
             max_latency_ms=self.serve.max_latency_ms,
+            workers=self.serve.inference_workers,
         )
         self.watcher = ChampionWatcher(
             self.holder, self._resolve_champion, self._load, interval_s=self.serve.poll_interval_s
@@ -160,7 +169,8 @@ class Driftline:
             return None
 
     def _load(self, version: ModelVersion) -> ServingModel:
-        return ServingModel(load_version(self.artifacts, version, device=self.serve.device), version)
+        loaded = load_version(self.artifacts, version, device=self.serve.device)
+        return ServingModel(loaded, version, trace=self.serve.torchscript)
 
     def _run_batch(self, texts: list[str]) -> BatchOutput:
         model = self.holder.current
@@ -213,26 +223,30 @@ class Driftline:
         out, start = await self.batcher.submit(texts)
         latency_ms = (time.perf_counter() - started) * 1000.0
         labels = out.labels
-        probs = out.probs[start : start + len(texts)]
-        ids = [uuid.uuid4().hex for _ in texts]
-        predictions = []
-        for pid, row in zip(ids, probs, strict=True):
-            scores = {label: float(p) for label, p in zip(labels, row, strict=True)}
-            predictions.append(
-                TextPrediction(prediction_id=pid, label=labels[int(row.argmax())], scores=scores)
-            )
+        predictions = [
+            {
+                "prediction_id": uuid.uuid4().hex,
+                "label": labels[int(row.argmax())],
+                "scores": dict(zip(labels, row.tolist(), strict=True)),
+            }
+            for row in out.probs[start : start + len(texts)]
+        ]
         if self.serve.log_predictions:
-            self._log(texts, ids, predictions, out, start, latency_ms)
+            self._log(texts, predictions, out, start, latency_ms)
         ctx.response.headers[VERSION_HEADER] = str(out.version.version)
-        return PredictResponse(
-            model=out.version.model_name, model_version=out.version.version, predictions=predictions
-        )
+        # The body has the shape PredictResponse documents, serialized here rather than through BentoML's
+        # model serialization: this is the service's hottest path.
+        body = {
+            "model": out.version.model_name,
+            "model_version": out.version.version,
+            "predictions": predictions,
+        }
+        return Response(json.dumps(body).encode(), media_type="application/json")  # type: ignore[return-value]
 
     def _log(
         self,
         texts: list[str],
-        ids: list[str],
-        predictions: list[TextPrediction],
+        predictions: list[dict[str, Any]],
         out: BatchOutput,
         start: int,
         latency_ms: float,
@@ -240,18 +254,18 @@ class Driftline:
         now = datetime.now(UTC)
         rate = self.serve.embedding_sample_rate
         rows = []
-        for i, (text, pid, pred) in enumerate(zip(texts, ids, predictions, strict=True)):
+        for i, (text, pred) in enumerate(zip(texts, predictions, strict=True)):
             embedding = None
             if out.embeddings is not None and (rate >= 1.0 or random.random() < rate):
                 embedding = out.embeddings[start + i].tobytes()
             rows.append(
                 NewPrediction(
-                    id=pid,
+                    id=pred["prediction_id"],
                     created_at=now,
                     text=text,
                     text_hash=text_hash(text),
-                    label=pred.label,
-                    scores=pred.scores,
+                    label=pred["label"],
+                    scores=pred["scores"],
                     model_name=out.version.model_name,
                     model_version=out.version.version,
                     latency_ms=latency_ms,

@@ -1,6 +1,7 @@
 """Adaptive micro-batching across concurrent requests.
 
-A single worker runs one batch at a time in a dedicated thread. When a batch finishes, the next one
+``workers`` batches run at a time, each in its own thread (torch releases the GIL during its kernels,
+so two single-threaded forward passes use two cores). When a worker is free, the next batch
 takes every request that arrived meanwhile (up to ``max_batch_size`` texts), so under load batches grow
 by themselves and no time is spent waiting; when the model is idle, a new request waits at most
 ``max_latency_ms`` for others to join it. A request is never split across batches (one larger than
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,14 +48,16 @@ class MicroBatcher(Generic[Out]):
         *,
         max_batch_size: int,
         max_latency_ms: float,
+        workers: int = 1,
     ) -> None:
         self._run_batch = run_batch
+        self.workers = workers
         self.max_batch_size = max_batch_size
         self.max_latency_s = max_latency_ms / 1000.0
         self._queue: collections.deque[_Pending] = collections.deque()
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-infer")
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="driftline-infer")
         self.stats = BatchStats()
 
     async def submit(self, texts: Sequence[str]) -> tuple[Out, int]:
@@ -79,38 +83,48 @@ class MicroBatcher(Generic[Out]):
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         assert self._wakeup is not None
-        busy = False  # did the previous batch end with requests already waiting?
+        slots = asyncio.Semaphore(self.workers)
+        busy = False  # were requests already waiting when the last batch started?
         while True:
             if not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 busy = False
+            await slots.acquire()
             if not busy and self.max_latency_s > 0:
                 waiting = sum(len(p.texts) for p in self._queue)
                 if waiting < self.max_batch_size:
                     await asyncio.sleep(self.max_latency_s)  # idle model: give company a moment to arrive
             taken = [p for p in self._take() if not p.future.cancelled()]
             if not taken:
+                slots.release()
                 continue
             texts = [t for p in taken for t in p.texts]
-            try:
-                out = await loop.run_in_executor(self._executor, self._run_batch, texts)
-            except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
-                logger.exception("batch of %d texts failed", len(texts))
-                for p in taken:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-            else:
-                start = 0
-                for p in taken:
-                    if not p.future.done():
-                        p.future.set_result((out, start))
-                    start += len(p.texts)
-            self.stats.batches += 1
-            self.stats.texts += len(texts)
-            self.stats.largest = max(self.stats.largest, len(texts))
-            self.stats.sizes[len(texts)] += 1
+            future = loop.run_in_executor(self._executor, self._run_batch, texts)
+            future.add_done_callback(functools.partial(self._finish, taken, len(texts), slots))
             busy = bool(self._queue)
+
+    def _finish(
+        self, taken: list[_Pending], size: int, slots: asyncio.Semaphore, done: asyncio.Future
+    ) -> None:
+        slots.release()
+        self.stats.batches += 1
+        self.stats.texts += size
+        self.stats.largest = max(self.stats.largest, size)
+        self.stats.sizes[size] += 1
+        exc = done.exception() if not done.cancelled() else asyncio.CancelledError()
+        if exc is not None:
+            logger.error("batch of %d texts failed: %s", size, exc, exc_info=exc)
+            for p in taken:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        out = done.result()
+        start = 0
+        for p in taken:
+            if not p.future.done():
+                p.future.set_result((out, start))
+            start += len(p.texts)
 
     def close(self) -> None:
         if self._worker is not None:

@@ -27,8 +27,11 @@ class ServeSettings(BaseSettings):
     # max_batch_size texts; when the model is idle it waits at most max_latency_ms for company
     max_batch_size: int = Field(64, ge=1)
     max_latency_ms: float = Field(2.0, ge=0)
-    torch_threads: int = Field(default_factory=_cores, ge=1)
+    # batches in flight at once, each in its own thread; torch threads per batch = cores // workers
+    inference_workers: int = Field(1, ge=1)
+    torch_threads: int | None = Field(None, ge=1)
     device: str = "cpu"
+    torchscript: bool = True  # trace the forward pass (checked against eager; falls back on any doubt)
     # prediction log
     log_predictions: bool = True
     embedding_sample_rate: float = Field(1.0, ge=0.0, le=1.0)
@@ -37,6 +40,10 @@ class ServeSettings(BaseSettings):
     log_flush_interval_s: float = Field(0.5, gt=0)
     # hot swap
     poll_interval_s: float = Field(3.0, gt=0)
+
+
+def threads_per_worker(settings: ServeSettings) -> int:
+    return settings.torch_threads or max(1, _cores() // settings.inference_workers)
 
 
 @functools.lru_cache(maxsize=1)

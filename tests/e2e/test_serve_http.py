@@ -114,8 +114,10 @@ def test_predict_over_http(server: Server) -> None:
         server.http.post("/predict", content=b"{", headers={"Content-Type": "application/json"}).status_code
         == 400
     )
-    metrics = server.http.get("/metrics").text
-    assert 'driftline_model_version{model="sentiment"' in metrics
+    deadline = time.monotonic() + 10  # the service exports its gauges every second
+    while 'driftline_model_version{model="sentiment"} 1.0' not in (metrics := server.http.get("/metrics").text):
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.2)
     assert "driftline_prediction_log_queue_depth" in metrics
 
 
@@ -160,7 +162,7 @@ def test_hot_swap_under_load_fails_no_request(server: Server) -> None:
 
     # A damaged version is refused; v2 keeps serving.
     server.http.post("/api/models/sentiment/promote", json={"version": 3, "reason": "damaged"}, headers=AUTH)
-    time.sleep(1.5)
+    time.sleep(2.5)  # several polls, and a metrics export
     assert served_version(server) == 2
     metrics = server.http.get("/metrics").text
     assert "driftline_model_refused_total 1.0" in metrics
