@@ -1,9 +1,9 @@
 """Adaptive micro-batching across concurrent requests.
 
-``workers`` batches run at a time, each in its own thread (torch releases the GIL during its kernels,
-so two single-threaded forward passes use two cores). When a worker is free, the next batch
-takes every request that arrived meanwhile (up to ``max_batch_size`` texts), so under load batches grow
-by themselves and no time is spent waiting; when the model is idle, a new request waits at most
+Requests wait in a shared queue; ``workers`` inference threads (default one) each loop: take every
+request waiting, up to ``max_batch_size`` texts, run one batch, hand each request its slice, repeat.
+Under load batches grow by themselves and a worker starts its next batch the moment the last one ends,
+without waiting for the event loop; when the model is idle, a new request waits at most
 ``max_latency_ms`` for others to join it. A request is never split across batches (one larger than
 ``max_batch_size`` runs alone), so every text of a response comes from the same model version.
 """
@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -28,6 +27,7 @@ Out = TypeVar("Out")
 class _Pending:
     texts: Sequence[str]
     future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
 
 
 @dataclass
@@ -36,6 +36,15 @@ class BatchStats:
     texts: int = 0
     largest: int = 0
     sizes: collections.Counter = field(default_factory=collections.Counter)
+
+
+def _resolve(future: asyncio.Future, result: object, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 class MicroBatcher(Generic[Out]):
@@ -51,27 +60,35 @@ class MicroBatcher(Generic[Out]):
         workers: int = 1,
     ) -> None:
         self._run_batch = run_batch
-        self.workers = workers
         self.max_batch_size = max_batch_size
         self.max_latency_s = max_latency_ms / 1000.0
+        self.workers = workers
         self._queue: collections.deque[_Pending] = collections.deque()
-        self._wakeup: asyncio.Event | None = None
-        self._worker: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="driftline-infer")
+        self._cond = threading.Condition()
+        self._closed = False
+        self._threads: list[threading.Thread] = []
         self.stats = BatchStats()
+
+    def _start(self) -> None:
+        for n in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"driftline-infer-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     async def submit(self, texts: Sequence[str]) -> tuple[Out, int]:
         loop = asyncio.get_running_loop()
-        if self._worker is None or self._worker.done():
-            self._wakeup = asyncio.Event()
-            self._worker = loop.create_task(self._work(), name="driftline-batcher")
         future: asyncio.Future = loop.create_future()
-        self._queue.append(_Pending(texts, future))
-        assert self._wakeup is not None
-        self._wakeup.set()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the batcher is closed")
+            if not self._threads:
+                self._start()
+            self._queue.append(_Pending(texts, future, loop))
+            self._cond.notify()
         return await future
 
     def _take(self) -> list[_Pending]:
+        """Called with the lock held and the queue non-empty."""
         taken = [self._queue.popleft()]
         size = len(taken[0].texts)
         while self._queue and size + len(self._queue[0].texts) <= self.max_batch_size:
@@ -80,53 +97,57 @@ class MicroBatcher(Generic[Out]):
             size += len(item.texts)
         return taken
 
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self._wakeup is not None
-        slots = asyncio.Semaphore(self.workers)
-        busy = False  # were requests already waiting when the last batch started?
+    def _work(self) -> None:
+        busy = False  # did the last batch end with requests already waiting?
         while True:
-            if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                busy = False
-            await slots.acquire()
-            if not busy and self.max_latency_s > 0:
-                waiting = sum(len(p.texts) for p in self._queue)
-                if waiting < self.max_batch_size:
-                    await asyncio.sleep(self.max_latency_s)  # idle model: give company a moment to arrive
-            taken = [p for p in self._take() if not p.future.cancelled()]
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                    busy = False
+                if self._closed:
+                    return
+                if not busy and self.max_latency_s > 0:
+                    waiting = sum(len(p.texts) for p in self._queue)
+                    if waiting < self.max_batch_size:
+                        self._cond.wait(self.max_latency_s)  # idle model: give company a moment to arrive
+                        if not self._queue:
+                            continue
+                taken = [p for p in self._take() if not p.future.cancelled()]
+                busy = bool(self._queue)
             if not taken:
-                slots.release()
                 continue
             texts = [t for p in taken for t in p.texts]
-            future = loop.run_in_executor(self._executor, self._run_batch, texts)
-            future.add_done_callback(functools.partial(self._finish, taken, len(texts), slots))
-            busy = bool(self._queue)
-
-    def _finish(
-        self, taken: list[_Pending], size: int, slots: asyncio.Semaphore, done: asyncio.Future
-    ) -> None:
-        slots.release()
-        self.stats.batches += 1
-        self.stats.texts += size
-        self.stats.largest = max(self.stats.largest, size)
-        self.stats.sizes[size] += 1
-        exc = done.exception() if not done.cancelled() else asyncio.CancelledError()
-        if exc is not None:
-            logger.error("batch of %d texts failed: %s", size, exc, exc_info=exc)
+            result: object = None
+            error: BaseException | None = None
+            try:
+                result = self._run_batch(texts)
+            except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
+                logger.exception("batch of %d texts failed", len(texts))
+                error = exc
+            start = 0
             for p in taken:
-                if not p.future.done():
-                    p.future.set_exception(exc)
-            return
-        out = done.result()
-        start = 0
-        for p in taken:
-            if not p.future.done():
-                p.future.set_result((out, start))
-            start += len(p.texts)
+                value = (result, start) if error is None else None
+                try:
+                    p.loop.call_soon_threadsafe(_resolve, p.future, value, error)
+                except RuntimeError:  # that request's event loop is gone
+                    pass
+                start += len(p.texts)
+            with self._cond:
+                self.stats.batches += 1
+                self.stats.texts += len(texts)
+                self.stats.largest = max(self.stats.largest, len(texts))
+                self.stats.sizes[len(texts)] += 1
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._cond:
+            self._closed = True
+            waiting = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        for p in waiting:
+            try:
+                p.loop.call_soon_threadsafe(
+                    _resolve, p.future, None, RuntimeError("the service is shutting down")
+                )
+            except RuntimeError:
+                pass

@@ -26,7 +26,7 @@ class ServeSettings(BaseSettings):
     # batching: a batch starts as soon as the model is free and takes whatever is waiting, up to
     # max_batch_size texts; when the model is idle it waits at most max_latency_ms for company
     max_batch_size: int = Field(64, ge=1)
-    max_latency_ms: float = Field(2.0, ge=0)
+    max_latency_ms: float = Field(0.0, ge=0)
     # batches in flight at once, each in its own thread; torch threads per batch = cores // workers
     inference_workers: int = Field(1, ge=1)
     torch_threads: int | None = Field(None, ge=1)

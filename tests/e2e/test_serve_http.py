@@ -115,7 +115,9 @@ def test_predict_over_http(server: Server) -> None:
         == 400
     )
     deadline = time.monotonic() + 10  # the service exports its gauges every second
-    while 'driftline_model_version{model="sentiment"} 1.0' not in (metrics := server.http.get("/metrics").text):
+    while 'driftline_model_version{model="sentiment"} 1.0' not in (
+        metrics := server.http.get("/metrics").text
+    ):
         assert time.monotonic() < deadline, metrics
         time.sleep(0.2)
     assert "driftline_prediction_log_queue_depth" in metrics
