@@ -98,13 +98,19 @@ def bare_model(home: Path, texts: list[str], batch: int) -> dict[str, float]:
         with torch.inference_mode():
             torch.softmax(loaded.model(**enc).logits, dim=-1).numpy()
 
-    for i in range(3):
-        run(texts[i * batch : (i + 1) * batch])
-    started = time.perf_counter()
-    for i in range(0, len(texts), batch):
-        run(texts[i : i + batch])
-    seconds = time.perf_counter() - started
-    return {"texts_per_s": len(texts) / seconds, "seconds": seconds, "texts": len(texts), "batch": batch}
+    def timed(fn) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        for i in range(3):
+            fn(texts[i * batch : (i + 1) * batch])
+        started = time.perf_counter()
+        for i in range(0, len(texts), batch):
+            fn(texts[i : i + batch])
+        seconds = time.perf_counter() - started
+        return {"texts_per_s": len(texts) / seconds, "seconds": seconds, "texts": len(texts), "batch": batch}
+
+    from service.runtime import ServingModel
+
+    serving = ServingModel(loaded, version, trace=True)
+    return {"eager": timed(run), "traced": {**timed(serving.predict), "traced_ok": serving.traced}}
 
 
 class Server:
@@ -185,7 +191,8 @@ def main() -> None:
         home = Path(tmp) / "home"
         make_home(home, args.seed)
         print("(a) bare model, batch 32 ...", flush=True)
-        bare = bare_model(home, texts[:1024], 32)
+        both = bare_model(home, texts[:1024], 32)
+        bare, traced = both["eager"], both["traced"]
 
         port = free_port()
         server = Server(home, port, log_predictions=True)
@@ -217,6 +224,7 @@ def main() -> None:
 
     ratios = {
         "b_over_a": logged.rps / bare["texts_per_s"],
+        "b_over_a_traced": logged.rps / traced["texts_per_s"],
         "b_over_c": logged.rps / unlogged.rps,
         "p99_half_over_single": half.percentile(99) / single.percentile(50),
     }
@@ -236,6 +244,7 @@ def main() -> None:
         "clients": args.clients,
         "seconds_per_phase": args.seconds,
         "a_bare_model": bare,
+        "a_traced_serving_model_in_process": traced,
         "b_predict_logging_on": summarize(logged),
         "c_predict_logging_off": summarize(unlogged),
         "single_request": summarize(single),
@@ -252,6 +261,7 @@ def main() -> None:
     print(f"{'measurement':<48}{'value':>14}")
     print("-" * 62)
     print(f"{'(a) bare model, batch 32 (texts/s)':<48}{bare['texts_per_s']:>14.1f}")
+    print(f"{'(a2) the traced serving model in-process (texts/s)':<48}{traced['texts_per_s']:>14.1f}")
     print(f"{'(b) /predict, 16 clients, logging on (req/s)':<48}{logged.rps:>14.1f}")
     print(f"{'(c) /predict, 16 clients, logging off (req/s)':<48}{unlogged.rps:>14.1f}")
     print(f"{'    (b) p50 / p99 latency (ms)':<48}{logged.percentile(50):>7.1f}{logged.percentile(99):>7.1f}")
