@@ -8,7 +8,6 @@ and logged; the old model keeps serving, and the broken version is not retried u
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -83,10 +82,6 @@ class ChampionWatcher:
                 )
                 return False
             previous = self.holder.swap(model)
-            # The model's many long-lived objects need no garbage collection; moving them out of the
-            # collector's view keeps full collections (and tail latency) short.
-            gc.collect()
-            gc.freeze()
             logger.info(
                 "now serving %s v%s (was %s; loaded and warmed in %.2f s, warm-up %.2f s)",
                 version.model_name,
