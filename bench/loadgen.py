@@ -6,6 +6,8 @@ The machine has 2 cores and the server needs both: a heavy client would eat the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import random
 import time
@@ -30,6 +32,21 @@ class LoadResult:
             return float("nan")
         data = sorted(self.latencies_ms)
         return data[min(len(data) - 1, int(q / 100.0 * len(data)))]
+
+
+@contextlib.contextmanager
+def quiet_gc():
+    """No garbage-collector pauses in the client while it measures: the benchmark process holds a large
+    heap (torch, the model it timed in-process), and a full collection there stalls the client for
+    hundreds of milliseconds, which would be charged to the server's latency."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 def _request(host: str, port: int, path: str, body: bytes) -> bytes:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.loadgen import LoadResult, closed_loop, open_loop, sequential
+from bench.loadgen import LoadResult, closed_loop, open_loop, quiet_gc, sequential
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = {
@@ -164,6 +164,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def measure(load) -> LoadResult:  # type: ignore[no-untyped-def]
+    with quiet_gc():
+        return asyncio.run(load)
+
+
 def summarize(r: LoadResult) -> dict[str, float]:
     return {
         "req_per_s": r.rps,
@@ -198,13 +203,13 @@ def main() -> None:
         server = Server(home, port, log_predictions=True)
         try:
             print("(b) /predict, logging on ...", flush=True)
-            logged = asyncio.run(
+            logged = measure(
                 closed_loop("127.0.0.1", port, texts, clients=args.clients, seconds=args.seconds)
             )
             print("    single-request latency ...", flush=True)
-            single = asyncio.run(sequential("127.0.0.1", port, texts, count=200))
+            single = measure(sequential("127.0.0.1", port, texts, count=200))
             print("(d) half load, open loop ...", flush=True)
-            half = asyncio.run(open_loop("127.0.0.1", port, texts, rate=logged.rps / 2, seconds=args.seconds))
+            half = measure(open_loop("127.0.0.1", port, texts, rate=logged.rps / 2, seconds=args.seconds))
         finally:
             server.stop()
         from registry.settings import Settings
@@ -216,7 +221,7 @@ def main() -> None:
         server = Server(home, port, log_predictions=False)
         try:
             print("(c) /predict, logging off ...", flush=True)
-            unlogged = asyncio.run(
+            unlogged = measure(
                 closed_loop("127.0.0.1", port, texts, clients=args.clients, seconds=args.seconds)
             )
         finally:
