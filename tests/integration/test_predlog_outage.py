@@ -5,36 +5,17 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 
 from registry.db import make_engine, upgrade
-from registry.entities import NewPrediction
 from registry.store import Registry
 from service.predlog import PredictionLog
 from tests.conftest import PG_ENV
+from tests.fakes import prediction_rows
 
 pytestmark = pytest.mark.postgres
-
-
-def rows(n: int, start: int) -> list[NewPrediction]:
-    now = datetime.now(UTC)
-    return [
-        NewPrediction(
-            id=f"{start + i:032x}",
-            created_at=now,
-            text=f"text {start + i}",
-            text_hash="h",
-            label="a",
-            scores={"a": 1.0},
-            model_name="m",
-            model_version=1,
-            latency_ms=2.0,
-        )
-        for i in range(n)
-    ]
 
 
 def test_writer_rides_out_a_database_outage() -> None:
@@ -61,13 +42,13 @@ def test_writer_rides_out_a_database_outage() -> None:
         store.add_predictions, capacity=1000, batch_size=20, flush_interval_s=0.05, max_backoff_s=0.2
     )
     try:
-        log.offer(rows(30, 0))
+        log.offer(prediction_rows(30, 0))
         assert log.flush(10)
         assert store.count_predictions() == 30
 
         drop()  # the database is gone: writes fail, rows wait
         started = time.perf_counter()
-        assert log.offer(rows(25, 30)) == 25
+        assert log.offer(prediction_rows(25, 30)) == 25
         assert time.perf_counter() - started < 0.1
         deadline = time.monotonic() + 10
         while log.write_errors == 0 and time.monotonic() < deadline:

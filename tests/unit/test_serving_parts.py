@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
 
-from registry.entities import NewPrediction
 from registry.errors import ChecksumMismatchError, DatabaseError
 from service.batching import MicroBatcher
 from service.predlog import PredictionLog
 from service.runtime import ModelHolder
 from service.swap import ChampionWatcher
 from service.validation import check_feedback, check_texts
+from tests.fakes import prediction_id, prediction_rows
 
 # --- validation ----------------------------------------------------------------------------------
 
@@ -125,24 +124,6 @@ def test_oversized_request_runs_alone() -> None:
 # --- prediction log ------------------------------------------------------------------------------
 
 
-def rows(n: int, start: int = 0) -> list[NewPrediction]:
-    now = datetime.now(UTC)
-    return [
-        NewPrediction(
-            id=f"p{start + i}",
-            created_at=now,
-            text="t",
-            text_hash="h",
-            label="a",
-            scores={"a": 1.0},
-            model_name="m",
-            model_version=1,
-            latency_ms=1.0,
-        )
-        for i in range(n)
-    ]
-
-
 class FlakyStore:
     """Stands in for the database: fails while ``down`` is set."""
 
@@ -162,9 +143,9 @@ class FlakyStore:
 def test_log_writes_in_batches_and_flushes() -> None:
     store = FlakyStore()
     log = PredictionLog(store.write, capacity=1000, batch_size=50, flush_interval_s=5.0)
-    log.offer(rows(120))
+    log.offer(prediction_rows(120))
     assert log.flush(5.0)
-    assert store.written == [f"p{i}" for i in range(120)]
+    assert store.written == [prediction_id(i) for i in range(120)]
     assert log.close(2.0)
 
 
@@ -173,21 +154,21 @@ def test_log_survives_database_outage_and_counts_overflow() -> None:
     store.down = True
     log = PredictionLog(store.write, capacity=100, batch_size=10, flush_interval_s=0.05, max_backoff_s=0.1)
     started = time.perf_counter()
-    accepted = log.offer(rows(80)) + log.offer(rows(50, start=80))
+    accepted = log.offer(prediction_rows(80)) + log.offer(prediction_rows(50, start=80))
     assert time.perf_counter() - started < 0.5  # offering never blocks on the database
     assert accepted == 100 and log.dropped == 30
     time.sleep(0.3)
     assert log.write_errors >= 1 and store.written == []
     store.down = False  # the database comes back: everything that was kept gets written, in order
     assert log.flush(5.0)
-    assert store.written == [f"p{i}" for i in range(100)]
+    assert store.written == [prediction_id(i) for i in range(100)]
     assert log.close(2.0) and log.depth == 0
 
 
 def test_log_close_flushes_what_is_waiting() -> None:
     store = FlakyStore()
     log = PredictionLog(store.write, capacity=1000, batch_size=1000, flush_interval_s=60.0)
-    log.offer(rows(7))
+    log.offer(prediction_rows(7))
     assert log.close(5.0)
     assert len(store.written) == 7
 
