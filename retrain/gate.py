@@ -1,0 +1,177 @@
+"""The promotion gate: a pure function of two prediction sets on the same rows, plus declared margins.
+
+The challenger is promoted only if, on the recent held-out rows, it beats the champion's macro-F1 by
+at least ``min_improvement`` and the lower bound of a paired bootstrap confidence interval of the
+difference is above ``ci_lower_bound``; and, on the champion's original evaluation rows (to catch
+forgetting), it loses no more than ``max_old_regression``. Every check leaves a reason in words.
+
+Usage::
+
+    result = evaluate_gate(
+        recent=PairedPredictions(y_true, champion_pred, challenger_pred),
+        old=PairedPredictions(y_old, champion_old_pred, challenger_old_pred),
+        config=GateConfig(min_improvement=0.01),
+    )
+    result.passed, result.reasons
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    min_improvement: float = 0.01  # macro-F1 the challenger must gain on the recent rows (0.01 = 1 point)
+    ci_lower_bound: float = 0.0  # the CI's lower bound of that gain must be above this
+    max_old_regression: float = 0.02  # macro-F1 the challenger may lose on the champion's own evaluation rows
+    confidence: float = 0.95
+    bootstrap_samples: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PairedPredictions:
+    """True labels and both models' predicted labels (class indices) on the same rows."""
+
+    y_true: np.ndarray
+    champion: np.ndarray
+    challenger: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.y_true)
+        if len(self.champion) != n or len(self.challenger) != n:
+            raise ValueError(
+                f"paired predictions need equal lengths: {n} labels, {len(self.champion)} champion, "
+                f"{len(self.challenger)} challenger"
+            )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    rows: int
+    champion_macro_f1: float
+    challenger_macro_f1: float
+    champion_accuracy: float
+    challenger_accuracy: float
+    difference: float  # challenger - champion, macro-F1
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    reasons: tuple[str, ...]
+    recent: Comparison
+    old: Comparison | None
+    config: GateConfig = field(default_factory=GateConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray) -> float:
+    """Mean F1 over ``classes`` (0/0 counts as 0)."""
+    scores = []
+    for c in classes:
+        tp = np.sum((y_pred == c) & (y_true == c))
+        fp = np.sum((y_pred == c) & (y_true != c))
+        fn = np.sum((y_pred != c) & (y_true == c))
+        denom = 2 * tp + fp + fn
+        scores.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _macro_f1_batch(
+    y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray, k: int, classes: np.ndarray
+) -> np.ndarray:
+    """Macro-F1 of every bootstrap resample at once: ``idx`` is (samples, n)."""
+    t = y_true[idx]
+    p = y_pred[idx]
+    out = np.zeros(idx.shape[0])
+    for c in classes:
+        tp = np.sum((p == c) & (t == c), axis=1)
+        fp = np.sum((p == c) & (t != c), axis=1)
+        fn = np.sum((p != c) & (t == c), axis=1)
+        denom = 2 * tp + fp + fn
+        out += np.divide(2 * tp, denom, out=np.zeros_like(denom, dtype=float), where=denom > 0)
+    return out / max(1, len(classes))
+
+
+def paired_bootstrap(pairs: PairedPredictions, config: GateConfig) -> Comparison:
+    """Macro-F1 of both models and a percentile CI of the difference, resampling rows jointly."""
+    y = np.asarray(pairs.y_true)
+    a = np.asarray(pairs.champion)
+    b = np.asarray(pairs.challenger)
+    n = len(y)
+    classes = np.unique(y)
+    champion_f1 = macro_f1(y, a, classes)
+    challenger_f1 = macro_f1(y, b, classes)
+    rng = np.random.default_rng(config.seed)
+    diffs = []
+    chunk = max(1, min(config.bootstrap_samples, 2_000_000 // max(1, n)))
+    remaining = config.bootstrap_samples
+    while remaining > 0:
+        size = min(chunk, remaining)
+        idx = rng.integers(0, n, size=(size, n))
+        diffs.append(_macro_f1_batch(y, b, idx, classes) - _macro_f1_batch(y, a, idx, classes))
+        remaining -= size
+    d = np.concatenate(diffs) if diffs else np.zeros(1)
+    tail = (1.0 - config.confidence) / 2.0
+    return Comparison(
+        rows=n,
+        champion_macro_f1=champion_f1,
+        challenger_macro_f1=challenger_f1,
+        champion_accuracy=float(np.mean(a == y)) if n else 0.0,
+        challenger_accuracy=float(np.mean(b == y)) if n else 0.0,
+        difference=challenger_f1 - champion_f1,
+        ci_low=float(np.quantile(d, tail)),
+        ci_high=float(np.quantile(d, 1.0 - tail)),
+    )
+
+
+def _pts(x: float) -> str:
+    return f"{x * 100:+.1f} pts"
+
+
+def evaluate_gate(
+    recent: PairedPredictions, old: PairedPredictions | None = None, config: GateConfig | None = None
+) -> GateResult:
+    config = config or GateConfig()
+    if len(recent.y_true) == 0:
+        raise ValueError("the gate needs at least one recent held-out row")
+    r = paired_bootstrap(recent, config)
+    level = f"{config.confidence:.0%} CI"
+    reasons = []
+    passed = True
+    gain = (
+        f"recent held-out ({r.rows} rows): challenger macro-F1 {r.challenger_macro_f1:.3f} vs champion "
+        f"{r.champion_macro_f1:.3f}, {_pts(r.difference)} ({level} {_pts(r.ci_low)} to {_pts(r.ci_high)})"
+    )
+    if r.difference < config.min_improvement:
+        passed = False
+        reasons.append(f"{gain}: gain below the required {_pts(config.min_improvement)}")
+    elif r.ci_low <= config.ci_lower_bound:
+        passed = False
+        reasons.append(
+            f"{gain}: not significant, the CI's lower bound is not above {_pts(config.ci_lower_bound)}"
+        )
+    else:
+        reasons.append(f"{gain}: better by at least {_pts(config.min_improvement)}, significantly")
+    o = None
+    if old is not None and len(old.y_true):
+        o = paired_bootstrap(old, config)
+        change = (
+            f"champion's evaluation set ({o.rows} rows): challenger macro-F1 {o.challenger_macro_f1:.3f} vs "
+            f"{o.champion_macro_f1:.3f}, {_pts(o.difference)}"
+        )
+        if o.difference < -config.max_old_regression:
+            passed = False
+            reasons.append(f"{change}: forgets more than the allowed {_pts(-config.max_old_regression)}")
+        else:
+            reasons.append(f"{change}: within the allowed {_pts(-config.max_old_regression)}")
+    return GateResult(passed=passed, reasons=tuple(reasons), recent=r, old=o, config=config)
