@@ -87,7 +87,7 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray) -> flo
 
 
 def _macro_f1_batch(
-    y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray, k: int, classes: np.ndarray
+    y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray, classes: np.ndarray
 ) -> np.ndarray:
     """Macro-F1 of every bootstrap resample at once: ``idx`` is (samples, n)."""
     t = y_true[idx]
