@@ -1,0 +1,190 @@
+"""Drift signals as pure functions of arrays: reference (what the champion was trained and calibrated
+on) against the current window of logged predictions. Each returns a :class:`Signal` with its score,
+its threshold and whether it fired; nothing here reads a database or a clock.
+
+Usage::
+
+    sig = prediction_drift(reference_labels, current_labels, labels=("neg", "neu", "pos"))
+    sig.drifted, sig.score
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    score: float
+    threshold: float
+    drifted: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        state = "drift" if self.drifted else "no drift"
+        return f"{self.name}: {self.score:.3f} (threshold {self.threshold:.3f}): {state}"
+
+
+def _distribution(values: Sequence[str], labels: Sequence[str], smoothing: float = 0.5) -> np.ndarray:
+    index = {label: i for i, label in enumerate(labels)}
+    counts = np.full(len(labels), smoothing, dtype=float)
+    for v in values:
+        if v in index:
+            counts[index[v]] += 1
+    return counts / counts.sum()
+
+
+def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2, in [0, 1])."""
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray, b: np.ndarray) -> float:
+        mask = a > 0
+        return float(np.sum(a[mask] * np.log2(a[mask] / b[mask])))
+
+    return float(np.sqrt(max(0.0, 0.5 * kl(p, m) + 0.5 * kl(q, m))))
+
+
+def prediction_drift(
+    reference: Sequence[str], current: Sequence[str], *, labels: Sequence[str], threshold: float = 0.1
+) -> Signal:
+    """Has the distribution of predicted labels moved? Jensen-Shannon distance of the two shares."""
+    p, q = _distribution(reference, labels), _distribution(current, labels)
+    score = jensen_shannon(p, q)
+    return Signal(
+        "prediction_drift",
+        score,
+        threshold,
+        score > threshold,
+        {
+            "reference_share": dict(zip(labels, p.round(4).tolist(), strict=True)),
+            "current_share": dict(zip(labels, q.round(4).tolist(), strict=True)),
+        },
+    )
+
+
+def descriptor_drift(
+    reference: np.ndarray, current: np.ndarray, *, name: str = "text_length", threshold: float = 0.1
+) -> Signal:
+    """Has a per-text descriptor (length, ...) moved? Two-sample Kolmogorov-Smirnov statistic."""
+    from scipy.stats import ks_2samp
+
+    result = ks_2samp(np.asarray(reference, dtype=float), np.asarray(current, dtype=float))
+    score = float(result.statistic)
+    return Signal(
+        f"{name}_drift",
+        score,
+        threshold,
+        score > threshold,
+        {
+            "p_value": float(result.pvalue),
+            "reference_median": float(np.median(reference)),
+            "current_median": float(np.median(current)),
+        },
+    )
+
+
+def embedding_drift(
+    reference: np.ndarray,
+    current: np.ndarray,
+    *,
+    threshold: float = 0.55,
+    seed: int = 0,
+    max_rows: int = 2000,
+) -> Signal:
+    """Can a classifier tell the windows apart? Cross-validated ROC-AUC of a logistic regression on the
+    pooled embeddings (0.5: indistinguishable). The same test as Evidently's ``model`` method."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    rng = np.random.default_rng(seed)
+    ref = np.asarray(reference, dtype=np.float32)
+    cur = np.asarray(current, dtype=np.float32)
+    if len(ref) > max_rows:
+        ref = ref[rng.choice(len(ref), max_rows, replace=False)]
+    if len(cur) > max_rows:
+        cur = cur[rng.choice(len(cur), max_rows, replace=False)]
+    x = np.vstack([ref, cur])
+    y = np.concatenate([np.zeros(len(ref)), np.ones(len(cur))])
+    folds = int(min(5, len(ref), len(cur)))
+    if folds < 2:
+        raise ValueError(f"embedding drift needs at least 2 rows per window, got {len(ref)} and {len(cur)}")
+    clf = LogisticRegression(max_iter=500, C=0.1)
+    auc = float(np.mean(cross_val_score(clf, x, y, cv=folds, scoring="roc_auc")))
+    return Signal("embedding_drift", auc, threshold, auc > threshold, {"rows": [len(ref), len(cur)]})
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=float) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
+    """Temperature scaling: the T > 0 that minimises the negative log-likelihood on held-out rows."""
+    y = np.asarray(y_true)
+
+    def nll(t: float) -> float:
+        p = softmax(logits, t)
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0))))
+
+    lo, hi = np.log(0.05), np.log(20.0)
+    for _ in range(60):  # golden-section search on log T
+        a = hi - (hi - lo) / 1.618
+        b = lo + (hi - lo) / 1.618
+        if nll(np.exp(a)) < nll(np.exp(b)):
+            hi = b
+        else:
+            lo = a
+    return float(np.exp((lo + hi) / 2))
+
+
+def expected_accuracy(probs: np.ndarray) -> float:
+    """The accuracy a calibrated model expects of itself: the mean of its top-class probability."""
+    return float(np.mean(np.max(probs, axis=1))) if len(probs) else float("nan")
+
+
+def quality_estimate(
+    reference_probs: np.ndarray, current_probs: np.ndarray, *, max_drop: float = 0.05
+) -> Signal:
+    """Label-free: has the expected accuracy (from calibrated confidences) dropped by more than ``max_drop``?"""
+    ref, cur = expected_accuracy(reference_probs), expected_accuracy(current_probs)
+    drop = ref - cur
+    return Signal(
+        "estimated_accuracy_drop", drop, max_drop, drop > max_drop, {"reference": ref, "current": cur}
+    )
+
+
+def realized_accuracy(
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    *,
+    reference_accuracy: float,
+    max_drop: float = 0.05,
+    min_labels: int = 30,
+) -> Signal:
+    """With labels: has the accuracy of the window's labeled predictions dropped by more than ``max_drop``?"""
+    n = len(y_true)
+    if n < min_labels:
+        return Signal(
+            "realized_accuracy_drop",
+            float("nan"),
+            max_drop,
+            False,
+            {"labeled": n, "note": f"fewer than {min_labels} labels"},
+        )
+    acc = float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+    drop = reference_accuracy - acc
+    return Signal(
+        "realized_accuracy_drop",
+        drop,
+        max_drop,
+        drop > max_drop,
+        {"labeled": n, "reference": reference_accuracy, "current": acc},
+    )
