@@ -120,29 +120,11 @@ def embedding_drift(
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Calibrated probabilities: the temperature comes from the model version (fitted at training time)."""
     z = np.asarray(logits, dtype=float) / temperature
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
-    """Temperature scaling: the T > 0 that minimises the negative log-likelihood on held-out rows."""
-    y = np.asarray(y_true)
-
-    def nll(t: float) -> float:
-        p = softmax(logits, t)
-        return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0))))
-
-    lo, hi = np.log(0.05), np.log(20.0)
-    for _ in range(60):  # golden-section search on log T
-        a = hi - (hi - lo) / 1.618
-        b = lo + (hi - lo) / 1.618
-        if nll(np.exp(a)) < nll(np.exp(b)):
-            hi = b
-        else:
-            lo = a
-    return float(np.exp((lo + hi) / 2))
 
 
 def expected_accuracy(probs: np.ndarray) -> float:

@@ -14,14 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from registry.artifacts import ArtifactStore
 from registry.entities import CHAMPION, ArtifactRef, ModelVersion, NewModelVersion, RunStatus, RunTrigger
 from registry.errors import AlreadyExistsError, DriftlineError, NotFoundError
 from registry.modelio import save_classifier
 from registry.store import Registry
+from retrain.calibration import calibrate
 from retrain.config import TrainConfig
 from retrain.data import ColumnSpec, Split, load_labeled_file, snapshot_digest, split_heldout
-from retrain.evaluate import classification_metrics, predict_proba
+from retrain.evaluate import classification_metrics, forward_outputs, softmax
+from retrain.reference import REFERENCE_PROFILE, write_reference_profile
 from retrain.train import fine_tune, resolve_base_model
 
 logger = logging.getLogger(__name__)
@@ -88,7 +92,7 @@ def bootstrap(
     version: ModelVersion | None = None
     try:
         trained = fine_tune(split.train, data.labels, cfg, base_path=base_path, progress=progress)
-        probs = predict_proba(
+        logits, pooled = forward_outputs(
             trained.model,
             trained.tokenizer,
             split.heldout["text"].tolist(),
@@ -96,7 +100,10 @@ def bootstrap(
             batch_size=cfg.eval_batch_size,
             progress=progress,
         )
+        probs = softmax(logits)
         metrics = classification_metrics(probs, split.heldout["label"].tolist(), data.labels)
+        label_index = {label: i for i, label in enumerate(data.labels)}
+        calibration = calibrate(logits, np.array([label_index[v] for v in split.heldout["label"]]))
         metrics["train"] = {
             "n": len(split.train),
             "loss": trained.train_loss,
@@ -111,7 +118,16 @@ def bootstrap(
                 trained.tokenizer,
                 Path(tmp) / "model",
                 max_length=cfg.max_length,
-                extra={"base_model": cfg.base_model, "seed": cfg.seed},
+                extra={"base_model": cfg.base_model, "seed": cfg.seed, "calibration": calibration},
+            )
+            write_reference_profile(
+                model_dir / REFERENCE_PROFILE,
+                split.heldout,
+                logits,
+                pooled,
+                data.labels,
+                calibration["temperature"],
+                seed=cfg.seed,
             )
             model_ref = _store(artifacts, model_dir, new_artifacts)
         version = registry.register_version(
@@ -130,6 +146,7 @@ def bootstrap(
                 },
                 training_run_id=run.id,
                 data_snapshot=data_ref,
+                calibration=calibration,
                 description=f"bootstrap from {Path(request.data).name}",
             ),
             set_aliases=[CHAMPION],

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 
-def predict_proba(
+def forward_outputs(
     model: Any,
     tokenizer: Any,
     texts: Sequence[str],
@@ -17,18 +17,22 @@ def predict_proba(
     batch_size: int = 64,
     progress: bool = True,
     desc: str = "evaluating",
-) -> np.ndarray:
-    """Class probabilities, one row per text, in the order given.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class logits and mean-pooled embeddings (the serving computation), one row per text, in order.
 
     Texts are batched by length so little time goes to padding; results are put back in order.
     """
     import torch
     from tqdm.auto import tqdm
 
+    from registry.inference import PooledClassifier, input_names
+
     order = np.argsort([len(t) for t in texts], kind="stable")
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    logits_out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    pooled_out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     device = next(model.parameters()).device
     model.eval()
+    head = None
     with torch.inference_mode():
         for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=not progress):
             idx = order[start : start + batch_size]
@@ -39,9 +43,35 @@ def predict_proba(
                 padding=True,
                 return_tensors="pt",
             ).to(device)
-            logits = model(**enc).logits.float()
-            out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
-    return out
+            head = head or PooledClassifier(model, input_names(enc))
+            logits, pooled = head(*(enc[name] for name in head.input_names))
+            logits_out[idx] = logits.float().cpu().numpy()
+            pooled_out[idx] = pooled.float().cpu().numpy()
+    return logits_out, pooled_out
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def predict_proba(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    max_length: int,
+    batch_size: int = 64,
+    progress: bool = True,
+    desc: str = "evaluating",
+) -> np.ndarray:
+    """Class probabilities, one row per text, in the order given."""
+    logits, _ = forward_outputs(
+        model, tokenizer, texts, max_length=max_length, batch_size=batch_size, progress=progress, desc=desc
+    )
+    return softmax(logits)
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, *, bins: int = 10) -> float:

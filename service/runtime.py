@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from registry.entities import ModelVersion
+from registry.inference import PooledClassifier, input_names
 from registry.modelio import LoadedClassifier
 
 logger = logging.getLogger(__name__)
@@ -27,23 +28,6 @@ class BatchOutput:
     labels: tuple[str, ...]
     version: ModelVersion
     seconds: float
-
-
-class _Head(torch.nn.Module):
-    """Logits and the mean-pooled last hidden state from one forward pass, as plain tensors."""
-
-    def __init__(self, model: Any, input_names: tuple[str, ...]) -> None:
-        super().__init__()
-        self.model = model
-        self.input_names = input_names
-
-    def forward(self, *inputs: Any) -> tuple[Any, Any]:
-        named = dict(zip(self.input_names, inputs, strict=True))
-        out = self.model(**named, output_hidden_states=True)
-        hidden = out.hidden_states[-1]
-        mask = named["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return out.logits, pooled
 
 
 class ServingModel:
@@ -64,10 +48,8 @@ class ServingModel:
         self.version = version
         self.device = next(self.model.parameters()).device
         probe = self._encode(WARM_UP_TEXTS)
-        self.input_names = tuple(
-            name for name in ("input_ids", "attention_mask", "token_type_ids") if name in probe
-        )
-        self._forward: Any = _Head(self.model, self.input_names).eval()
+        self.input_names = input_names(probe)
+        self._forward: Any = PooledClassifier(self.model, self.input_names).eval()
         self.traced = False
         if trace:
             self._try_trace(probe)

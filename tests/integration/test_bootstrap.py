@@ -19,6 +19,7 @@ from retrain.bootstrap import BootstrapRequest, bootstrap
 from retrain.config import TrainConfig
 from retrain.data import ColumnSpec
 from retrain.evaluate import predict_proba
+from retrain.reference import REFERENCE_PROFILE, read_reference_profile
 from tests.textgen import topic_rows
 
 TINY = ["--num-hidden-layers", "1", "--epochs", "3", "--learning-rate", "5e-4", "--max-length", "32"]
@@ -92,6 +93,17 @@ def test_bootstrap_registers_an_accurate_reproducible_champion(topics_csv: Path)
         progress=False,
     )
     assert [loaded.labels[i] for i in probs.argmax(axis=1)] == ["food", "weather"]
+    # Calibration and the reference profile the drift monitor compares against are stored with it.
+    version = registry.get_version("sentiment", 1)
+    assert version.calibration is not None and version.calibration["temperature"] > 0
+    assert version.calibration["rows"] == 60
+    profile = read_reference_profile(
+        LocalArtifactStore(settings.artifact_root).fetch(version.artifact) / REFERENCE_PROFILE
+    )
+    assert len(profile) == 60
+    assert {"text", "label", "predicted", "probs", "text_length", "embedding"} <= set(profile.columns)
+    assert len(profile["embedding"][0]) == 384
+    assert (profile["predicted"] == profile["label"]).mean() == metrics["accuracy"]
     runs = registry.list_runs("sentiment")
     assert [r.status for r in runs] == [RunStatus.SUCCEEDED, RunStatus.SUCCEEDED]
 

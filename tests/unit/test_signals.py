@@ -9,12 +9,12 @@ from monitor.signals import (
     descriptor_drift,
     embedding_drift,
     expected_accuracy,
-    fit_temperature,
     prediction_drift,
     quality_estimate,
     realized_accuracy,
     softmax,
 )
+from retrain.calibration import calibrate, fit_temperature
 
 LABELS = ("neg", "neu", "pos")
 
@@ -61,6 +61,8 @@ def test_temperature_scaling_recovers_the_planted_temperature() -> None:
     assert fit_temperature(overconfident, y) == pytest.approx(3.0, rel=0.1)
     calibrated = softmax(overconfident, fit_temperature(overconfident, y))
     assert expected_accuracy(calibrated) == pytest.approx(np.mean(calibrated.argmax(1) == y), abs=0.03)
+    report = calibrate(overconfident, y)
+    assert report["ece_calibrated"] < report["ece_raw"] / 2
 
 
 def test_quality_estimate_and_realized_accuracy() -> None:
