@@ -1,0 +1,135 @@
+"""One drift check: the champion's reference profile against the current window of logged
+predictions. Signals come from the pure functions in ``monitor.signals``; embedding drift and the
+human-readable report come from Evidently. Nothing here touches the database: the scheduler loads the
+window, calls :func:`compute_check`, and stores the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitor.signals import (
+    Signal,
+    descriptor_drift,
+    prediction_drift,
+    quality_estimate,
+    realized_accuracy,
+    softmax,
+)
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    prediction_threshold: float = 0.1  # Jensen-Shannon distance of predicted-label shares
+    length_threshold: float = 0.1  # Kolmogorov-Smirnov statistic of text lengths
+    embedding_threshold: float = 0.55  # ROC-AUC of a classifier telling the windows apart
+    quality_margin: float = 0.03  # accuracy drop, estimated or realized
+    min_labels: int = 30
+    min_rows: int = 50
+
+
+@dataclass(frozen=True)
+class Window:
+    """Logged predictions of one window, oldest first."""
+
+    texts: Sequence[str]
+    predicted: Sequence[str]
+    probs: np.ndarray  # (n, classes) as served (temperature 1)
+    true_labels: Sequence[str | None]  # the label given later through /feedback, if any
+    embeddings: np.ndarray | None = None  # (m, hidden): the rows that kept an embedding (sampled logging)
+    embedding_rows: Sequence[int] | None = None  # which rows those are (None: all, in order)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    signals: tuple[Signal, ...]
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drifted_signals(self) -> tuple[str, ...]:
+        return tuple(
+            s.name
+            for s in self.signals
+            if s.drifted and s.name != "realized_accuracy_drop" and s.name != "estimated_accuracy_drop"
+        )
+
+    def signal(self, name: str) -> Signal | None:
+        return next((s for s in self.signals if s.name == name), None)
+
+    def scores(self) -> dict[str, Any]:
+        return {
+            s.name: {
+                "score": None if np.isnan(s.score) else s.score,
+                "threshold": s.threshold,
+                "drifted": s.drifted,
+                **s.details,
+            }
+            for s in self.signals
+        }
+
+
+def compute_check(
+    reference: pd.DataFrame,
+    window: Window,
+    *,
+    labels: Sequence[str],
+    temperature: float,
+    reference_accuracy: float,
+    config: CheckConfig = CheckConfig(),
+    report_dir: Path | None = None,
+) -> CheckOutcome:
+    """All signals for one window; with ``report_dir``, an Evidently HTML + JSON report is written there."""
+    if len(window.texts) < config.min_rows:
+        raise ValueError(
+            f"a drift check needs at least {config.min_rows} logged predictions, got {len(window.texts)}"
+        )
+    signals = [
+        prediction_drift(
+            reference["predicted"].tolist(),
+            list(window.predicted),
+            labels=labels,
+            threshold=config.prediction_threshold,
+        ),
+        descriptor_drift(
+            reference["text_length"].to_numpy(),
+            np.array([len(t) for t in window.texts]),
+            threshold=config.length_threshold,
+        ),
+    ]
+    reference_probs = np.array(reference["probs"].tolist(), dtype=np.float64)
+    current_probs = softmax(np.log(np.clip(window.probs, 1e-12, 1.0)), temperature)
+    signals.append(quality_estimate(reference_probs, current_probs, max_drop=config.quality_margin))
+    labeled = [(t, p) for t, p in zip(window.true_labels, window.predicted, strict=True) if t is not None]
+    signals.append(
+        realized_accuracy(
+            [t for t, _ in labeled],
+            [p for _, p in labeled],
+            reference_accuracy=reference_accuracy,
+            max_drop=config.quality_margin,
+            min_labels=config.min_labels,
+        )
+    )
+    report: dict[str, Any] = {}
+    if window.embeddings is not None and len(window.embeddings) >= config.min_rows:
+        from monitor.evidently_report import evidently_drift
+
+        score, report = evidently_drift(reference, window, report_dir=report_dir)
+        signals.append(
+            Signal(
+                "embedding_drift",
+                score,
+                config.embedding_threshold,
+                score > config.embedding_threshold,
+                {
+                    "method": "Evidently EmbeddingsDrift (model)",
+                    "rows": [len(reference), len(window.embeddings)],
+                },
+            )
+        )
+    return CheckOutcome(tuple(signals), report)

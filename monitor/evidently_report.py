@@ -1,0 +1,68 @@
+"""Evidently: the embedding-drift score and a report a person can open (HTML) or parse (JSON)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPORT_HTML = "drift_report.html"
+REPORT_JSON = "drift_report.json"
+
+
+def _frame(texts: Any, predicted: Any, embeddings: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        np.asarray(embeddings, dtype=np.float32), columns=[f"e{i}" for i in range(embeddings.shape[1])]
+    )
+    frame["text_length"] = [len(t) for t in texts]
+    frame["predicted"] = list(predicted)
+    return frame
+
+
+def evidently_drift(
+    reference: pd.DataFrame, window: Any, *, report_dir: Path | None = None
+) -> tuple[float, dict]:
+    """Run Evidently on reference vs window; returns the EmbeddingsDrift score and a summary of the
+    metrics, and writes ``drift_report.html`` / ``.json`` into ``report_dir`` when given."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import EmbeddingsDrift, ValueDrift
+
+    emb_ref = np.array(reference["embedding"].tolist(), dtype=np.float32)
+    keep = (
+        list(window.embedding_rows) if window.embedding_rows is not None else list(range(len(window.texts)))
+    )
+    if len(keep) != len(window.embeddings):
+        raise ValueError(f"{len(window.embeddings)} embeddings for {len(keep)} embedding rows")
+    ref = _frame(reference["text"], reference["predicted"], emb_ref)
+    cur = _frame([window.texts[i] for i in keep], [window.predicted[i] for i in keep], window.embeddings)
+    columns = [c for c in ref.columns if c.startswith("e")]
+    definition = DataDefinition(
+        numerical_columns=["text_length"], categorical_columns=["predicted"], embeddings={"pooled": columns}
+    )
+    report = Report(
+        [
+            EmbeddingsDrift(embeddings_name="pooled"),
+            ValueDrift(column="predicted"),
+            ValueDrift(column="text_length"),
+        ]
+    )
+    snapshot = report.run(
+        Dataset.from_pandas(cur, data_definition=definition),
+        Dataset.from_pandas(ref, data_definition=definition),
+    )
+    values = {}
+    score = float("nan")
+    for metric in snapshot.dict()["metrics"]:
+        name = metric.get("metric_name") or metric.get("metric_id") or ""
+        value = metric.get("value")
+        values[str(name)] = value
+        if str(name).startswith("EmbeddingsDrift"):
+            score = float(value)
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        snapshot.save_html(str(report_dir / REPORT_HTML))
+        (report_dir / REPORT_JSON).write_text(json.dumps(snapshot.dict(), default=str, indent=1))
+    return score, values
