@@ -345,6 +345,54 @@ def audit(name: str | None, alias: str | None, limit: int, as_json: bool) -> Non
         )
 
 
+# --- drift check ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--window",
+    "window_size",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Latest logged predictions of the champion to compare with its reference.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the check as JSON.")
+@handle_errors
+def check(window_size: int, as_json: bool) -> None:
+    """Run one drift check now: print its scores, decision and reason (and queue a run if it says so)."""
+    from monitor.job import MonitorConfig, run_drift_check
+
+    settings = get_settings()
+    record = run_drift_check(
+        _open_registry(settings),
+        _artifacts(settings),
+        settings.model_name,
+        MonitorConfig(window_size=window_size),
+    )
+    if as_json:
+        out = {"check": as_dict(record.check), "run": as_dict(record.run) if record.run else None}
+        click.echo(json.dumps(out, indent=1, default=str))
+        return
+    c = record.check
+    click.echo(
+        f"drift check {c.id}: {c.model_name} v{c.model_version}, {c.n_current} logged predictions vs "
+        f"{c.n_reference} reference rows"
+    )
+    for name, value in c.scores.items():
+        if name == "policy" or not isinstance(value, dict):
+            continue
+        score = value.get("score")
+        shown = "n/a" if score is None else f"{score:.3f}"
+        click.echo(
+            f"  {name:<26}{shown:>8}  threshold {value['threshold']:.3f}  {'DRIFT' if value['drifted'] else ''}"
+        )
+    click.echo(f"decision: {c.decision}: {c.reason}")
+    if record.run is not None:
+        click.echo(f"queued run {record.run.id}")
+    click.echo(f"report: {settings.artifact_root}/reports/{c.report_uri}")
+
+
 # --- labels -------------------------------------------------------------------------------------
 
 

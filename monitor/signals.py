@@ -51,17 +51,33 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def prediction_drift(
-    reference: Sequence[str], current: Sequence[str], *, labels: Sequence[str], threshold: float = 0.1
+    reference: Sequence[str],
+    current: Sequence[str],
+    *,
+    labels: Sequence[str],
+    threshold: float = 0.1,
+    alpha: float = 0.01,
 ) -> Signal:
-    """Has the distribution of predicted labels moved? Jensen-Shannon distance of the two shares."""
+    """Has the distribution of predicted labels moved? Jensen-Shannon distance of the two shares above
+    ``threshold``, and a chi-square test significant at ``alpha`` so small windows do not alarm on noise."""
+    from scipy.stats import chi2_contingency
+
     p, q = _distribution(reference, labels), _distribution(current, labels)
     score = jensen_shannon(p, q)
+    counts = np.array(
+        [
+            _distribution(reference, labels, 0.0) * len(reference),
+            _distribution(current, labels, 0.0) * len(current),
+        ]
+    )
+    p_value = float(chi2_contingency(counts + 0.5)[1])
     return Signal(
         "prediction_drift",
         score,
         threshold,
-        score > threshold,
+        score > threshold and p_value < alpha,
         {
+            "p_value": p_value,
             "reference_share": dict(zip(labels, p.round(4).tolist(), strict=True)),
             "current_share": dict(zip(labels, q.round(4).tolist(), strict=True)),
         },
@@ -69,20 +85,27 @@ def prediction_drift(
 
 
 def descriptor_drift(
-    reference: np.ndarray, current: np.ndarray, *, name: str = "text_length", threshold: float = 0.1
+    reference: np.ndarray,
+    current: np.ndarray,
+    *,
+    name: str = "text_length",
+    threshold: float = 0.1,
+    alpha: float = 0.01,
 ) -> Signal:
-    """Has a per-text descriptor (length, ...) moved? Two-sample Kolmogorov-Smirnov statistic."""
+    """Has a per-text descriptor (length, ...) moved? Two-sample Kolmogorov-Smirnov statistic above
+    ``threshold`` and significant at ``alpha``."""
     from scipy.stats import ks_2samp
 
     result = ks_2samp(np.asarray(reference, dtype=float), np.asarray(current, dtype=float))
     score = float(result.statistic)
+    p_value = float(result.pvalue)
     return Signal(
         f"{name}_drift",
         score,
         threshold,
-        score > threshold,
+        score > threshold and p_value < alpha,
         {
-            "p_value": float(result.pvalue),
+            "p_value": p_value,
             "reference_median": float(np.median(reference)),
             "current_median": float(np.median(current)),
         },

@@ -53,6 +53,10 @@ class ArtifactStore(Protocol):
 
     def delete(self, ref: ArtifactRef) -> None: ...
 
+    def put_report(self, local_dir: Path, name: str) -> str:
+        """Copy a report folder to ``<root>/reports/<name>/``; returns ``name``."""
+        ...
+
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -192,6 +196,16 @@ class FsspecArtifactStore:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return local
+
+    def put_report(self, local_dir: Path, name: str) -> str:
+        parts = PurePosixPath(name).parts
+        if not parts or any(p in ("..", ".") for p in parts) or name.startswith("/"):
+            raise UnsafeArtifactError(f"report name '{name}' must be a plain relative path")
+        for path in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
+            target = self._path("reports", name, path.relative_to(local_dir).as_posix())
+            self.fs.makedirs(str(PurePosixPath(target).parent), exist_ok=True)
+            self.fs.put_file(str(path), target)
+        return name
 
     def delete(self, ref: ArtifactRef) -> None:
         path = self._final_path(ref)

@@ -18,6 +18,7 @@ from registry.errors import InvalidInputError, UnsafeArtifactError
 logger = logging.getLogger(__name__)
 
 DRIFTLINE_META = "driftline.json"
+REFERENCE_PROFILE = "reference.parquet"  # held-out texts, predictions and embeddings, for the drift monitor
 
 
 @dataclass

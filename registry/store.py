@@ -296,12 +296,46 @@ class Registry:
 
     # --- drift checks and promotion decisions ---------------------------------------------------
 
-    def add_drift_check(self, check: dict[str, Any]) -> e.DriftCheck:
+    def add_drift_check(
+        self, check: dict[str, Any], *, queue_run: dict[str, Any] | None = None
+    ) -> tuple[e.DriftCheck, e.RetrainRun | None]:
+        """Store a drift check and, in the same transaction, the run its decision queued (if any).
+
+        ``queue_run`` holds the run's ``config``; the run refers to the check. A run already queued or
+        running for the model makes the whole write fail with :class:`ConflictError` (so two monitors
+        cannot queue two runs for one drift episode on PostgreSQL, where the check is row-locked).
+        """
         with self._tx() as s:
             row = DriftCheckRow(**{"created_at": self._clock(), **check})
             s.add(row)
             s.flush()
-            return row.to_entity()
+            run = None
+            if queue_run is not None:
+                active = s.scalar(
+                    select(RetrainRunRow.id)
+                    .where(
+                        RetrainRunRow.model_name == row.model_name,
+                        RetrainRunRow.status.in_([e.RunStatus.QUEUED.value, e.RunStatus.RUNNING.value]),
+                    )
+                    .with_for_update()
+                    .limit(1)
+                )
+                if active is not None:
+                    raise ConflictError(
+                        f"model '{row.model_name}' already has run {active} queued or running"
+                    )
+                run = RetrainRunRow(
+                    model_name=row.model_name,
+                    trigger=e.RunTrigger.DRIFT.value,
+                    status=e.RunStatus.QUEUED.value,
+                    attempts=0,
+                    config=queue_run,
+                    drift_check_id=row.id,
+                    created_at=row.created_at,
+                )
+                s.add(run)
+                s.flush()
+            return row.to_entity(), run.to_entity() if run is not None else None
 
     def get_drift_check(self, check_id: int) -> e.DriftCheck:
         with self._tx() as s:
@@ -533,6 +567,34 @@ class Registry:
             s.add_all(rows)
             s.flush()
             return [r.to_entity() for r in rows]
+
+    def window(
+        self, model_name: str, model_version: int, *, limit: int
+    ) -> list[tuple[e.Prediction, str | None]]:
+        """The latest ``limit`` predictions served by one version, oldest first, each with the last label
+        given for it (or ``None``)."""
+        with self._tx() as s:
+            rows = list(
+                s.scalars(
+                    select(PredictionRow)
+                    .where(
+                        PredictionRow.model_name == model_name, PredictionRow.model_version == model_version
+                    )
+                    .order_by(PredictionRow.created_at.desc(), PredictionRow.id.desc())
+                    .limit(limit)
+                )
+            )
+            rows.reverse()
+            labels: dict[str, str] = {}
+            ids = [r.id for r in rows]
+            for chunk in range(0, len(ids), 500):
+                for pid, label in s.execute(
+                    select(LabelRow.prediction_id, LabelRow.label)
+                    .where(LabelRow.prediction_id.in_(ids[chunk : chunk + 500]))
+                    .order_by(LabelRow.id)
+                ):
+                    labels[pid] = label
+            return [(r.to_entity(), labels.get(r.id)) for r in rows]
 
     def count_labels(self, *, since: datetime | None = None) -> int:
         with self._tx() as s:

@@ -1,0 +1,130 @@
+"""The drift-check job: load the window, compute the signals, apply the trigger policy, store the
+check (and the run it queues) in one transaction, with the Evidently report beside it.
+
+``driftline check`` runs it once; the scheduler (next) runs it on an interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from monitor.check import CheckConfig, Window, compute_check
+from monitor.policy import Decision, PolicyConfig, PolicyInput, decide
+from registry.artifacts import ArtifactStore
+from registry.entities import CHAMPION, DriftCheck, RetrainRun, RunStatus
+from registry.errors import ConflictError, InvalidInputError
+from registry.modelio import REFERENCE_PROFILE
+from registry.store import Registry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    window_size: int = 500
+    check: CheckConfig = field(default_factory=CheckConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    check: DriftCheck
+    run: RetrainRun | None
+    decision: Decision
+
+
+def run_drift_check(
+    registry: Registry, artifacts: ArtifactStore, model_name: str, config: MonitorConfig | None = None
+) -> CheckRecord:
+    import pandas as pd
+
+    config = config or MonitorConfig()
+    champion = registry.get_version_by_alias(model_name, CHAMPION)
+    rows = registry.window(model_name, champion.version, limit=config.window_size)
+    if len(rows) < config.check.min_rows:
+        raise InvalidInputError(
+            f"model '{model_name}' v{champion.version} has served {len(rows)} logged predictions; a drift check "
+            f"needs at least {config.check.min_rows}"
+        )
+    reference = pd.read_parquet(artifacts.fetch(champion.artifact) / REFERENCE_PROFILE)
+    labels = champion.labels
+    with_embedding = [i for i, (p, _) in enumerate(rows) if p.embedding is not None]
+    window = Window(
+        texts=[p.text for p, _ in rows],
+        predicted=[p.label for p, _ in rows],
+        probs=np.array([[p.scores.get(label, 0.0) for label in labels] for p, _ in rows], dtype=np.float64),
+        true_labels=[label for _, label in rows],
+        embeddings=np.stack([np.frombuffer(rows[i][0].embedding, dtype=np.float16) for i in with_embedding])
+        if with_embedding
+        else None,
+        embedding_rows=with_embedding,
+    )
+    temperature = float((champion.calibration or {}).get("temperature", 1.0))
+    name = f"drift/{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="driftline-check-") as tmp:
+        outcome = compute_check(
+            reference,
+            window,
+            labels=labels,
+            temperature=temperature,
+            reference_accuracy=float(champion.metrics.get("accuracy", 0.0)),
+            config=config.check,
+            report_dir=Path(tmp),
+        )
+        report_uri = artifacts.put_report(Path(tmp), name) + "/drift_report.html"
+
+    previous = registry.list_drift_checks(model_name, limit=config.policy.persistence)
+    streak = 1 if outcome.drifted_signals else 0
+    if streak:
+        for check in previous:
+            if not check.drifted or check.model_version != champion.version:
+                break
+            streak += 1
+    runs = registry.list_runs(model_name, limit=20)
+    finished = [r.finished_at for r in runs if r.finished_at is not None]
+    estimated = outcome.signal("estimated_accuracy_drop")
+    realized = outcome.signal("realized_accuracy_drop")
+    state = PolicyInput(
+        drift_streak=streak,
+        drifted_signals=outcome.drifted_signals,
+        estimated_drop=estimated.score if estimated else None,
+        realized_drop=realized.score if realized and not np.isnan(realized.score) else None,
+        new_labels=registry.count_labels(since=champion.created_at),
+        active_run=any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in runs),
+        since_last_run=datetime.now(UTC) - max(finished) if finished else None,
+    )
+    decision = decide(state, config.policy)
+    first, last = rows[0][0].created_at, rows[-1][0].created_at
+    record = {
+        "model_name": model_name,
+        "model_version": champion.version,
+        "window_start": first,
+        "window_end": last,
+        "reference": f"{champion.artifact_sha256[:12]}/{REFERENCE_PROFILE} ({len(reference)} rows)",
+        "n_reference": len(reference),
+        "n_current": len(rows),
+        "scores": {
+            **outcome.scores(),
+            "policy": asdict(state) | {"since_last_run": str(state.since_last_run)},
+        },
+        "drifted": bool(outcome.drifted_signals),
+        "decision": "retrain" if decision.retrain else "none",
+        "reason": decision.reason,
+        "report_uri": report_uri,
+    }
+    queue = {"reason": decision.reason, "trigger": "drift"} if decision.retrain else None
+    try:
+        check, run = registry.add_drift_check(record, queue_run=queue)
+    except ConflictError as exc:  # another monitor queued a run since we looked
+        record.update(decision="none", reason=f"{decision.reason} (not queued: {exc.message})")
+        check, run = registry.add_drift_check(record)
+        decision = Decision(False, record["reason"])
+    logger.info("drift check %s on %s v%s: %s", check.id, model_name, champion.version, decision.reason)
+    return CheckRecord(check=check, run=run, decision=decision)

@@ -1,0 +1,126 @@
+"""The drift-check job on a real registry: a window served by a real 1-layer champion, its stored
+reference profile, the trigger policy, and the run it queues (once)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from driftline.cli import main
+from monitor.job import MonitorConfig, run_drift_check
+from monitor.policy import PolicyConfig
+from registry.artifacts import LocalArtifactStore
+from registry.entities import NewLabel, NewPrediction, RunStatus, RunTrigger
+from registry.errors import InvalidInputError
+from registry.modelio import load_version
+from registry.settings import Settings
+from registry.store import Registry
+from registry.texts import text_hash
+from service.runtime import ServingModel
+from tests.textgen import topic_rows
+
+
+def serve(home: Path, texts: list[str], *, wrong_labels: bool) -> None:
+    """Predict with the champion as the service does and log the rows (with embeddings and labels)."""
+    settings = Settings(home=home)
+    registry = Registry.open(settings)
+    champion = registry.get_version_by_alias("sentiment", "champion")
+    model = ServingModel(
+        load_version(LocalArtifactStore(settings.artifact_root), champion), champion, trace=False
+    )
+    out = model.predict(texts)
+    now = datetime.now(UTC)
+    rows = []
+    for i, text in enumerate(texts):
+        label = out.labels[int(out.probs[i].argmax())]
+        rows.append(
+            NewPrediction(
+                id=uuid.uuid4().hex,
+                created_at=now,
+                text=text,
+                text_hash=text_hash(text),
+                label=label,
+                scores=dict(zip(out.labels, out.probs[i].tolist(), strict=True)),
+                model_name="sentiment",
+                model_version=champion.version,
+                latency_ms=1.0,
+                embedding=out.embeddings[i].tobytes(),
+            )
+        )
+    registry.add_predictions(rows)
+    registry.add_labels(
+        [
+            NewLabel(
+                prediction_id=r.id,
+                label=("sports" if r.label != "sports" else "food") if wrong_labels else r.label,
+            )
+            for r in rows
+        ]
+    )
+
+
+def drifted_texts(n: int) -> list[str]:
+    return [
+        f"Quarterly earnings report number {i} shows the bond market and interest rates moving again, "
+        f"said the central bank governor in a long statement to investors."
+        for i in range(n)
+    ]
+
+
+def test_drift_persists_then_queues_exactly_one_run(served_home: Path) -> None:
+    store = Registry.open(Settings(home=served_home))
+    artifacts = LocalArtifactStore(Settings(home=served_home).artifact_root)
+    policy = PolicyConfig(persistence=2, min_new_labels=50, cooldown=timedelta(0))  # bootstrap was just now
+    config = MonitorConfig(window_size=200, policy=policy)
+
+    serve(served_home, [r["text"] for r in topic_rows(120, seed=99)], wrong_labels=False)
+    quiet = run_drift_check(store, artifacts, "sentiment", config)
+    assert not quiet.check.drifted and quiet.run is None and quiet.decision.reason == "no drift"
+
+    serve(served_home, drifted_texts(200), wrong_labels=True)
+    first = run_drift_check(store, artifacts, "sentiment", config)
+    assert first.check.drifted and first.run is None
+    assert "waiting for 2 consecutive checks" in first.check.reason
+    assert first.check.scores["text_length_drift"]["drifted"]
+    assert first.check.scores["realized_accuracy_drop"]["drifted"]
+    report = artifacts.root + "/reports/" + first.check.report_uri
+    assert Path(report).stat().st_size > 100_000
+
+    second = run_drift_check(store, artifacts, "sentiment", config)
+    assert second.run is not None and second.check.decision == "retrain"
+    assert second.run.trigger is RunTrigger.DRIFT and second.run.status is RunStatus.QUEUED
+    assert second.run.drift_check_id == second.check.id
+    assert second.check.reason.endswith("retrain queued")
+
+    third = run_drift_check(store, artifacts, "sentiment", config)
+    assert third.run is None and "already queued or running" in third.check.reason
+    assert [r.trigger for r in store.list_runs("sentiment") if r.status is RunStatus.QUEUED] == [
+        RunTrigger.DRIFT
+    ]
+
+
+def test_cli_check_prints_scores_and_refuses_a_thin_window(served_home: Path) -> None:
+    env = {"DRIFTLINE_HOME": str(served_home)}
+    thin = CliRunner().invoke(main, ["check"], env=env)
+    assert thin.exit_code == 2 and "needs at least 50" in thin.stderr
+    serve(served_home, [r["text"] for r in topic_rows(80, seed=5)], wrong_labels=False)
+    out = CliRunner().invoke(main, ["check", "--json"], env=env)
+    assert out.exit_code == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["check"]["n_current"] == 80 and body["check"]["decision"] == "none"
+    assert {"prediction_drift", "text_length_drift", "embedding_drift", "estimated_accuracy_drop"} <= set(
+        body["check"]["scores"]
+    )
+    table = CliRunner().invoke(main, ["check"], env=env)
+    assert "decision: none" in table.stdout and "embedding_drift" in table.stdout
+
+
+def test_window_needs_enough_rows(served_home: Path) -> None:
+    store = Registry.open(Settings(home=served_home))
+    with pytest.raises(InvalidInputError, match="needs at least 50"):
+        run_drift_check(store, LocalArtifactStore(Settings(home=served_home).artifact_root), "sentiment")
