@@ -393,6 +393,25 @@ def check(window_size: int, as_json: bool) -> None:
     click.echo(f"report: {settings.artifact_root}/reports/{c.report_uri}")
 
 
+@main.command()
+@handle_errors
+def scheduler() -> None:
+    """Run the scheduler process: drift checks on an interval, reaping of dead runs (one leader at a time)."""
+    from monitor.scheduler import MonitorScheduler
+    from monitor.settings import MonitorSettings
+
+    settings = get_settings()
+    runner = MonitorScheduler(
+        _open_registry(settings), _artifacts(settings), settings.model_name, MonitorSettings()
+    )
+    try:
+        runner.start(blocking=True)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        runner.stop()
+
+
 # --- labels -------------------------------------------------------------------------------------
 
 

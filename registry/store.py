@@ -610,6 +610,26 @@ class Registry:
                 query = query.where(LabelRow.created_at >= since)
             return [r.to_entity() for r in s.scalars(query)]
 
+    def reap_runs(self, *, heartbeat_before: datetime) -> list[int]:
+        """Fail every running run whose last heartbeat is older than ``heartbeat_before``; returns their ids."""
+        with self._tx() as s:
+            rows = list(
+                s.scalars(
+                    select(RetrainRunRow)
+                    .where(
+                        RetrainRunRow.status == e.RunStatus.RUNNING.value,
+                        RetrainRunRow.heartbeat_at < heartbeat_before,
+                    )
+                    .with_for_update()
+                )
+            )
+            now = self._clock()
+            for row in rows:
+                row.status = e.RunStatus.FAILED.value
+                row.finished_at = now
+                row.error = f"heartbeat stopped (last at {row.heartbeat_at.isoformat() if row.heartbeat_at else 'never'})"
+            return [row.id for row in rows]
+
     # --- leases -----------------------------------------------------------------------------
 
     def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> e.Lease | None:

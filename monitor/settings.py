@@ -1,0 +1,46 @@
+"""Monitor and scheduler settings (prefix ``DRIFTLINE_``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from monitor.check import CheckConfig
+from monitor.job import MonitorConfig
+from monitor.policy import PolicyConfig
+
+
+class MonitorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="ignore")
+
+    check_interval_s: float = Field(300.0, gt=0)
+    window_size: int = Field(500, ge=10)
+    min_window_rows: int = Field(50, ge=2)
+    drift_persistence: int = Field(3, ge=1)
+    quality_margin: float = Field(0.03, ge=0)
+    drift_alone: bool = False
+    min_new_labels: int = Field(200, ge=0)
+    cooldown_s: float = Field(1800.0, ge=0)
+    lease_ttl_s: float = Field(0.0, ge=0, description="0: three check intervals")
+    reap_after_s: float = Field(
+        600.0, gt=0, description="a running run without a heartbeat this long is failed"
+    )
+
+    def monitor_config(self) -> MonitorConfig:
+        return MonitorConfig(
+            window_size=self.window_size,
+            check=CheckConfig(quality_margin=self.quality_margin, min_rows=self.min_window_rows),
+            policy=PolicyConfig(
+                persistence=self.drift_persistence,
+                quality_margin=self.quality_margin,
+                drift_alone=self.drift_alone,
+                min_new_labels=self.min_new_labels,
+                cooldown=timedelta(seconds=self.cooldown_s),
+            ),
+        )
+
+    @property
+    def lease_ttl(self) -> timedelta:
+        return timedelta(seconds=self.lease_ttl_s or 3 * self.check_interval_s)
