@@ -465,15 +465,17 @@ def labels_import(
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=3000, show_default=True)
+@click.option("--no-scheduler", is_flag=True, help="Serve only; run `driftline scheduler` elsewhere.")
 @handle_errors
-def up(host: str, port: int) -> None:
-    """Serve the registry's champion on embedded defaults (SQLite + local artifacts under ./.driftline).
+def up(host: str, port: int, no_scheduler: bool) -> None:
+    """Serve the registry's champion and run the scheduler, on embedded defaults (SQLite + local artifacts
+    under ./.driftline).
 
     Bootstraps nothing: it serves what the registry holds, and picks up a champion created later.
     """
     from driftline.processes import run_up
 
-    sys.exit(run_up(get_settings(), host=host, port=port))
+    sys.exit(run_up(get_settings(), host=host, port=port, scheduler=not no_scheduler))
 
 
 # --- demo ---------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def bentoml_executable() -> str:
     return str(candidate) if candidate.exists() else "bentoml"
 
 
-def run_up(settings: Settings, *, host: str, port: int) -> int:
+def run_up(settings: Settings, *, host: str, port: int, scheduler: bool = True) -> int:
     env = dict(os.environ)
     if settings.api_token is None or not settings.api_token.get_secret_value():
         token = secrets.token_urlsafe(24)
@@ -47,11 +47,20 @@ def run_up(settings: Settings, *, host: str, port: int) -> int:
     registry.close()
     print(f"API docs: http://{host}:{port}/api/docs   readiness: http://{host}:{port}/readyz", flush=True)
     cmd = [bentoml_executable(), "serve", "service.app:Driftline", "--host", host, "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env)
+    procs = [subprocess.Popen(cmd, env=env)]
+    if scheduler:
+        procs.append(subprocess.Popen([sys.executable, "-m", "driftline", "scheduler"], env=env))
 
     def forward(signum: int, _frame: object) -> None:
-        proc.send_signal(signum)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, forward)
-    return proc.wait()
+    code = procs[0].wait()  # the service decides: when it ends, the scheduler is stopped too
+    for proc in procs[1:]:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait()
+    return code

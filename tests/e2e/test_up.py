@@ -12,6 +12,9 @@ from pathlib import Path
 
 import httpx
 
+from monitor.scheduler import LEASE
+from registry.settings import Settings
+from registry.store import Registry
 from tests.e2e.test_serve_http import free_port
 from tests.models import copy_home
 
@@ -66,6 +69,11 @@ def test_up_serves_with_a_generated_token(served_template: Path, tmp_path: Path)
             time.sleep(0.2)
         assert http.post("/predict", json={"texts": ["x y z"]}).json()["model_version"] == 2
         http.close()
+        # The scheduler runs beside the service: it takes the leader lease.
+        store = Registry.open(Settings(home=home))
+        while store.get_lease(LEASE) is None and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert store.get_lease(LEASE) is not None
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
