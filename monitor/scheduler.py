@@ -89,6 +89,11 @@ class MonitorScheduler:
         scheduler.start()
 
     def stop(self) -> None:
+        from apscheduler.schedulers import SchedulerNotRunningError
+
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
+            try:
+                self._scheduler.shutdown(wait=True)
+            except SchedulerNotRunningError:
+                pass
         self.registry.release_lease(LEASE, self.holder)

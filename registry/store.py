@@ -302,10 +302,17 @@ class Registry:
         """Store a drift check and, in the same transaction, the run its decision queued (if any).
 
         ``queue_run`` holds the run's ``config``; the run refers to the check. A run already queued or
-        running for the model makes the whole write fail with :class:`ConflictError` (so two monitors
-        cannot queue two runs for one drift episode on PostgreSQL, where the check is row-locked).
+        running for the model makes the whole write fail with :class:`ConflictError`. Queueing locks
+        the model's row first (SQLite: the write lock ``BEGIN IMMEDIATE`` takes), so two monitors
+        that decide at once serialize here and the second sees the first one's run.
         """
         with self._tx() as s:
+            if queue_run is not None:
+                s.execute(
+                    select(RegisteredModelRow.name)
+                    .where(RegisteredModelRow.name == check["model_name"])
+                    .with_for_update()
+                )
             row = DriftCheckRow(**{"created_at": self._clock(), **check})
             s.add(row)
             s.flush()

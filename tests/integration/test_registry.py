@@ -155,3 +155,46 @@ def test_lease_expiry_and_takeover(registry: Registry) -> None:
     assert store.release_lease("scheduler", "b") is True
     assert store.get_lease("scheduler") is None
     assert store.acquire_lease("scheduler", "a", ttl) is not None
+
+
+def test_two_monitors_deciding_at_once_queue_one_run(registry: Registry) -> None:
+    import threading
+
+    from registry.errors import ConflictError
+
+    registry.ensure_model("sentiment")
+    now = datetime.now(UTC)
+    check = {
+        "model_name": "sentiment",
+        "model_version": 1,
+        "window_start": now,
+        "window_end": now,
+        "reference": "ref",
+        "n_reference": 10,
+        "n_current": 10,
+        "scores": {},
+        "drifted": True,
+        "decision": "retrain",
+        "reason": "drift",
+        "report_uri": None,
+    }
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def monitor() -> None:
+        barrier.wait()
+        try:
+            _, run = registry.add_drift_check(check, queue_run={"reason": "drift"})
+            outcomes.append("queued" if run is not None else "none")
+        except ConflictError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=monitor) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == ["queued", "refused", "refused", "refused"]
+    runs = registry.list_runs("sentiment")
+    assert len(runs) == 1 and runs[0].trigger is e.RunTrigger.DRIFT and runs[0].status is e.RunStatus.QUEUED
+    assert len(registry.list_drift_checks("sentiment")) == 1  # refused writes left nothing behind
