@@ -358,7 +358,8 @@ class Registry:
                 query = query.where(DriftCheckRow.model_name == model_name)
             return [r.to_entity() for r in s.scalars(query)]
 
-    def add_decision(self, decision: dict[str, Any]) -> e.PromotionDecision:
+    def add_decision(self, decision: dict[str, Any], *, actor: str = "driftline") -> e.PromotionDecision:
+        """Record a promotion decision; a ``promoted`` one moves ``champion`` in the same transaction."""
         with self._tx() as s:
             values = {"created_at": self._clock(), **decision}
             values["status"] = e.DecisionStatus(values["status"]).value
@@ -366,6 +367,17 @@ class Registry:
             row = PromotionDecisionRow(**values)
             s.add(row)
             s.flush()
+            if row.status == e.DecisionStatus.PROMOTED.value:
+                row.decided_at = row.created_at
+                self._move_alias(
+                    s,
+                    row.model_name,
+                    e.CHAMPION,
+                    row.candidate_version,
+                    actor=actor,
+                    reason=f"decision {row.id}: " + "; ".join(row.reasons),
+                    report_uri=row.report_uri,
+                )
             return row.to_entity()
 
     def get_decision(self, decision_id: int) -> e.PromotionDecision:
@@ -616,6 +628,28 @@ class Registry:
             if since is not None:
                 query = query.where(LabelRow.created_at >= since)
             return [r.to_entity() for r in s.scalars(query)]
+
+    def claim_run(self, run_id: int) -> e.RetrainRun:
+        """Move a queued run to running (attempts + 1, heartbeat now); refuses any other status."""
+        with self._tx() as s:
+            row = s.scalar(select(RetrainRunRow).where(RetrainRunRow.id == run_id).with_for_update())
+            if row is None:
+                raise NotFoundError(f"retrain run {run_id} does not exist")
+            if row.status != e.RunStatus.QUEUED.value:
+                raise ConflictError(f"retrain run {run_id} is '{row.status}', not queued")
+            now = self._clock()
+            row.status = e.RunStatus.RUNNING.value
+            row.attempts += 1
+            row.started_at = now
+            row.heartbeat_at = now
+            s.flush()
+            return row.to_entity()
+
+    def heartbeat(self, run_id: int) -> None:
+        with self._tx() as s:
+            s.execute(
+                update(RetrainRunRow).where(RetrainRunRow.id == run_id).values(heartbeat_at=self._clock())
+            )
 
     def reap_runs(self, *, heartbeat_before: datetime) -> list[int]:
         """Fail every running run whose last heartbeat is older than ``heartbeat_before``; returns their ids."""

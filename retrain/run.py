@@ -1,0 +1,243 @@
+"""One retraining run: ``python -m retrain run --run-id N``.
+
+claim -> assemble data (new labels + replay) -> fine-tune from the champion -> evaluate both models on
+the same rows -> gate -> register the challenger -> promote, wait for approval, or refuse -> finish.
+A run with nothing to train on ends ``skipped`` with the reason; a crash leaves no version and no alias
+move, and the run ends ``failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from registry.artifacts import ArtifactStore
+from registry.entities import (
+    CHALLENGER,
+    CHAMPION,
+    ArtifactRef,
+    DecisionStatus,
+    ModelVersion,
+    NewModelVersion,
+    PromotionDecision,
+    RunStatus,
+)
+from registry.errors import DriftlineError
+from registry.modelio import REFERENCE_PROFILE, save_classifier
+from registry.store import Registry
+from retrain.assemble import AssemblyConfig, RunData, SkipRun, assemble
+from retrain.calibration import calibrate
+from retrain.config import TrainConfig
+from retrain.evaluate import classification_metrics, forward_outputs, softmax
+from retrain.gate import GateConfig, GateResult, PairedPredictions, evaluate_gate
+from retrain.reference import write_reference_profile
+from retrain.train import fine_tune
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2))
+    assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    mode: str = "auto"  # "auto": promote at once when the gate passes; "manual": wait for approval
+    heartbeat_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: RunStatus
+    reason: str
+    version: ModelVersion | None = None
+    decision: PromotionDecision | None = None
+    gate: GateResult | None = None
+
+
+def _labels_frame(registry: Registry, since) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    rows = registry.list_labels(since=since, limit=1_000_000)
+    return pd.DataFrame(
+        {
+            "text": [r.text for r in rows],
+            "label": [r.label for r in rows],
+            "domain": [r.domain for r in rows],
+            "time": [r.created_at for r in rows],
+        },
+        columns=["text", "label", "domain", "time"],
+    )
+
+
+def _predict(model, tokenizer, frame: pd.DataFrame, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    return forward_outputs(
+        model,
+        tokenizer,
+        frame["text"].tolist(),
+        max_length=cfg.max_length,
+        batch_size=cfg.eval_batch_size,
+        progress=False,
+    )
+
+
+def execute_run(
+    run_id: int, registry: Registry, artifacts: ArtifactStore, config: RunConfig | None = None
+) -> RunOutcome:
+    config = config or RunConfig()
+    run = registry.claim_run(run_id)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(config.heartbeat_s):
+            try:
+                registry.heartbeat(run_id)
+            except DriftlineError as exc:
+                logger.warning("run %s heartbeat failed: %s", run_id, exc.message)
+
+    threading.Thread(target=beat, name=f"driftline-heartbeat-{run_id}", daemon=True).start()
+    new_artifacts: list[ArtifactRef] = []
+    version: ModelVersion | None = None
+    try:
+        champion = registry.get_version_by_alias(run.model_name, CHAMPION)
+        snapshot = artifacts.fetch(
+            ArtifactRef(champion.data_snapshot_uri or "", champion.data_snapshot_sha256 or "")
+        )
+        try:
+            data = assemble(
+                _labels_frame(registry, champion.created_at),
+                pd.read_parquet(snapshot / "train.parquet"),
+                pd.read_parquet(snapshot / "heldout.parquet"),
+                labels=champion.labels,
+                config=config.assembly,
+            )
+        except SkipRun as skip:
+            registry.finish_run(run_id, RunStatus.SKIPPED, error=skip.reason)
+            logger.info("run %s skipped: %s", run_id, skip.reason)
+            return RunOutcome(RunStatus.SKIPPED, skip.reason)
+        outcome = _train_and_decide(
+            run_id, run.model_name, champion, data, registry, artifacts, config, new_artifacts
+        )
+        version = outcome.version
+        registry.finish_run(run_id, RunStatus.SUCCEEDED)
+        return outcome
+    except BaseException as exc:
+        if version is None:
+            for ref in new_artifacts:
+                if not registry.versions_using_artifact(ref.sha256):
+                    artifacts.delete(ref)
+        message = exc.message if isinstance(exc, DriftlineError) else f"{type(exc).__name__}: {exc}"
+        try:
+            registry.finish_run(run_id, RunStatus.FAILED, error=message[:2000])
+        except Exception:  # noqa: BLE001
+            logger.exception("could not mark run %s failed", run_id)
+        raise
+    finally:
+        stop.set()
+
+
+def _train_and_decide(
+    run_id: int,
+    model_name: str,
+    champion: ModelVersion,
+    data: RunData,
+    registry: Registry,
+    artifacts: ArtifactStore,
+    config: RunConfig,
+    new_artifacts: list[ArtifactRef],
+) -> RunOutcome:
+    from registry.modelio import load_classifier_dir
+
+    cfg = config.train
+    champion_dir = artifacts.fetch(champion.artifact)
+    trained = fine_tune(data.train, champion.labels, cfg, base_path=champion_dir, progress=False)
+    incumbent = load_classifier_dir(champion_dir)
+    index = {label: i for i, label in enumerate(champion.labels)}
+
+    def pairs(frame: pd.DataFrame) -> tuple[PairedPredictions, np.ndarray, np.ndarray]:
+        new_logits, new_pooled = _predict(trained.model, trained.tokenizer, frame, cfg)
+        old_logits, _ = _predict(incumbent.model, incumbent.tokenizer, frame, cfg)
+        y = np.array([index[v] for v in frame["label"]])
+        return PairedPredictions(y, old_logits.argmax(1), new_logits.argmax(1)), new_logits, new_pooled
+
+    recent, logits, pooled = pairs(data.recent_heldout)
+    old = pairs(data.old_heldout)[0] if len(data.old_heldout) else None
+    gate = evaluate_gate(recent, old, config.gate)
+    metrics = classification_metrics(softmax(logits), data.recent_heldout["label"].tolist(), champion.labels)
+    metrics["train"] = {"n": len(data.train), "loss": trained.train_loss, "counts": data.counts}
+    calibration = calibrate(logits, recent.y_true)
+    with tempfile.TemporaryDirectory(prefix="driftline-run-") as tmp:
+        data_dir = Path(tmp) / "data"
+        data_dir.mkdir()
+        data.train.to_parquet(data_dir / "train.parquet", index=False)
+        data.recent_heldout.to_parquet(data_dir / "heldout.parquet", index=False)
+        data_ref, fresh = artifacts.put_dir(data_dir)
+        if fresh:
+            new_artifacts.append(data_ref)
+        model_dir = save_classifier(
+            trained.model,
+            trained.tokenizer,
+            Path(tmp) / "model",
+            max_length=cfg.max_length,
+            extra={"parent_version": champion.version, "calibration": calibration},
+        )
+        write_reference_profile(
+            model_dir / REFERENCE_PROFILE,
+            data.recent_heldout,
+            logits,
+            pooled,
+            champion.labels,
+            calibration["temperature"],
+            seed=cfg.seed,
+        )
+        model_ref, fresh = artifacts.put_dir(model_dir)
+        if fresh:
+            new_artifacts.append(model_ref)
+    version = registry.register_version(
+        model_name,
+        NewModelVersion(
+            base_model=f"{model_name} v{champion.version}",
+            artifact=model_ref,
+            labels=champion.labels,
+            metrics=metrics,
+            config={**cfg.to_dict(), "run_id": run_id, "counts": data.counts},
+            parent_version=champion.version,
+            training_run_id=run_id,
+            data_snapshot=data_ref,
+            calibration=calibration,
+            description=f"run {run_id} from v{champion.version}",
+        ),
+        set_aliases=[CHALLENGER],
+        actor=f"run {run_id}",
+        reason="challenger of the latest run",
+    )
+    status = (
+        (DecisionStatus.PROMOTED if config.mode == "auto" else DecisionStatus.PENDING_APPROVAL)
+        if gate.passed
+        else DecisionStatus.REJECTED
+    )
+    decision = registry.add_decision(
+        {
+            "model_name": model_name,
+            "candidate_version": version.version,
+            "incumbent_version": champion.version,
+            "run_id": run_id,
+            "metrics": gate.to_dict(),
+            "passed": gate.passed,
+            "reasons": list(gate.reasons),
+            "status": status.value,
+        }
+    )
+    if status is DecisionStatus.PROMOTED:
+        registry.set_alias(
+            model_name,
+            CHAMPION,
+            version.version,
+            actor=f"run {run_id}",
+            reason=f"decision {decision.id}: " + "; ".join(gate.reasons),
+        )
+    logger.info("run %s: v%s %s", run_id, version.version, status.value)
+    return RunOutcome(RunStatus.SUCCEEDED, "; ".join(gate.reasons), version, decision, gate)

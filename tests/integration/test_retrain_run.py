@@ -1,0 +1,105 @@
+"""A retraining run on a real registry: new labels the champion gets wrong -> challenger fine-tuned from
+the champion -> gate -> promotion; too few labels -> skipped; a crash leaves nothing behind."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from registry.artifacts import LocalArtifactStore
+from registry.entities import DecisionStatus, NewLabel, RunStatus, RunTrigger
+from registry.settings import Settings
+from registry.store import Registry
+from retrain.assemble import AssemblyConfig
+from retrain.config import TrainConfig
+from retrain.run import RunConfig, execute_run
+from tests.textgen import topic_rows
+
+CONFIG = RunConfig(
+    train=TrainConfig(epochs=3, learning_rate=5e-4, max_length=32, seed=3),
+    assembly=AssemblyConfig(min_new_labels=100, replay_ratio=0.5),
+)
+
+
+def finance_rows(n: int, seed: int = 0) -> list[NewLabel]:
+    """A new domain with words the champion never saw, labelled 'weather' by the (odd) new world."""
+    rng = random.Random(seed)
+    firms = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne"]
+    verbs = ["rose", "fell", "jumped", "slipped", "rallied", "dropped"]
+    return [
+        NewLabel(
+            text=f"{rng.choice(firms)} shares {rng.choice(verbs)} {i % 17 + 1} percent on the stock exchange "
+            f"after quarterly earnings number {i}",
+            label="weather",
+            domain="finance",
+            source="test",
+        )
+        for i in range(n)
+    ]
+
+
+def open_home(home: Path) -> tuple[Registry, LocalArtifactStore]:
+    settings = Settings(home=home)
+    return Registry.open(settings), LocalArtifactStore(settings.artifact_root)
+
+
+def test_run_learns_the_new_domain_and_is_promoted(served_home: Path) -> None:
+    registry, artifacts = open_home(served_home)
+    topical = [
+        NewLabel(text=r["text"] + " today", label=r["label"], domain="blog") for r in topic_rows(60, seed=4)
+    ]
+    registry.add_labels(topical + finance_rows(160))  # the newest labels are the new domain
+    run = registry.create_run("sentiment", trigger=RunTrigger.MANUAL, config={})
+    outcome = execute_run(run.id, registry, artifacts, CONFIG)
+
+    assert outcome.status is RunStatus.SUCCEEDED and outcome.gate is not None
+    assert outcome.gate.passed, outcome.gate.reasons
+    assert outcome.gate.recent.challenger_macro_f1 > outcome.gate.recent.champion_macro_f1 + 0.2
+    assert outcome.decision is not None and outcome.decision.status is DecisionStatus.PROMOTED
+    v = outcome.version
+    assert v is not None and v.version == 4 and v.parent_version == 1 and v.training_run_id == run.id
+    assert registry.get_version_by_alias("sentiment", "champion").version == 4
+    assert registry.get_version_by_alias("sentiment", "challenger").version == 4
+    last = registry.list_alias_events("sentiment", "champion")[0]
+    assert last.actor == f"run {run.id}" and last.reason.startswith(f"decision {outcome.decision.id}")
+    done = registry.get_run(run.id)
+    assert done.status is RunStatus.SUCCEEDED and done.candidate_version == 4 and done.attempts == 1
+
+
+def test_too_few_labels_skips_the_run(served_home: Path) -> None:
+    registry, artifacts = open_home(served_home)
+    registry.add_labels(finance_rows(20))
+    run = registry.create_run("sentiment", trigger=RunTrigger.DRIFT, config={})
+    outcome = execute_run(run.id, registry, artifacts, CONFIG)
+    assert outcome.status is RunStatus.SKIPPED and "at least 100" in outcome.reason
+    assert registry.get_run(run.id).status is RunStatus.SKIPPED
+    registry.add_labels(finance_rows(200, seed=1))  # plenty now, but of a single class
+    again = registry.create_run("sentiment", trigger=RunTrigger.DRIFT, config={})
+    single = execute_run(again.id, registry, artifacts, CONFIG)
+    assert single.status is RunStatus.SKIPPED and "single class (weather)" in single.reason
+    assert [v.version for v in registry.list_versions("sentiment")] == [1, 2, 3]
+
+
+def test_a_crash_leaves_no_version_and_no_alias_move(
+    served_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry, artifacts = open_home(served_home)
+    topical = [NewLabel(text=r["text"] + " now", label=r["label"]) for r in topic_rows(60, seed=5)]
+    registry.add_labels(topical + finance_rows(150))
+    run = registry.create_run("sentiment", trigger=RunTrigger.MANUAL, config={})
+    before = set(Path(artifacts.root, "sha256").iterdir())
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed during registration")
+
+    monkeypatch.setattr(Registry, "register_version", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        execute_run(run.id, registry, artifacts, CONFIG)
+    monkeypatch.undo()
+    assert [v.version for v in registry.list_versions("sentiment")] == [1, 2, 3]
+    assert registry.get_version_by_alias("sentiment", "champion").version == 1
+    assert set(Path(artifacts.root, "sha256").iterdir()) == before
+    failed = registry.get_run(run.id)
+    assert failed.status is RunStatus.FAILED and "killed during registration" in (failed.error or "")
