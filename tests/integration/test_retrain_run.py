@@ -103,3 +103,30 @@ def test_a_crash_leaves_no_version_and_no_alias_move(
     assert set(Path(artifacts.root, "sha256").iterdir()) == before
     failed = registry.get_run(run.id)
     assert failed.status is RunStatus.FAILED and "killed during registration" in (failed.error or "")
+
+
+def test_module_entry_point_runs_a_queued_run(served_home: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    registry, _ = open_home(served_home)
+    run = registry.create_run("sentiment", trigger=RunTrigger.MANUAL, config={})
+    env = {**os.environ, "DRIFTLINE_HOME": str(served_home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "retrain", "run", "--run-id", str(run.id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"run {run.id}: skipped: 0 new labelled texts" in done.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "retrain", "run", "--run-id", str(run.id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 1 and "is 'skipped', not queued" in again.stderr
