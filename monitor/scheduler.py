@@ -6,8 +6,9 @@ replica that does not hold it stands by. The jobs' state lives in Driftline's ow
 runs), so the job store is in memory: APScheduler 3 does not coordinate processes that share a
 SQLAlchemy job store, and the interval jobs are declared anew at every start.
 
-Jobs: the drift check (``DRIFTLINE_CHECK_INTERVAL_S``) and the reaper, which fails runs whose heartbeat
-stopped. Dispatching queued runs comes with the retraining run.
+Jobs: the drift check (``DRIFTLINE_CHECK_INTERVAL_S``), the dispatcher (starts the oldest queued run
+through a :class:`monitor.launch.Launcher`, one at a time), and the reaper, which fails runs whose
+heartbeat stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from monitor.job import CheckRecord, run_drift_check
+from monitor.launch import Launcher, SubprocessLauncher
 from monitor.settings import MonitorSettings
 from registry.artifacts import ArtifactStore
 from registry.errors import DriftlineError, InvalidInputError, NotFoundError
@@ -31,8 +33,14 @@ LEASE = "driftline-scheduler"
 
 class MonitorScheduler:
     def __init__(
-        self, registry: Registry, artifacts: ArtifactStore, model_name: str, settings: MonitorSettings
+        self,
+        registry: Registry,
+        artifacts: ArtifactStore,
+        model_name: str,
+        settings: MonitorSettings,
+        launcher: Launcher | None = None,
     ) -> None:
+        self.launcher = launcher or SubprocessLauncher()
         self.registry = registry
         self.artifacts = artifacts
         self.model_name = model_name
@@ -69,6 +77,16 @@ class MonitorScheduler:
             logger.warning("run %s failed: its heartbeat stopped before %s", run_id, cutoff.isoformat())
         return reaped
 
+    def dispatch_job(self) -> int | None:
+        """Start the oldest queued run when none of ours is going; returns its id."""
+        if not self.is_leader() or self.launcher.active():
+            return None
+        run = self.registry.next_queued_run(self.model_name)
+        if run is None:
+            return None
+        self.launcher.launch(run.id)
+        return run.id
+
     def start(self, *, blocking: bool = True) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.schedulers.blocking import BlockingScheduler
@@ -82,6 +100,9 @@ class MonitorScheduler:
             self.check_job, "interval", seconds=interval, id="drift_check", next_run_time=datetime.now(UTC)
         )
         scheduler.add_job(self.reap_job, "interval", seconds=max(30.0, interval), id="reap")
+        scheduler.add_job(
+            self.dispatch_job, "interval", seconds=self.settings.dispatch_interval_s, id="dispatch"
+        )
         self._scheduler = scheduler
         logger.info(
             "scheduler %s: drift check every %.0f s on model '%s'", self.holder, interval, self.model_name

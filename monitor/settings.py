@@ -16,6 +16,7 @@ class MonitorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="ignore")
 
     check_interval_s: float = Field(300.0, gt=0)
+    dispatch_interval_s: float = Field(5.0, gt=0)
     window_size: int = Field(500, ge=10)
     min_window_rows: int = Field(50, ge=2)
     drift_persistence: int = Field(3, ge=1)

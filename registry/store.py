@@ -629,6 +629,20 @@ class Registry:
                 query = query.where(LabelRow.created_at >= since)
             return [r.to_entity() for r in s.scalars(query)]
 
+    def next_queued_run(self, model_name: str | None = None) -> e.RetrainRun | None:
+        """The oldest queued run (to dispatch), or ``None``."""
+        with self._tx() as s:
+            query = (
+                select(RetrainRunRow)
+                .where(RetrainRunRow.status == e.RunStatus.QUEUED.value)
+                .order_by(RetrainRunRow.id)
+                .limit(1)
+            )
+            if model_name is not None:
+                query = query.where(RetrainRunRow.model_name == model_name)
+            row = s.scalar(query)
+            return row.to_entity() if row is not None else None
+
     def claim_run(self, run_id: int) -> e.RetrainRun:
         """Move a queued run to running (attempts + 1, heartbeat now); refuses any other status."""
         with self._tx() as s:

@@ -70,3 +70,48 @@ def test_background_scheduler_checks_on_its_interval(served_home: Path) -> None:
         s.stop()
     assert len(s.registry.list_drift_checks("sentiment")) >= 2
     assert s.registry.get_lease(LEASE) is None  # released at stop
+
+
+class RecordingLauncher:
+    def __init__(self) -> None:
+        self.launched: list[int] = []
+        self.busy: list[int] = []
+
+    def launch(self, run_id: int) -> None:
+        self.launched.append(run_id)
+        self.busy = [run_id]
+
+    def active(self) -> list[int]:
+        return self.busy
+
+
+def test_dispatcher_starts_the_oldest_queued_run_one_at_a_time(served_home: Path) -> None:
+    s = scheduler(served_home)
+    fake = RecordingLauncher()
+    s.launcher = fake
+    assert s.dispatch_job() is None  # nothing queued
+    first = s.registry.create_run("sentiment", trigger=RunTrigger.DRIFT, config={})
+    second = s.registry.create_run("sentiment", trigger=RunTrigger.MANUAL, config={})
+    assert s.dispatch_job() == first.id
+    assert s.dispatch_job() is None  # ours is still going
+    fake.busy = []
+    s.registry.claim_run(first.id)
+    assert s.dispatch_job() == second.id
+    assert fake.launched == [first.id, second.id]
+    s.stop()
+
+
+def test_subprocess_launcher_runs_the_retrain_module(served_home: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from monitor.launch import SubprocessLauncher
+
+    monkeypatch.setenv("DRIFTLINE_HOME", str(served_home))
+    s = scheduler(served_home)
+    s.launcher = SubprocessLauncher()
+    run = s.registry.create_run("sentiment", trigger=RunTrigger.MANUAL, config={})
+    assert s.dispatch_job() == run.id
+    deadline = time.monotonic() + 120
+    while s.launcher.active() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    done = s.registry.get_run(run.id)
+    assert done.status is RunStatus.SKIPPED and "new labelled texts" in (done.error or "")
+    s.stop()
