@@ -12,6 +12,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ class MonitorConfig:
     window_size: int = 500
     check: CheckConfig = field(default_factory=CheckConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    run_config: dict[str, Any] = field(default_factory=dict)  # recorded on the runs it queues
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def run_drift_check(
         "reason": decision.reason,
         "report_uri": report_uri,
     }
-    queue = {"reason": decision.reason, "trigger": "drift"} if decision.retrain else None
+    queue = {**config.run_config, "reason": decision.reason} if decision.retrain else None
     try:
         check, run = registry.add_drift_check(record, queue_run=queue)
     except ConflictError as exc:  # another monitor queued a run since we looked

@@ -25,6 +25,10 @@ class MonitorSettings(BaseSettings):
     min_new_labels: int = Field(200, ge=0)
     cooldown_s: float = Field(1800.0, ge=0)
     lease_ttl_s: float = Field(0.0, ge=0, description="0: three check intervals")
+    retrain: dict = Field(  # type: ignore[type-arg]
+        default_factory=dict,
+        description='recorded on every run the monitor queues, e.g. {"train": {"epochs": 2}, "mode": "manual"}',
+    )
     reap_after_s: float = Field(
         600.0, gt=0, description="a running run without a heartbeat this long is failed"
     )
@@ -32,6 +36,7 @@ class MonitorSettings(BaseSettings):
     def monitor_config(self) -> MonitorConfig:
         return MonitorConfig(
             window_size=self.window_size,
+            run_config=dict(self.retrain),
             check=CheckConfig(quality_margin=self.quality_margin, min_rows=self.min_window_rows),
             policy=PolicyConfig(
                 persistence=self.drift_persistence,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from registry.entities import (
     PromotionDecision,
     RunStatus,
 )
-from registry.errors import DriftlineError
+from registry.errors import DriftlineError, InvalidInputError
 from registry.modelio import REFERENCE_PROFILE, save_classifier
 from registry.store import Registry
 from retrain.assemble import AssemblyConfig, RunData, SkipRun, assemble
@@ -60,6 +60,20 @@ class RunOutcome:
     gate: GateResult | None = None
 
 
+def config_from_run(values: dict) -> RunConfig:  # type: ignore[type-arg]
+    """The run's recorded config (``train`` / ``assembly`` / ``gate`` overrides, ``mode``) over the defaults."""
+    base = RunConfig()
+    try:
+        return RunConfig(
+            train=TrainConfig.from_dict({**base.train.to_dict(), **values.get("train", {})}),
+            assembly=AssemblyConfig(**{**asdict(base.assembly), **values.get("assembly", {})}),
+            gate=GateConfig(**{**asdict(base.gate), **values.get("gate", {})}),
+            mode=values.get("mode", base.mode),
+        )
+    except TypeError as exc:
+        raise InvalidInputError(f"run config {values!r} is not valid: {exc}") from exc
+
+
 def _labels_frame(registry: Registry, since) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     rows = registry.list_labels(since=since, limit=1_000_000)
     return pd.DataFrame(
@@ -87,8 +101,8 @@ def _predict(model, tokenizer, frame: pd.DataFrame, cfg: TrainConfig) -> tuple[n
 def execute_run(
     run_id: int, registry: Registry, artifacts: ArtifactStore, config: RunConfig | None = None
 ) -> RunOutcome:
-    config = config or RunConfig()
     run = registry.claim_run(run_id)
+    config = config or config_from_run(run.config)
     stop = threading.Event()
 
     def beat() -> None:
