@@ -178,7 +178,13 @@ def _train_and_decide(
         return PairedPredictions(y, old_logits.argmax(1), new_logits.argmax(1)), new_logits, new_pooled
 
     recent, logits, pooled = pairs(data.recent_heldout)
-    old = pairs(data.old_heldout)[0] if len(data.old_heldout) else None
+    old = None
+    profile_rows, profile_logits, profile_pooled = data.recent_heldout, logits, pooled
+    if len(data.old_heldout):
+        old, old_logits, old_pooled = pairs(data.old_heldout)
+        # The reference profile covers what the challenger was trained for: the new rows and the old.
+        profile_rows = pd.concat([data.recent_heldout, data.old_heldout], ignore_index=True)
+        profile_logits, profile_pooled = np.vstack([logits, old_logits]), np.vstack([pooled, old_pooled])
     gate = evaluate_gate(recent, old, config.gate)
     metrics = classification_metrics(softmax(logits), data.recent_heldout["label"].tolist(), champion.labels)
     metrics["train"] = {"n": len(data.train), "loss": trained.train_loss, "counts": data.counts}
@@ -200,9 +206,9 @@ def _train_and_decide(
         )
         write_reference_profile(
             model_dir / REFERENCE_PROFILE,
-            data.recent_heldout,
-            logits,
-            pooled,
+            profile_rows,
+            profile_logits,
+            profile_pooled,
             champion.labels,
             calibration["temperature"],
             seed=cfg.seed,
