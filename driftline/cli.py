@@ -412,6 +412,128 @@ def scheduler() -> None:
         runner.stop()
 
 
+# --- runs, decisions, alias moves ------------------------------------------------------------------
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+@main.command()
+@click.option("--reason", default="manual retrain", show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "manual"]),
+    default="auto",
+    show_default=True,
+    help="manual: a passing challenger waits for `driftline approve`.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def retrain(reason: str, mode: str, as_json: bool) -> None:
+    """Queue a manual retraining run (the scheduler's dispatcher starts it)."""
+    from registry.entities import RunTrigger
+
+    settings = get_settings()
+    registry = _open_registry(settings)
+    registry.get_model(settings.model_name)
+    run = registry.create_run(
+        settings.model_name,
+        trigger=RunTrigger.MANUAL,
+        config={"reason": reason, "mode": mode, "requested_by": _actor()},
+    )
+    click.echo(json.dumps(as_dict(run), indent=1) if as_json else f"queued run {run.id} ({mode})")
+
+
+@main.command()
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def runs(limit: int, as_json: bool) -> None:
+    """List retraining runs, newest first."""
+    items = _open_registry(get_settings()).list_runs(limit=limit)
+    if as_json:
+        click.echo(json.dumps([as_dict(r) for r in items], indent=1))
+        return
+    for r in items:
+        made = f"v{r.candidate_version}" if r.candidate_version else "-"
+        click.echo(
+            f"run {r.id:>4}  {r.status.value:<10} {r.trigger.value:<9} {made:<5} "
+            f"{r.created_at.isoformat()[:19]}  {r.error or ''}"
+        )
+    if not items:
+        click.echo("no runs yet")
+
+
+@main.command()
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def reports(limit: int, as_json: bool) -> None:
+    """List promotion decisions with their reasons, newest first."""
+    items = _open_registry(get_settings()).list_decisions(limit=limit)
+    if as_json:
+        click.echo(json.dumps([as_dict(d) for d in items], indent=1))
+        return
+    for d in items:
+        click.echo(
+            f"decision {d.id}: {d.model_name} v{d.candidate_version} vs v{d.incumbent_version}: "
+            f"{d.status.value} (run {d.run_id})"
+        )
+        for reason in d.reasons:
+            click.echo(f"  - {reason}")
+    if not items:
+        click.echo("no promotion decisions yet")
+
+
+@main.command()
+@click.argument("version", type=int)
+@click.option("--reason", required=True)
+@handle_errors
+def promote(version: int, reason: str) -> None:
+    """Make VERSION the champion (an audited alias move)."""
+    settings = get_settings()
+    event = _open_registry(settings).set_alias(
+        settings.model_name, "champion", version, actor=_actor(), reason=reason
+    )
+    click.echo(f"{event.model_name}/champion: v{event.from_version} -> v{event.to_version}")
+
+
+@main.command()
+@click.option("--reason", required=True)
+@handle_errors
+def rollback(reason: str) -> None:
+    """Point champion back to where its last move came from."""
+    settings = get_settings()
+    event = _open_registry(settings).rollback(settings.model_name, actor=_actor(), reason=reason)
+    click.echo(f"{event.model_name}/champion: v{event.from_version} -> v{event.to_version}")
+
+
+def _review(decision_id: int, reason: str, approve: bool) -> None:
+    d = _open_registry(get_settings()).review_decision(
+        decision_id, approve=approve, reviewer=_actor(), reason=reason
+    )
+    click.echo(f"decision {d.id}: {d.status.value}")
+
+
+@main.command()
+@click.argument("decision_id", type=int)
+@click.option("--reason", required=True)
+@handle_errors
+def approve(decision_id: int, reason: str) -> None:
+    """Approve a promotion waiting for approval (the champion moves)."""
+    _review(decision_id, reason, True)
+
+
+@main.command()
+@click.argument("decision_id", type=int)
+@click.option("--reason", required=True)
+@handle_errors
+def reject(decision_id: int, reason: str) -> None:
+    """Refuse a promotion waiting for approval."""
+    _review(decision_id, reason, False)
+
+
 # --- labels -------------------------------------------------------------------------------------
 
 
