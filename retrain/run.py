@@ -37,6 +37,7 @@ from retrain.config import TrainConfig
 from retrain.evaluate import classification_metrics, forward_outputs, softmax
 from retrain.gate import GateConfig, GateResult, PairedPredictions, evaluate_gate
 from retrain.reference import write_reference_profile
+from retrain.report import ReportInputs, write_promotion_report
 from retrain.train import fine_tune
 
 logger = logging.getLogger(__name__)
@@ -132,8 +133,20 @@ def execute_run(
             registry.finish_run(run_id, RunStatus.SKIPPED, error=skip.reason)
             logger.info("run %s skipped: %s", run_id, skip.reason)
             return RunOutcome(RunStatus.SKIPPED, skip.reason)
+        detail = str(run.config.get("reason", ""))
+        if run.drift_check_id is not None:
+            detail = f"drift check {run.drift_check_id}: {detail}"
         outcome = _train_and_decide(
-            run_id, run.model_name, champion, data, registry, artifacts, config, new_artifacts
+            run_id,
+            run.model_name,
+            champion,
+            data,
+            registry,
+            artifacts,
+            config,
+            new_artifacts,
+            trigger=run.trigger.value,
+            trigger_detail=detail,
         )
         version = outcome.version
         registry.finish_run(run_id, RunStatus.SUCCEEDED)
@@ -162,6 +175,8 @@ def _train_and_decide(
     artifacts: ArtifactStore,
     config: RunConfig,
     new_artifacts: list[ArtifactRef],
+    trigger: str = "manual",
+    trigger_detail: str = "",
 ) -> RunOutcome:
     from registry.modelio import load_classifier_dir
 
@@ -239,6 +254,39 @@ def _train_and_decide(
         if gate.passed
         else DecisionStatus.REJECTED
     )
+    report_name = f"runs/{run_id}"
+    champion_probs = softmax(_predict(incumbent.model, incumbent.tokenizer, data.recent_heldout, cfg)[0])
+    with tempfile.TemporaryDirectory(prefix="driftline-report-") as tmp:
+        write_promotion_report(
+            Path(tmp),
+            ReportInputs(
+                model_name=model_name,
+                run_id=run_id,
+                trigger=trigger,
+                trigger_detail=trigger_detail,
+                champion_version=champion.version,
+                challenger_version=version.version,
+                status=status.value,
+                gate=gate,
+                counts=data.counts,
+                train=data.train,
+                recent=data.recent_heldout.assign(
+                    champion_pred=[champion.labels[i] for i in recent.champion],
+                    challenger_pred=[champion.labels[i] for i in recent.challenger],
+                ),
+                champion_metrics=classification_metrics(
+                    champion_probs, data.recent_heldout["label"].tolist(), champion.labels
+                ),
+                challenger_metrics=metrics,
+                config={
+                    **cfg.to_dict(),
+                    "assembly": asdict(config.assembly),
+                    "gate": asdict(config.gate),
+                    "mode": config.mode,
+                },
+            ),
+        )
+        artifacts.put_report(Path(tmp), report_name)
     decision = registry.add_decision(
         {
             "model_name": model_name,
@@ -249,15 +297,9 @@ def _train_and_decide(
             "passed": gate.passed,
             "reasons": list(gate.reasons),
             "status": status.value,
-        }
+            "report_uri": f"{report_name}/promotion.html",
+        },
+        actor=f"run {run_id}",
     )
-    if status is DecisionStatus.PROMOTED:
-        registry.set_alias(
-            model_name,
-            CHAMPION,
-            version.version,
-            actor=f"run {run_id}",
-            reason=f"decision {decision.id}: " + "; ".join(gate.reasons),
-        )
     logger.info("run %s: v%s %s", run_id, version.version, status.value)
     return RunOutcome(RunStatus.SUCCEEDED, "; ".join(gate.reasons), version, decision, gate)

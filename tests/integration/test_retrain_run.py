@@ -62,8 +62,15 @@ def test_run_learns_the_new_domain_and_is_promoted(served_home: Path) -> None:
     assert v is not None and v.version == 4 and v.parent_version == 1 and v.training_run_id == run.id
     assert registry.get_version_by_alias("sentiment", "champion").version == 4
     assert registry.get_version_by_alias("sentiment", "challenger").version == 4
-    last = registry.list_alias_events("sentiment", "champion")[0]
-    assert last.actor == f"run {run.id}" and last.reason.startswith(f"decision {outcome.decision.id}")
+    events = registry.list_alias_events("sentiment", "champion")
+    assert [(e.from_version, e.to_version) for e in events] == [(1, 4), (None, 1)]  # one audited move
+    assert events[0].actor == f"run {run.id}" and events[0].reason.startswith(
+        f"decision {outcome.decision.id}"
+    )
+    assert events[0].report_uri == f"runs/{run.id}/promotion.html"
+    page = (Path(artifacts.root) / "reports" / "runs" / str(run.id) / "promotion.html").read_text()
+    assert "Decision: <b>promoted</b>" in page and "Examples the challenger fixed" in page
+    assert "finance" in page  # per-domain table
     done = registry.get_run(run.id)
     assert done.status is RunStatus.SUCCEEDED and done.candidate_version == 4 and done.attempts == 1
 
