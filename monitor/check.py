@@ -7,7 +7,7 @@ window, calls :func:`compute_check`, and stores the result.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,6 @@ class Window:
 @dataclass(frozen=True)
 class CheckOutcome:
     signals: tuple[Signal, ...]
-    report: dict[str, Any] = field(default_factory=dict)
 
     @property
     def drifted_signals(self) -> tuple[str, ...]:
@@ -115,11 +114,10 @@ def compute_check(
             min_labels=config.min_labels,
         )
     )
-    report: dict[str, Any] = {}
     if window.embeddings is not None and len(window.embeddings) >= config.min_rows:
         from monitor.evidently_report import evidently_drift
 
-        score, report = evidently_drift(reference, window, report_dir=report_dir)
+        score = evidently_drift(reference, window, report_dir=report_dir)
         signals.append(
             Signal(
                 "embedding_drift",
@@ -132,4 +130,4 @@ def compute_check(
                 },
             )
         )
-    return CheckOutcome(tuple(signals), report)
+    return CheckOutcome(tuple(signals))

@@ -22,11 +22,9 @@ def _frame(texts: Any, predicted: Any, embeddings: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def evidently_drift(
-    reference: pd.DataFrame, window: Any, *, report_dir: Path | None = None
-) -> tuple[float, dict]:
-    """Run Evidently on reference vs window; returns the EmbeddingsDrift score and a summary of the
-    metrics, and writes ``drift_report.html`` / ``.json`` into ``report_dir`` when given."""
+def evidently_drift(reference: pd.DataFrame, window: Any, *, report_dir: Path | None = None) -> float:
+    """Run Evidently on reference vs window and return the EmbeddingsDrift score; with ``report_dir``,
+    also write ``drift_report.html`` / ``.json`` there."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import EmbeddingsDrift, ValueDrift
 
@@ -53,16 +51,14 @@ def evidently_drift(
         Dataset.from_pandas(cur, data_definition=definition),
         Dataset.from_pandas(ref, data_definition=definition),
     )
-    values = {}
+    summary = snapshot.dict()
     score = float("nan")
-    for metric in snapshot.dict()["metrics"]:
-        name = metric.get("metric_name") or metric.get("metric_id") or ""
-        value = metric.get("value")
-        values[str(name)] = value
-        if str(name).startswith("EmbeddingsDrift"):
-            score = float(value)
+    for metric in summary["metrics"]:
+        name = str(metric.get("metric_name") or metric.get("metric_id") or "")
+        if name.startswith("EmbeddingsDrift"):
+            score = float(metric["value"])
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         snapshot.save_html(str(report_dir / REPORT_HTML))
-        (report_dir / REPORT_JSON).write_text(json.dumps(snapshot.dict(), default=str, indent=1))
-    return score, values
+        (report_dir / REPORT_JSON).write_text(json.dumps(summary, default=str, indent=1))
+    return score

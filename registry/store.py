@@ -507,25 +507,6 @@ class Registry:
             found = s.scalars(select(PredictionRow).where(PredictionRow.id.in_(list(ids))))
             return {r.id: r.to_entity() for r in found}
 
-    def list_predictions(
-        self,
-        model_name: str | None = None,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 1000,
-    ) -> list[e.Prediction]:
-        """Oldest first within the window."""
-        with self._tx() as s:
-            query = select(PredictionRow).order_by(PredictionRow.created_at, PredictionRow.id).limit(limit)
-            if model_name is not None:
-                query = query.where(PredictionRow.model_name == model_name)
-            if since is not None:
-                query = query.where(PredictionRow.created_at >= since)
-            if until is not None:
-                query = query.where(PredictionRow.created_at < until)
-            return [r.to_entity() for r in s.scalars(query)]
-
     def count_predictions(self, model_name: str | None = None) -> int:
         with self._tx() as s:
             query = select(func.count()).select_from(PredictionRow)

@@ -18,13 +18,14 @@ import numpy as np
 
 from registry.artifacts import ArtifactStore
 from registry.entities import CHAMPION, ArtifactRef, ModelVersion, NewModelVersion, RunStatus, RunTrigger
-from registry.errors import AlreadyExistsError, DriftlineError, NotFoundError
+from registry.errors import AlreadyExistsError, NotFoundError
 from registry.modelio import save_classifier
 from registry.store import Registry
 from retrain.calibration import calibrate
 from retrain.config import TrainConfig
 from retrain.data import ColumnSpec, Split, load_labeled_file, snapshot_digest, split_heldout
 from retrain.evaluate import classification_metrics, forward_outputs, softmax
+from retrain.lifecycle import record_failure, remove_unreferenced, store_new
 from retrain.reference import REFERENCE_PROFILE, write_reference_profile
 from retrain.train import fine_tune, resolve_base_model
 
@@ -112,7 +113,7 @@ def bootstrap(
             "examples_per_second": round(trained.examples_per_second, 2),
         }
         with tempfile.TemporaryDirectory(prefix="driftline-bootstrap-") as tmp:
-            data_ref = _store(artifacts, _write_snapshot(split, Path(tmp) / "data"), new_artifacts)
+            data_ref = store_new(artifacts, _write_snapshot(split, Path(tmp) / "data"), new_artifacts)
             model_dir = save_classifier(
                 trained.model,
                 trained.tokenizer,
@@ -129,7 +130,7 @@ def bootstrap(
                 calibration["temperature"],
                 seed=cfg.seed,
             )
-            model_ref = _store(artifacts, model_dir, new_artifacts)
+            model_ref = store_new(artifacts, model_dir, new_artifacts)
         version = registry.register_version(
             request.model_name,
             NewModelVersion(
@@ -156,8 +157,8 @@ def bootstrap(
         registry.finish_run(run.id, RunStatus.SUCCEEDED, data_snapshot_sha256=data_ref.sha256)
     except BaseException as exc:
         if version is None:
-            _remove_unreferenced(registry, artifacts, new_artifacts)
-        _record_failure(registry, run.id, exc)
+            remove_unreferenced(registry, artifacts, new_artifacts)
+        record_failure(registry, run.id, exc)
         raise
     return BootstrapResult(
         version=version,
@@ -199,27 +200,3 @@ def _write_snapshot(split: Split, out_dir: Path) -> Path:
         f"heldout: {len(split.heldout)} rows, sha256 {snapshot_digest(split.heldout)} ({split.method} split)\n"
     )
     return out_dir
-
-
-def _store(artifacts: ArtifactStore, local_dir: Path, created: list[ArtifactRef]) -> ArtifactRef:
-    ref, is_new = artifacts.put_dir(local_dir)
-    if is_new:
-        created.append(ref)
-    return ref
-
-
-def _remove_unreferenced(registry: Registry, artifacts: ArtifactStore, refs: list[ArtifactRef]) -> None:
-    for ref in refs:
-        try:
-            if not registry.versions_using_artifact(ref.sha256):
-                artifacts.delete(ref)
-        except Exception:  # noqa: BLE001 - cleanup must not hide the original failure
-            logger.exception("could not remove artifact %s after a failed bootstrap", ref.sha256[:12])
-
-
-def _record_failure(registry: Registry, run_id: int, exc: BaseException) -> None:
-    message = exc.message if isinstance(exc, DriftlineError) else f"{type(exc).__name__}: {exc}"
-    try:
-        registry.finish_run(run_id, RunStatus.FAILED, error=message[:2000])
-    except Exception:  # noqa: BLE001
-        logger.exception("could not mark run %s as failed", run_id)

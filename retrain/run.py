@@ -36,6 +36,7 @@ from retrain.calibration import calibrate
 from retrain.config import TrainConfig
 from retrain.evaluate import classification_metrics, forward_outputs, softmax
 from retrain.gate import GateConfig, GateResult, PairedPredictions, evaluate_gate
+from retrain.lifecycle import record_failure, remove_unreferenced, store_new
 from retrain.reference import write_reference_profile
 from retrain.report import ReportInputs, write_promotion_report
 from retrain.train import fine_tune
@@ -153,14 +154,8 @@ def execute_run(
         return outcome
     except BaseException as exc:
         if version is None:
-            for ref in new_artifacts:
-                if not registry.versions_using_artifact(ref.sha256):
-                    artifacts.delete(ref)
-        message = exc.message if isinstance(exc, DriftlineError) else f"{type(exc).__name__}: {exc}"
-        try:
-            registry.finish_run(run_id, RunStatus.FAILED, error=message[:2000])
-        except Exception:  # noqa: BLE001
-            logger.exception("could not mark run %s failed", run_id)
+            remove_unreferenced(registry, artifacts, new_artifacts)
+        record_failure(registry, run_id, exc)
         raise
     finally:
         stop.set()
@@ -186,17 +181,23 @@ def _train_and_decide(
     incumbent = load_classifier_dir(champion_dir)
     index = {label: i for i, label in enumerate(champion.labels)}
 
-    def pairs(frame: pd.DataFrame) -> tuple[PairedPredictions, np.ndarray, np.ndarray]:
+    def pairs(frame: pd.DataFrame) -> tuple[PairedPredictions, np.ndarray, np.ndarray, np.ndarray]:
+        """Both models on the same rows: the pairs, the challenger's logits and embeddings, the champion's logits."""
         new_logits, new_pooled = _predict(trained.model, trained.tokenizer, frame, cfg)
         old_logits, _ = _predict(incumbent.model, incumbent.tokenizer, frame, cfg)
         y = np.array([index[v] for v in frame["label"]])
-        return PairedPredictions(y, old_logits.argmax(1), new_logits.argmax(1)), new_logits, new_pooled
+        return (
+            PairedPredictions(y, old_logits.argmax(1), new_logits.argmax(1)),
+            new_logits,
+            new_pooled,
+            old_logits,
+        )
 
-    recent, logits, pooled = pairs(data.recent_heldout)
+    recent, logits, pooled, champion_logits = pairs(data.recent_heldout)
     old = None
     profile_rows, profile_logits, profile_pooled = data.recent_heldout, logits, pooled
     if len(data.old_heldout):
-        old, old_logits, old_pooled = pairs(data.old_heldout)
+        old, old_logits, old_pooled, _ = pairs(data.old_heldout)
         # The reference profile covers what the challenger was trained for: the new rows and the old.
         profile_rows = pd.concat([data.recent_heldout, data.old_heldout], ignore_index=True)
         profile_logits, profile_pooled = np.vstack([logits, old_logits]), np.vstack([pooled, old_pooled])
@@ -209,9 +210,7 @@ def _train_and_decide(
         data_dir.mkdir()
         data.train.to_parquet(data_dir / "train.parquet", index=False)
         data.recent_heldout.to_parquet(data_dir / "heldout.parquet", index=False)
-        data_ref, fresh = artifacts.put_dir(data_dir)
-        if fresh:
-            new_artifacts.append(data_ref)
+        data_ref = store_new(artifacts, data_dir, new_artifacts)
         model_dir = save_classifier(
             trained.model,
             trained.tokenizer,
@@ -228,9 +227,7 @@ def _train_and_decide(
             calibration["temperature"],
             seed=cfg.seed,
         )
-        model_ref, fresh = artifacts.put_dir(model_dir)
-        if fresh:
-            new_artifacts.append(model_ref)
+        model_ref = store_new(artifacts, model_dir, new_artifacts)
     version = registry.register_version(
         model_name,
         NewModelVersion(
@@ -255,7 +252,6 @@ def _train_and_decide(
         else DecisionStatus.REJECTED
     )
     report_name = f"runs/{run_id}"
-    champion_probs = softmax(_predict(incumbent.model, incumbent.tokenizer, data.recent_heldout, cfg)[0])
     with tempfile.TemporaryDirectory(prefix="driftline-report-") as tmp:
         write_promotion_report(
             Path(tmp),
@@ -275,7 +271,7 @@ def _train_and_decide(
                     challenger_pred=[champion.labels[i] for i in recent.challenger],
                 ),
                 champion_metrics=classification_metrics(
-                    champion_probs, data.recent_heldout["label"].tolist(), champion.labels
+                    softmax(champion_logits), data.recent_heldout["label"].tolist(), champion.labels
                 ),
                 challenger_metrics=metrics,
                 config={

@@ -15,7 +15,7 @@ import collections
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -28,14 +28,6 @@ class _Pending:
     texts: Sequence[str]
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
-
-
-@dataclass
-class BatchStats:
-    batches: int = 0
-    texts: int = 0
-    largest: int = 0
-    sizes: collections.Counter = field(default_factory=collections.Counter)
 
 
 def _resolve(future: asyncio.Future, result: object, error: BaseException | None) -> None:
@@ -67,7 +59,6 @@ class MicroBatcher(Generic[Out]):
         self._cond = threading.Condition()
         self._closed = False
         self._threads: list[threading.Thread] = []
-        self.stats = BatchStats()
 
     def _start(self) -> None:
         for n in range(self.workers):
@@ -132,11 +123,6 @@ class MicroBatcher(Generic[Out]):
                 except RuntimeError:  # that request's event loop is gone
                     pass
                 start += len(p.texts)
-            with self._cond:
-                self.stats.batches += 1
-                self.stats.texts += len(texts)
-                self.stats.largest = max(self.stats.largest, len(texts))
-                self.stats.sizes[len(texts)] += 1
 
     def close(self) -> None:
         with self._cond:

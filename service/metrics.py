@@ -20,12 +20,11 @@ class ServiceMetrics:
     log_dropped: Any
     log_written: Any
     log_write_errors: Any
-    batch_size: Any
 
 
 @functools.cache
 def get_metrics() -> ServiceMetrics:
-    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client import Counter, Gauge
 
     return ServiceMetrics(
         model_version=Gauge(
@@ -44,7 +43,4 @@ def get_metrics() -> ServiceMetrics:
         log_dropped=Counter("driftline_prediction_log_dropped", "Prediction-log rows dropped: buffer full"),
         log_written=Counter("driftline_prediction_log_written", "Prediction-log rows written"),
         log_write_errors=Counter("driftline_prediction_log_write_errors", "Failed prediction-log writes"),
-        batch_size=Histogram(
-            "driftline_batch_size", "Texts per model forward pass", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
-        ),
     )

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from registry.artifacts import LocalArtifactStore
-from registry.entities import ModelVersion, NewModelVersion
-from registry.modelio import load_classifier_dir, save_classifier
+from registry.entities import ModelVersion, NewLabel, NewModelVersion, NewPrediction
+from registry.modelio import load_classifier_dir, load_version, save_classifier
 from registry.settings import Settings
 from registry.store import Registry
+from registry.texts import text_hash
 from retrain.bootstrap import BootstrapRequest, bootstrap
 from retrain.config import TrainConfig
 from retrain.data import ColumnSpec
+from service.runtime import ServingModel
 from tests.textgen import topic_rows
 
 TINY_TRAIN = TrainConfig(num_hidden_layers=1, epochs=3, learning_rate=5e-4, max_length=32, seed=3)
@@ -79,3 +84,38 @@ def register_variant(home: Path, base: ModelVersion, *, favour: str, broken: boo
 def copy_home(template: Path, dest: Path) -> Path:
     shutil.copytree(template, dest)
     return dest
+
+
+def serve_and_label(home: Path, texts: list[str], truth: list[str] | Callable[[str], str]) -> float:
+    """Predict with the champion as the service does, log the rows (embeddings included) and label them.
+
+    ``truth`` is each text's label, or a function of the predicted label. Returns the served accuracy.
+    """
+    settings = Settings(home=home)
+    registry = Registry.open(settings)
+    champion = registry.get_version_by_alias("sentiment", "champion")
+    model = ServingModel(
+        load_version(LocalArtifactStore(settings.artifact_root), champion), champion, trace=False
+    )
+    out = model.predict(texts)
+    now = datetime.now(UTC)
+    rows = [
+        NewPrediction(
+            id=uuid.uuid4().hex,
+            created_at=now,
+            text=t,
+            text_hash=text_hash(t),
+            label=out.labels[int(out.probs[i].argmax())],
+            scores=dict(zip(out.labels, out.probs[i].tolist(), strict=True)),
+            model_name="sentiment",
+            model_version=champion.version,
+            latency_ms=1.0,
+            embedding=out.embeddings[i].tobytes(),
+        )
+        for i, t in enumerate(texts)
+    ]
+    labels = [truth(r.label) for r in rows] if callable(truth) else list(truth)
+    registry.add_predictions(rows)
+    registry.add_labels([NewLabel(prediction_id=r.id, label=y) for r, y in zip(rows, labels, strict=True)])
+    registry.close()
+    return sum(r.label == y for r, y in zip(rows, labels, strict=True)) / len(rows)

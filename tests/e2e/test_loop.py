@@ -6,8 +6,6 @@ drifted domain right."""
 from __future__ import annotations
 
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,44 +14,12 @@ from monitor.launch import SubprocessLauncher
 from monitor.scheduler import MonitorScheduler
 from monitor.settings import MonitorSettings
 from registry.artifacts import LocalArtifactStore
-from registry.entities import DecisionStatus, NewLabel, NewPrediction, RunStatus, RunTrigger
-from registry.modelio import load_version
+from registry.entities import DecisionStatus, RunStatus, RunTrigger
 from registry.settings import Settings
 from registry.store import Registry
-from registry.texts import text_hash
-from service.runtime import ServingModel
 from tests.integration.test_retrain_run import finance_rows
+from tests.models import serve_and_label
 from tests.textgen import topic_rows
-
-
-def serve_and_label(home: Path, texts: list[str], truth: list[str]) -> float:
-    """Serve texts with the current champion, log them as the service does, label them; returns accuracy."""
-    settings = Settings(home=home)
-    registry = Registry.open(settings)
-    champion = registry.get_version_by_alias("sentiment", "champion")
-    model = ServingModel(
-        load_version(LocalArtifactStore(settings.artifact_root), champion), champion, trace=False
-    )
-    out = model.predict(texts)
-    now = datetime.now(UTC)
-    rows = [
-        NewPrediction(
-            id=uuid.uuid4().hex,
-            created_at=now,
-            text=t,
-            text_hash=text_hash(t),
-            label=out.labels[int(out.probs[i].argmax())],
-            scores=dict(zip(out.labels, out.probs[i].tolist(), strict=True)),
-            model_name="sentiment",
-            model_version=champion.version,
-            latency_ms=1.0,
-            embedding=out.embeddings[i].tobytes(),
-        )
-        for i, t in enumerate(texts)
-    ]
-    registry.add_predictions(rows)
-    registry.add_labels([NewLabel(prediction_id=r.id, label=y) for r, y in zip(rows, truth, strict=True)])
-    return sum(r.label == y for r, y in zip(rows, truth, strict=True)) / len(rows)
 
 
 def test_drift_to_promotion(served_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,8 +4,7 @@ reference profile, the trigger policy, and the run it queues (once)."""
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,53 +14,17 @@ from driftline.cli import main
 from monitor.job import MonitorConfig, run_drift_check
 from monitor.policy import PolicyConfig
 from registry.artifacts import LocalArtifactStore
-from registry.entities import NewLabel, NewPrediction, RunStatus, RunTrigger
+from registry.entities import RunStatus, RunTrigger
 from registry.errors import InvalidInputError
-from registry.modelio import load_version
 from registry.settings import Settings
 from registry.store import Registry
-from registry.texts import text_hash
-from service.runtime import ServingModel
+from tests.models import serve_and_label
 from tests.textgen import topic_rows
 
 
 def serve(home: Path, texts: list[str], *, wrong_labels: bool) -> None:
-    """Predict with the champion as the service does and log the rows (with embeddings and labels)."""
-    settings = Settings(home=home)
-    registry = Registry.open(settings)
-    champion = registry.get_version_by_alias("sentiment", "champion")
-    model = ServingModel(
-        load_version(LocalArtifactStore(settings.artifact_root), champion), champion, trace=False
-    )
-    out = model.predict(texts)
-    now = datetime.now(UTC)
-    rows = []
-    for i, text in enumerate(texts):
-        label = out.labels[int(out.probs[i].argmax())]
-        rows.append(
-            NewPrediction(
-                id=uuid.uuid4().hex,
-                created_at=now,
-                text=text,
-                text_hash=text_hash(text),
-                label=label,
-                scores=dict(zip(out.labels, out.probs[i].tolist(), strict=True)),
-                model_name="sentiment",
-                model_version=champion.version,
-                latency_ms=1.0,
-                embedding=out.embeddings[i].tobytes(),
-            )
-        )
-    registry.add_predictions(rows)
-    registry.add_labels(
-        [
-            NewLabel(
-                prediction_id=r.id,
-                label=("sports" if r.label != "sports" else "food") if wrong_labels else r.label,
-            )
-            for r in rows
-        ]
-    )
+    """Serve and log texts; label each prediction right, or (``wrong_labels``) wrong."""
+    serve_and_label(home, texts, lambda p: ("sports" if p != "sports" else "food") if wrong_labels else p)
 
 
 def drifted_texts(n: int) -> list[str]:
