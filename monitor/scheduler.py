@@ -6,9 +6,17 @@ replica that does not hold it stands by. The jobs' state lives in Driftline's ow
 runs), so the job store is in memory: APScheduler 3 does not coordinate processes that share a
 SQLAlchemy job store, and the interval jobs are declared anew at every start.
 
-Jobs: the drift check (``DRIFTLINE_CHECK_INTERVAL_S``), the dispatcher (starts the oldest queued run
-through a :class:`monitor.launch.Launcher`, one at a time), and the reaper, which fails runs whose
-heartbeat stopped.
+Jobs: the drift check (``DRIFTLINE_CHECK_INTERVAL_S``); the dispatcher (``DRIFTLINE_DISPATCH_INTERVAL_S``),
+which runs the drift checks asked for through the control API (``check_requests``), notices at once
+when a run process it launched died, and starts the oldest queued run through a
+:class:`monitor.launch.Launcher`, one at a time (``DRIFTLINE_LAUNCHER=none``: it only queues); and the
+reaper, for runs whose heartbeat stopped (processes this replica did not launch, or lost with a
+previous scheduler).
+
+A run whose process died without recording an outcome is queued again with the same id after a
+back-off that doubles per attempt (``DRIFTLINE_RETRY_BACKOFF_S``), until ``DRIFTLINE_MAX_ATTEMPTS``
+attempts; then it fails. A run that failed through a Python exception marked itself failed and is not
+retried: the same code on the same data would fail the same way.
 """
 
 from __future__ import annotations
@@ -20,9 +28,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from monitor.job import CheckRecord, run_drift_check
-from monitor.launch import Launcher, SubprocessLauncher
+from monitor.launch import Launcher, describe_exit, make_launcher
 from monitor.settings import MonitorSettings
 from registry.artifacts import ArtifactStore
+from registry.entities import CheckRequestStatus
 from registry.errors import DriftlineError, InvalidInputError, NotFoundError
 from registry.store import Registry
 
@@ -40,7 +49,8 @@ class MonitorScheduler:
         settings: MonitorSettings,
         launcher: Launcher | None = None,
     ) -> None:
-        self.launcher = launcher or SubprocessLauncher()
+        """``launcher`` defaults to the one ``settings.launcher`` names (``None`` for ``none``)."""
+        self.launcher = launcher if launcher is not None else make_launcher(settings.launcher)
         self.registry = registry
         self.artifacts = artifacts
         self.model_name = model_name
@@ -58,10 +68,11 @@ class MonitorScheduler:
     def check_job(self) -> CheckRecord | None:
         if not self.is_leader():
             return None
+        return self._check(self.model_name)
+
+    def _check(self, model_name: str) -> CheckRecord | None:
         try:
-            return run_drift_check(
-                self.registry, self.artifacts, self.model_name, self.settings.monitor_config()
-            )
+            return run_drift_check(self.registry, self.artifacts, model_name, self.settings.monitor_config())
         except (InvalidInputError, NotFoundError) as exc:  # no champion yet, or too few predictions
             logger.info("drift check skipped: %s", exc.message)
         except DriftlineError as exc:
@@ -69,23 +80,76 @@ class MonitorScheduler:
         return None
 
     def reap_job(self) -> list[int]:
+        """Retry (or fail) running runs whose heartbeat stopped ``reap_after_s`` ago; returns their ids."""
         if not self.is_leader():
             return []
         cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.reap_after_s)
-        reaped = self.registry.reap_runs(heartbeat_before=cutoff)
-        for run_id in reaped:
-            logger.warning("run %s failed: its heartbeat stopped before %s", run_id, cutoff.isoformat())
-        return reaped
+        reaped = self.registry.reap_runs(
+            heartbeat_before=cutoff,
+            max_attempts=self.settings.max_attempts,
+            backoff_s=self.settings.retry_backoff_s,
+        )
+        return [run.id for run in reaped]
 
     def dispatch_job(self) -> int | None:
-        """Start the oldest queued run when none of ours is going; returns its id."""
-        if not self.is_leader() or self.launcher.active():
+        """The frequent tick: notice dead children, run requested checks, start the oldest queued run.
+
+        Returns the id of the run it started, if any. Only the leader handles requests and starts runs;
+        children this replica launched are looked after whether it leads or not.
+        """
+        self.notice_exited_runs()
+        if not self.is_leader():
+            return None
+        self.handle_check_requests()
+        if self.launcher is None or self.launcher.active():
             return None
         run = self.registry.next_queued_run(self.model_name)
         if run is None:
             return None
         self.launcher.launch(run.id)
         return run.id
+
+    def notice_exited_runs(self) -> list[int]:
+        """Retry (or fail) runs whose process ended while their record still says ``running``.
+
+        That process was killed (a signal, the OOM killer) before it could record an outcome; waiting
+        ``reap_after_s`` for its heartbeat to go stale would only waste that time.
+        """
+        if self.launcher is None:
+            return []
+        retried = []
+        for run_id, code in self.launcher.exited().items():
+            run = self.registry.retry_or_fail_run(
+                run_id,
+                f"process exited with {describe_exit(code)}",
+                max_attempts=self.settings.max_attempts,
+                backoff_s=self.settings.retry_backoff_s,
+            )
+            if run is not None:
+                retried.append(run_id)
+        return retried
+
+    def handle_check_requests(self, limit: int = 5) -> list[int]:
+        """Run the drift checks asked for through the control API, oldest first; returns request ids.
+
+        A check that cannot run (no champion, too few predictions) fails the request with the reason.
+        """
+        handled = []
+        for request in self.registry.list_check_requests(CheckRequestStatus.PENDING, limit=limit):
+            try:
+                record = run_drift_check(
+                    self.registry, self.artifacts, request.model_name, self.settings.monitor_config()
+                )
+            except DriftlineError as exc:
+                logger.info("check request %s failed: %s", request.id, exc.message)
+                self.registry.finish_check_request(request.id, error=exc.message)
+            except Exception as exc:  # noqa: BLE001 - a request left pending would be retried every tick
+                logger.exception("check request %s failed", request.id)
+                self.registry.finish_check_request(request.id, error=f"{type(exc).__name__}: {exc}")
+            else:
+                self.registry.finish_check_request(request.id, drift_check_id=record.check.id)
+            handled.append(request.id)
+        return handled
 
     def start(self, *, blocking: bool = True) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler

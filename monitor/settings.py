@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,7 +31,18 @@ class MonitorSettings(BaseSettings):
         description='recorded on every run the monitor queues, e.g. {"train": {"epochs": 2}, "mode": "manual"}',
     )
     reap_after_s: float = Field(
-        600.0, gt=0, description="a running run without a heartbeat this long is failed"
+        600.0, gt=0, description="a running run without a heartbeat this long is retried (or failed)"
+    )
+    max_attempts: int = Field(
+        3, ge=1, description="a run whose process died is queued again until it has started this often"
+    )
+    retry_backoff_s: float = Field(
+        60.0, ge=0, description="wait before a retry; doubles with every attempt (60 s, 120 s, ...)"
+    )
+    launcher: Literal["subprocess", "none"] = Field(
+        "subprocess",
+        description="how the dispatcher starts queued runs: a child process, or 'none' (queue only: "
+        "another dispatcher, e.g. a Kubernetes Job controller, starts them)",
     )
 
     def monitor_config(self) -> MonitorConfig:

@@ -24,6 +24,12 @@ class RunStatus(enum.StrEnum):
         return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED)
 
 
+class CheckRequestStatus(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class RunTrigger(enum.StrEnum):
     BOOTSTRAP = "bootstrap"
     DRIFT = "drift"
@@ -184,6 +190,7 @@ class RetrainRun:
     status: RunStatus
     attempts: int
     heartbeat_at: datetime | None
+    not_before: datetime | None  # a queued retry is not dispatched before this time
     config: dict[str, Any]
     data_snapshot_sha256: str | None
     candidate_version: int | None
@@ -192,6 +199,20 @@ class RetrainRun:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckRequest:
+    """A drift check asked for through the control API; ``drift_check_id`` is set once it ran."""
+
+    id: int
+    model_name: str
+    requested_by: str
+    status: CheckRequestStatus
+    drift_check_id: int | None
+    error: str | None
+    created_at: datetime
+    handled_at: datetime | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

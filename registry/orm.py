@@ -282,6 +282,7 @@ class RetrainRunRow(Base):
     status: Mapped[str] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     heartbeat_at: Mapped[datetime | None] = mapped_column()
+    not_before: Mapped[datetime | None] = mapped_column()  # a retry waits until then (back-off)
     config: Mapped[dict[str, Any]] = mapped_column()
     data_snapshot_sha256: Mapped[str | None] = mapped_column(String(64))
     candidate_version: Mapped[int | None] = mapped_column(Integer)
@@ -299,6 +300,7 @@ class RetrainRunRow(Base):
             status=e.RunStatus(self.status),
             attempts=self.attempts,
             heartbeat_at=self.heartbeat_at,
+            not_before=self.not_before,
             config=dict(self.config),
             data_snapshot_sha256=self.data_snapshot_sha256,
             candidate_version=self.candidate_version,
@@ -307,6 +309,34 @@ class RetrainRunRow(Base):
             created_at=self.created_at,
             started_at=self.started_at,
             finished_at=self.finished_at,
+        )
+
+
+class CheckRequestRow(Base):
+    """A drift check someone asked for (``POST /api/checks``); the scheduler's leader runs it."""
+
+    __tablename__ = "check_requests"
+    __table_args__ = (Index("ix_check_requests_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    drift_check_id: Mapped[int | None] = mapped_column(ForeignKey("drift_checks.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column()
+
+    def to_entity(self) -> e.CheckRequest:
+        return e.CheckRequest(
+            id=self.id,
+            model_name=self.model_name,
+            requested_by=self.requested_by,
+            status=e.CheckRequestStatus(self.status),
+            drift_check_id=self.drift_check_id,
+            error=self.error,
+            created_at=self.created_at,
+            handled_at=self.handled_at,
         )
 
 

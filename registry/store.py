@@ -21,6 +21,7 @@ from registry.errors import ConflictError, InvalidInputError, NotFoundError
 from registry.orm import (
     AliasEventRow,
     AliasRow,
+    CheckRequestRow,
     DriftCheckRow,
     LabelRow,
     LeaseRow,
@@ -416,6 +417,70 @@ class Registry:
             s.flush()
             return row.to_entity()
 
+    # --- check requests ---------------------------------------------------------------------
+
+    def request_check(self, model_name: str, *, requested_by: str) -> e.CheckRequest:
+        """Record that someone wants a drift check of ``model_name`` now; the scheduler's leader runs it.
+
+        The service cannot run checks itself (it never imports ``monitor``); this row is how it asks.
+        """
+        with self._tx() as s:
+            _model_row(s, model_name)
+            row = CheckRequestRow(
+                model_name=model_name,
+                requested_by=requested_by,
+                status=e.CheckRequestStatus.PENDING.value,
+                created_at=self._clock(),
+            )
+            s.add(row)
+            s.flush()
+            return row.to_entity()
+
+    def get_check_request(self, request_id: int) -> e.CheckRequest:
+        with self._tx() as s:
+            row = s.get(CheckRequestRow, request_id)
+            if row is None:
+                raise NotFoundError(f"check request {request_id} does not exist")
+            return row.to_entity()
+
+    def list_check_requests(
+        self, status: e.CheckRequestStatus | None = None, *, limit: int = 100
+    ) -> list[e.CheckRequest]:
+        """Newest first, or oldest first for ``pending`` (the order the scheduler handles them in)."""
+        with self._tx() as s:
+            order = (
+                CheckRequestRow.id if status is e.CheckRequestStatus.PENDING else CheckRequestRow.id.desc()
+            )
+            query = select(CheckRequestRow).order_by(order).limit(limit)
+            if status is not None:
+                query = query.where(CheckRequestRow.status == status.value)
+            return [r.to_entity() for r in s.scalars(query)]
+
+    def next_check_request(self) -> e.CheckRequest | None:
+        """The oldest pending check request, or ``None``."""
+        pending = self.list_check_requests(e.CheckRequestStatus.PENDING, limit=1)
+        return pending[0] if pending else None
+
+    def finish_check_request(
+        self, request_id: int, *, drift_check_id: int | None = None, error: str | None = None
+    ) -> e.CheckRequest:
+        """Mark a request done (with the check it produced) or failed (with ``error``)."""
+        if (drift_check_id is None) == (error is None):
+            raise InvalidInputError(
+                "give either drift_check_id (done) or error (failed), not both or neither"
+            )
+        with self._tx() as s:
+            row = s.scalar(select(CheckRequestRow).where(CheckRequestRow.id == request_id).with_for_update())
+            if row is None:
+                raise NotFoundError(f"check request {request_id} does not exist")
+            done = drift_check_id is not None
+            row.status = (e.CheckRequestStatus.DONE if done else e.CheckRequestStatus.FAILED).value
+            row.drift_check_id = drift_check_id
+            row.error = error[:2000] if error is not None else None
+            row.handled_at = self._clock()
+            s.flush()
+            return row.to_entity()
+
     # --- retrain runs -----------------------------------------------------------------------
 
     def create_run(
@@ -611,11 +676,18 @@ class Registry:
             return [r.to_entity() for r in s.scalars(query)]
 
     def next_queued_run(self, model_name: str | None = None) -> e.RetrainRun | None:
-        """The oldest queued run (to dispatch), or ``None``."""
+        """The oldest queued run that may start now (to dispatch), or ``None``.
+
+        A retry waiting out its back-off (``not_before`` in the future) is skipped, so a run that keeps
+        dying does not hog the dispatcher in a tight loop.
+        """
         with self._tx() as s:
             query = (
                 select(RetrainRunRow)
-                .where(RetrainRunRow.status == e.RunStatus.QUEUED.value)
+                .where(
+                    RetrainRunRow.status == e.RunStatus.QUEUED.value,
+                    (RetrainRunRow.not_before.is_(None)) | (RetrainRunRow.not_before <= self._clock()),
+                )
                 .order_by(RetrainRunRow.id)
                 .limit(1)
             )
@@ -637,6 +709,7 @@ class Registry:
             row.attempts += 1
             row.started_at = now
             row.heartbeat_at = now
+            row.not_before = None  # the back-off of the previous attempt is over
             s.flush()
             return row.to_entity()
 
@@ -646,8 +719,14 @@ class Registry:
                 update(RetrainRunRow).where(RetrainRunRow.id == run_id).values(heartbeat_at=self._clock())
             )
 
-    def reap_runs(self, *, heartbeat_before: datetime) -> list[int]:
-        """Fail every running run whose last heartbeat is older than ``heartbeat_before``; returns their ids."""
+    def reap_runs(
+        self, *, heartbeat_before: datetime, max_attempts: int = 1, backoff_s: float = 0.0
+    ) -> list[e.RetrainRun]:
+        """Retry or fail every running run whose last heartbeat is older than ``heartbeat_before``.
+
+        Its process is gone (killed, out of memory, node lost) without recording an outcome: see
+        :meth:`retry_or_fail_run`. Returns the runs as they are afterwards (queued again or failed).
+        """
         with self._tx() as s:
             rows = list(
                 s.scalars(
@@ -659,12 +738,47 @@ class Registry:
                     .with_for_update()
                 )
             )
-            now = self._clock()
             for row in rows:
-                row.status = e.RunStatus.FAILED.value
-                row.finished_at = now
-                row.error = f"heartbeat stopped (last at {row.heartbeat_at.isoformat() if row.heartbeat_at else 'never'})"
-            return [row.id for row in rows]
+                last = row.heartbeat_at.isoformat() if row.heartbeat_at else "never"
+                self._retry_or_fail(row, f"heartbeat stopped (last at {last})", max_attempts, backoff_s)
+            s.flush()
+            return [row.to_entity() for row in rows]
+
+    def retry_or_fail_run(
+        self, run_id: int, reason: str, *, max_attempts: int, backoff_s: float
+    ) -> e.RetrainRun | None:
+        """Put a run whose process died back in the queue, or fail it after ``max_attempts`` attempts.
+
+        Only a ``running`` run is touched (``None`` otherwise): a run that ended through a Python
+        exception was already marked failed by the run itself and stays failed, since running the
+        same code on the same data again would fail the same way. A process that vanished (a signal,
+        the OOM killer, a lost node) may well succeed the next time; the retry keeps the run id, so
+        it resumes from the checkpoints the earlier attempt left in the cache dir.
+        """
+        with self._tx() as s:
+            row = s.scalar(select(RetrainRunRow).where(RetrainRunRow.id == run_id).with_for_update())
+            if row is None:
+                raise NotFoundError(f"retrain run {run_id} does not exist")
+            if row.status != e.RunStatus.RUNNING.value:
+                return None
+            self._retry_or_fail(row, reason, max_attempts, backoff_s)
+            s.flush()
+            return row.to_entity()
+
+    def _retry_or_fail(self, row: RetrainRunRow, reason: str, max_attempts: int, backoff_s: float) -> None:
+        """Back-off doubles per attempt: ``backoff_s * 2 ** (attempts - 1)`` after attempt ``attempts``."""
+        now = self._clock()
+        if row.attempts < max_attempts:
+            row.status = e.RunStatus.QUEUED.value
+            row.not_before = now + timedelta(seconds=backoff_s * 2 ** max(row.attempts - 1, 0))
+            row.error = f"attempt {row.attempts}: {reason}; retry after {row.not_before.isoformat()}"
+            logger.warning("run %s: %s", row.id, row.error)
+            return
+        row.status = e.RunStatus.FAILED.value
+        row.finished_at = now
+        row.not_before = None
+        row.error = f"{reason}; gave up after {row.attempts} attempt{'s' if row.attempts != 1 else ''}"
+        logger.warning("run %s failed: %s", row.id, row.error)
 
     # --- leases -----------------------------------------------------------------------------
 

@@ -153,3 +153,50 @@ def served_home(served_template: Path, tmp_path: Path) -> Path:
     if home.exists():
         shutil.rmtree(home)
     return copy_home(served_template, home)
+
+
+def copy_registry(source_url: str, dest_url: str, model_name: str = "sentiment") -> None:
+    """Register ``source_url``'s versions of ``model_name`` anew in ``dest_url``, with the same champion.
+
+    The versions keep their artifacts (same content address), so a home's artifact folder serves
+    both databases; runs, predictions and labels are not copied.
+    """
+    from dataclasses import fields
+
+    from registry import entities as e
+    from registry.db import make_engine
+    from registry.store import Registry
+
+    source, dest = Registry(make_engine(source_url)), Registry(make_engine(dest_url))
+    wanted = {f.name for f in fields(e.NewModelVersion)} - {"artifact", "data_snapshot", "training_run_id"}
+    for v in source.list_versions(model_name):
+        spec = e.NewModelVersion(
+            artifact=v.artifact,
+            data_snapshot=e.ArtifactRef(v.data_snapshot_uri, v.data_snapshot_sha256)
+            if v.data_snapshot_uri and v.data_snapshot_sha256
+            else None,
+            **{name: getattr(v, name) for name in wanted},
+        )
+        dest.register_version(model_name, spec, actor="test", reason="copied")
+    champion = source.get_version_by_alias(model_name, e.CHAMPION)
+    dest.set_alias(model_name, e.CHAMPION, champion.version, actor="test", reason="copied")
+    source.close()
+    dest.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def served_home_db(
+    request: pytest.FixtureRequest, served_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """``served_home`` on each backend: on PostgreSQL its versions and champion are registered in the
+    session's (emptied) database and ``DRIFTLINE_DATABASE_URL`` points there; artifacts stay local."""
+    if request.param == "sqlite":
+        return served_home
+    from registry.settings import get_settings
+
+    url = request.getfixturevalue("pg_migrated")
+    _truncate_all(url)
+    copy_registry(f"sqlite:///{served_home / 'driftline.db'}", url)
+    monkeypatch.setenv("DRIFTLINE_DATABASE_URL", url)
+    get_settings.cache_clear()
+    return served_home

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from monitor.launch import SubprocessLauncher
 from registry.entities import NewPrediction
 
 
@@ -28,3 +29,17 @@ def prediction_rows(n: int, start: int = 0, *, model_name: str = "m") -> list[Ne
         )
         for i in range(n)
     ]
+
+
+class SleepLauncher(SubprocessLauncher):
+    """A subprocess launcher whose child is ``sleep 60`` instead of a training run: tests kill it
+    (as the OOM killer would) and watch what the dispatcher does."""
+
+    def command(self, run_id: int) -> list[str]:
+        return ["sleep", "60"]
+
+    def kill(self, run_id: int) -> None:
+        """SIGKILL the run's child and wait until it is gone."""
+        child = self._children[run_id]
+        child.kill()
+        child.wait(10)

@@ -43,7 +43,7 @@ def test_one_replica_acts_the_other_stands_by(served_home: Path) -> None:
     b.stop()
 
 
-def test_reaper_fails_runs_whose_heartbeat_stopped(served_home: Path) -> None:
+def test_reaper_retries_then_fails_runs_whose_heartbeat_stopped(served_home: Path) -> None:
     old = datetime.now(UTC) - timedelta(hours=1)
     past = Registry(Registry.open(Settings(home=served_home)).engine, clock=lambda: old)
     dead = past.create_run("sentiment", trigger=RunTrigger.MANUAL, status=RunStatus.RUNNING, config={})
@@ -52,9 +52,14 @@ def test_reaper_fails_runs_whose_heartbeat_stopped(served_home: Path) -> None:
     )
     s = scheduler(served_home)
     assert s.reap_job() == [dead.id]
-    reaped = s.registry.get_run(dead.id)
-    assert reaped.status is RunStatus.FAILED and "heartbeat stopped" in (reaped.error or "")
+    retried = s.registry.get_run(dead.id)
+    assert retried.status is RunStatus.QUEUED and "attempt 1: heartbeat stopped" in (retried.error or "")
     assert s.registry.get_run(alive.id).status is RunStatus.RUNNING
+    s.settings = s.settings.model_copy(update={"max_attempts": 1})
+    past.claim_run(dead.id)  # its second attempt dies too
+    assert s.reap_job() == [dead.id]
+    reaped = s.registry.get_run(dead.id)
+    assert reaped.status is RunStatus.FAILED and "gave up after 2 attempts" in (reaped.error or "")
     s.stop()
 
 
@@ -83,6 +88,9 @@ class RecordingLauncher:
 
     def active(self) -> list[int]:
         return self.busy
+
+    def exited(self) -> dict[int, int]:
+        return {}
 
 
 def test_dispatcher_starts_the_oldest_queued_run_one_at_a_time(served_home: Path) -> None:
