@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
             args.run_id,
             Registry.open(settings),
             open_artifact_store(settings.artifact_root, cache_dir=settings.cache_dir / "artifacts"),
+            work_dir=settings.cache_dir / "runs" / str(args.run_id),
         )
     except DriftlineError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

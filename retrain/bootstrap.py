@@ -105,13 +105,7 @@ def bootstrap(
         metrics = classification_metrics(probs, split.heldout["label"].tolist(), data.labels)
         label_index = {label: i for i, label in enumerate(data.labels)}
         calibration = calibrate(logits, np.array([label_index[v] for v in split.heldout["label"]]))
-        metrics["train"] = {
-            "n": len(split.train),
-            "loss": trained.train_loss,
-            "steps": trained.steps,
-            "seconds": round(trained.seconds, 2),
-            "examples_per_second": round(trained.examples_per_second, 2),
-        }
+        metrics["train"] = {"n": len(split.train), **trained.summary()}
         with tempfile.TemporaryDirectory(prefix="driftline-bootstrap-") as tmp:
             data_ref = store_new(artifacts, _write_snapshot(split, Path(tmp) / "data"), new_artifacts)
             model_dir = save_classifier(

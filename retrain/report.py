@@ -63,6 +63,24 @@ def _examples(recent: pd.DataFrame, fixed: bool, limit: int = 5) -> list[list[An
     ]
 
 
+def _training(train: dict[str, Any]) -> str:
+    """One line on how the challenger was trained: validation, early stop, weighting, resume."""
+    if "epochs_run" not in train:
+        return ""
+    best = train.get("best_val_macro_f1")
+    parts = [
+        f"{train['epochs_run']:g} epochs, {train.get('steps', '?')} steps"
+        + (" (stopped early)" if train.get("stopped_early") else ""),
+        f"best validation macro-F1 {best:.3f}, accuracy {train['best_val_accuracy']:.3f}"
+        if best is not None
+        else str(train.get("validation", "no validation")),
+        f"class weighting {train.get('weighting', 'none')}",
+    ]
+    if train.get("resumed_from"):
+        parts.append(f"resumed from {train['resumed_from']}")
+    return f"<p>Training: {html.escape('; '.join(parts))}</p>"
+
+
 def write_promotion_report(out_dir: Path, r: ReportInputs) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     per_class = [
@@ -118,7 +136,9 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}th{{background:#f4
 <h3>Per domain (recent held-out, accuracy)</h3>{
         _table(["domain", "rows", "champion", "challenger"], per_domain)
     }
-<h2>Data</h2>{_table(["what", "rows"], data_rows)}{_table(["origin", "label", "rows"], by_label)}
+<h2>Data</h2>{_table(["what", "rows"], data_rows)}{_training(r.challenger_metrics.get("train", {}))}{
+        _table(["origin", "label", "rows"], by_label)
+    }
 <h2>Examples the challenger fixed</h2>{
         _table(["text", "label", "champion", "challenger"], _examples(r.recent, True))
     }
@@ -142,6 +162,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}th{{background:#f4
                 "counts": r.counts,
                 "per_class": per_class,
                 "per_domain": per_domain,
+                "train": r.challenger_metrics.get("train", {}),
                 "config": r.config,
             },
             indent=1,

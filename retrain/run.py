@@ -9,6 +9,7 @@ move, and the run ends ``failed`` with the reason.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
@@ -46,7 +47,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunConfig:
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2))
+    # Early stopping on the validation rows ends a run sooner when more epochs would not help.
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3))
     assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     mode: str = "auto"  # "auto": promote at once when the gate passes; "manual": wait for approval
@@ -101,8 +103,15 @@ def _predict(model, tokenizer, frame: pd.DataFrame, cfg: TrainConfig) -> tuple[n
 
 
 def execute_run(
-    run_id: int, registry: Registry, artifacts: ArtifactStore, config: RunConfig | None = None
+    run_id: int,
+    registry: Registry,
+    artifacts: ArtifactStore,
+    config: RunConfig | None = None,
+    *,
+    work_dir: Path | None = None,
 ) -> RunOutcome:
+    """Execute run ``run_id``. Training checkpoints go under ``work_dir`` (when given): kept when the
+    run fails or is killed, so the retry of the same run resumes from them; removed once it ends."""
     run = registry.claim_run(run_id)
     config = config or config_from_run(run.config)
     stop = threading.Event()
@@ -132,6 +141,7 @@ def execute_run(
             )
         except SkipRun as skip:
             registry.finish_run(run_id, RunStatus.SKIPPED, error=skip.reason)
+            _remove_work_dir(work_dir)
             logger.info("run %s skipped: %s", run_id, skip.reason)
             return RunOutcome(RunStatus.SKIPPED, skip.reason)
         detail = str(run.config.get("reason", ""))
@@ -148,9 +158,11 @@ def execute_run(
             new_artifacts,
             trigger=run.trigger.value,
             trigger_detail=detail,
+            checkpoint_dir=work_dir / "checkpoints" if work_dir else None,
         )
         version = outcome.version
         registry.finish_run(run_id, RunStatus.SUCCEEDED)
+        _remove_work_dir(work_dir)
         return outcome
     except BaseException as exc:
         if version is None:
@@ -159,6 +171,12 @@ def execute_run(
         raise
     finally:
         stop.set()
+
+
+def _remove_work_dir(work_dir: Path | None) -> None:
+    """A finished run's checkpoints are of no further use (the model is registered or was not needed)."""
+    if work_dir is not None:
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _train_and_decide(
@@ -172,12 +190,20 @@ def _train_and_decide(
     new_artifacts: list[ArtifactRef],
     trigger: str = "manual",
     trigger_detail: str = "",
+    checkpoint_dir: Path | None = None,
 ) -> RunOutcome:
     from registry.modelio import load_classifier_dir
 
     cfg = config.train
     champion_dir = artifacts.fetch(champion.artifact)
-    trained = fine_tune(data.train, champion.labels, cfg, base_path=champion_dir, progress=False)
+    trained = fine_tune(
+        data.train,
+        champion.labels,
+        cfg,
+        base_path=champion_dir,
+        progress=False,
+        checkpoint_dir=checkpoint_dir,
+    )
     incumbent = load_classifier_dir(champion_dir)
     index = {label: i for i, label in enumerate(champion.labels)}
 
@@ -203,7 +229,7 @@ def _train_and_decide(
         profile_logits, profile_pooled = np.vstack([logits, old_logits]), np.vstack([pooled, old_pooled])
     gate = evaluate_gate(recent, old, config.gate)
     metrics = classification_metrics(softmax(logits), data.recent_heldout["label"].tolist(), champion.labels)
-    metrics["train"] = {"n": len(data.train), "loss": trained.train_loss, "counts": data.counts}
+    metrics["train"] = {"n": len(data.train), **trained.summary(), "counts": data.counts}
     calibration = calibrate(logits, recent.y_true)
     with tempfile.TemporaryDirectory(prefix="driftline-run-") as tmp:
         data_dir = Path(tmp) / "data"
