@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from registry.errors import DriftlineError
-from service.api import models, records, reports, runs
+from service.api import checks, models, records, reports, runs
 
 
 async def _driftline_error(request: Request, exc: Exception) -> JSONResponse:
@@ -17,10 +17,12 @@ async def _driftline_error(request: Request, exc: Exception) -> JSONResponse:
 def create_control_app() -> FastAPI:
     app = FastAPI(
         title="Driftline control API",
-        summary="Models, aliases, audit log, drift checks, retraining runs and promotion decisions.",
+        summary="Models, aliases, audit log, drift checks (and requests for one), retraining runs and promotion "
+        "decisions.",
         version="1",
     )
     app.add_exception_handler(DriftlineError, _driftline_error)
-    for router in (models.router, runs.router, records.checks, records.decisions, reports.router):
+    routers = (models.router, runs.router, checks.router, records.checks, records.decisions, reports.router)
+    for router in routers:
         app.include_router(router)
     return app

@@ -185,6 +185,9 @@ def test_control_api_reads_and_guards_writes(client: TestClient) -> None:
     queued = client.post("/api/runs", json={"reason": "try"}, headers=AUTH)
     assert queued.status_code == 201 and queued.json()["status"] == "queued"
     assert client.get(f"/api/runs/{queued.json()['id']}").json()["trigger"] == "manual"
+    assert client.post("/api/checks", json={}).status_code == 401
+    asked = client.post("/api/checks", json={}, headers=AUTH)
+    assert asked.status_code == 202 and asked.json()["status"] == "pending"
 
 
 def test_promote_swaps_rollback_swaps_back_and_broken_versions_are_refused(client: TestClient) -> None:
