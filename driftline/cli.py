@@ -604,45 +604,23 @@ def up(host: str, port: int, no_scheduler: bool) -> None:
 
 
 @main.command()
-@click.option("--domain", default="movieReviewSnippets", show_default=True, help="VADER domain to train on.")
-@click.option("--max-train-examples", type=int, default=None, help="Cap the training rows.")
+@click.option("--rows-per-domain", type=int, default=None, help="Rows replayed from each drifted domain.")
+@click.option("--bootstrap-rows", type=int, default=None, help="Training rows for v1.")
+@click.option("--rate", type=float, default=None, help="Rows per second sent to /predict.")
 @handle_errors
-def demo(domain: str, max_train_examples: int | None) -> None:
-    """Fetch the VADER data, bootstrap a first model on one domain, print its held-out evaluation."""
-    from driftline.demo_data import fetch_vader
-    from registry.entities import CHAMPION
-    from registry.errors import NotFoundError
-    from retrain.bootstrap import BootstrapRequest
-    from retrain.bootstrap import bootstrap as run_bootstrap
-    from retrain.config import TrainConfig
-    from retrain.data import ColumnSpec
+def demo(rows_per_domain: int | None, bootstrap_rows: int | None, rate: float | None) -> None:
+    """The whole loop in a fresh workspace (./.driftline/demo): bootstrap v1 on movie reviews, serve it,
+    replay amazon -> tweets -> NYT sentences over HTTP with late labels, let the scheduler detect drift,
+    retrain, gate and promote; then print a summary and write a timeline and an index of every report."""
+    import dataclasses
 
-    settings = get_settings()
-    path = fetch_vader(settings.cache_dir / "demo")
-    click.echo(f"demo data: {path}")
-    registry = _open_registry(settings)
-    try:
-        champion = registry.get_version_by_alias(settings.model_name, CHAMPION)
-    except NotFoundError:
-        champion = None
-    if champion is not None:
-        click.echo(
-            f"{settings.model_name} already has a champion (v{champion.version}); its held-out evaluation:"
-        )
-        click.echo(_metrics_table(champion.metrics))
-        click.echo("(`make clean-demo` removes ./.driftline to start over)")
-        return
-    request = BootstrapRequest(
-        data=path,
-        columns=ColumnSpec(text="text", label="label", domain="domain"),
-        domains=(domain,),
-        train=TrainConfig(max_train_examples=max_train_examples),
-        model_name=settings.model_name,
-        actor="driftline demo",
-    )
-    result = run_bootstrap(request, registry, _artifacts(settings), cache_dir=settings.cache_dir / "datasets")
-    _print_bootstrap(result)
-    click.echo("\nnext: `driftline models` lists it; `driftline audit` shows the alias event.")
+    from driftline.demo import DemoConfig, run_demo
+
+    overrides = {"rows_per_domain": rows_per_domain, "bootstrap_rows": bootstrap_rows, "rate": rate}
+    config = dataclasses.replace(DemoConfig(), **{k: v for k, v in overrides.items() if v is not None})
+    for noisy in ("retrain", "registry", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    run_demo(get_settings().home, config, say=lambda line: click.echo(line))
 
 
 if __name__ == "__main__":  # pragma: no cover

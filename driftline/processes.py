@@ -1,4 +1,5 @@
-"""Starting Driftline's processes: ``driftline up`` runs the serving process on embedded defaults."""
+"""Starting Driftline's processes: ``driftline up`` runs the serving process and the scheduler on
+embedded defaults; the demo and the replay start the same pair in the background."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from registry.entities import CHAMPION
 from registry.errors import NotFoundError
@@ -23,17 +28,68 @@ def bentoml_executable() -> str:
     return str(candidate) if candidate.exists() else "bentoml"
 
 
-def run_up(settings: Settings, *, host: str, port: int, scheduler: bool = True) -> int:
-    env = dict(os.environ)
-    if settings.api_token is None or not settings.api_token.get_secret_value():
+@dataclass
+class Processes:
+    """The service (first) and the scheduler (if started), as child processes."""
+
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    token: str | None = None
+
+    @property
+    def service(self) -> subprocess.Popen:
+        return self.procs[0]
+
+    def exited(self) -> list[tuple[int, int]]:
+        """(pid, exit code) of the processes that have ended."""
+        return [(p.pid, p.returncode) for p in self.procs if p.poll() is not None]
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGINT each process (BentoML and the scheduler shut down cleanly on it), then SIGKILL stragglers."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def start_processes(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    scheduler: bool = True,
+    env: Mapping[str, str] | None = None,
+    output: IO[str] | None = None,
+) -> Processes:
+    """Start ``bentoml serve`` (and ``driftline scheduler``) in ``env`` (default: this environment).
+
+    Without a configured API token, one is generated for this run. ``output``: where the children's
+    stdout and stderr go (inherited when ``None``).
+    """
+    child_env = dict(os.environ if env is None else env)
+    token = child_env.get("DRIFTLINE_API_TOKEN") or (
+        settings.api_token.get_secret_value() if settings.api_token else None
+    )
+    if not token:
         token = secrets.token_urlsafe(24)
-        env["DRIFTLINE_API_TOKEN"] = token
-        print(f"control API token (write endpoints): {token}", flush=True)
-        print(
-            f"  e.g. curl -H 'Authorization: Bearer {token}' -X POST http://{host}:{port}/api/models/"
-            f"{settings.model_name}/rollback -H 'Content-Type: application/json' -d '{{\"reason\": \"...\"}}'",
-            flush=True,
+        child_env["DRIFTLINE_API_TOKEN"] = token
+    cmd = [bentoml_executable(), "serve", "service.app:Driftline", "--host", host, "--port", str(port)]
+    streams = {"stdout": output, "stderr": subprocess.STDOUT} if output is not None else {}
+    running = Processes(token=token)
+    running.procs.append(subprocess.Popen(cmd, env=child_env, **streams))  # type: ignore[call-overload]
+    if scheduler:
+        running.procs.append(
+            subprocess.Popen([sys.executable, "-m", "driftline", "scheduler"], env=child_env, **streams)  # type: ignore[call-overload]
         )
+    return running
+
+
+def run_up(settings: Settings, *, host: str, port: int, scheduler: bool = True) -> int:
     registry = Registry.open(settings)  # creates an empty database, refuses an old one
     try:
         champion = registry.get_version_by_alias(settings.model_name, CHAMPION)
@@ -45,21 +101,26 @@ def run_up(settings: Settings, *, host: str, port: int, scheduler: bool = True) 
             flush=True,
         )
     registry.close()
+    generated = not (settings.api_token and settings.api_token.get_secret_value())
+    running = start_processes(settings, host=host, port=port, scheduler=scheduler)
+    if generated:
+        print(f"control API token (write endpoints): {running.token}", flush=True)
+        print(
+            f"  e.g. curl -H 'Authorization: Bearer {running.token}' -X POST http://{host}:{port}/api/models/"
+            f"{settings.model_name}/rollback -H 'Content-Type: application/json' -d '{{\"reason\": \"...\"}}'",
+            flush=True,
+        )
     print(f"API docs: http://{host}:{port}/api/docs   readiness: http://{host}:{port}/readyz", flush=True)
-    cmd = [bentoml_executable(), "serve", "service.app:Driftline", "--host", host, "--port", str(port)]
-    procs = [subprocess.Popen(cmd, env=env)]
-    if scheduler:
-        procs.append(subprocess.Popen([sys.executable, "-m", "driftline", "scheduler"], env=env))
 
     def forward(signum: int, _frame: object) -> None:
-        for proc in procs:
+        for proc in running.procs:
             if proc.poll() is None:
                 proc.send_signal(signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, forward)
-    code = procs[0].wait()  # the service decides: when it ends, the scheduler is stopped too
-    for proc in procs[1:]:
+    code = running.service.wait()  # the service decides: when it ends, the scheduler is stopped too
+    for proc in running.procs[1:]:
         if proc.poll() is None:
             proc.terminate()
         proc.wait()

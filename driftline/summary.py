@@ -1,0 +1,295 @@
+"""What a replay did, scored: served accuracy per window, per domain and per version; the checks, runs
+and decisions the registry recorded meanwhile, placed on the stream; a timeline figure and an
+``index.html`` that links every drift and promotion report."""
+
+from __future__ import annotations
+
+import bisect
+import html
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from driftline.replay import ReplayLog, ServedRow
+from registry.settings import Settings
+from registry.store import Registry
+
+
+@dataclass
+class StreamSummary:
+    rows: int
+    seconds: float
+    labels_sent: int
+    accuracy: float
+    windows: list[dict[str, Any]]
+    domains: dict[str, dict[str, Any]]
+    checks: list[dict[str, Any]]
+    runs: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+    holds: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+    @property
+    def promotions(self) -> list[dict[str, Any]]:
+        return [d for d in self.decisions if d["status"] in ("promoted", "approved")]
+
+    def lines(self) -> list[str]:
+        """The summary, one screen."""
+        out = [
+            f"{self.rows} rows served in {self.seconds / 60:.1f} min, {self.labels_sent} labels sent; "
+            f"served accuracy {self.accuracy:.3f}",
+            "",
+            f"  {'domain':<10}{'rows':>6}{'accuracy':>10}   by serving version",
+        ]
+        for name, d in self.domains.items():
+            versions = "  ".join(
+                f"v{v}: {s['accuracy']:.3f} ({s['n']})" for v, s in sorted(d["by_version"].items())
+            )
+            out.append(f"  {name:<10}{d['n']:>6}{d['accuracy']:>10.3f}   {versions}")
+        drifted = sum(c["drifted"] for c in self.checks)
+        out += ["", f"drift checks: {len(self.checks)} ({drifted} saw drift)"]
+        for c in self.checks:
+            if c["decision"] == "retrain":
+                out.append(f"  check {c['id']} at row {c['row']}: {c['reason']}")
+        out.append(f"retraining runs: {len(self.runs)}")
+        for r in self.runs:
+            detail = f" -> v{r['candidate_version']}" if r["candidate_version"] else ""
+            error = f" ({r['error']})" if r["error"] else ""
+            out.append(f"  run {r['id']} ({r['trigger']}) {r['status']}{detail}{error}")
+        out.append(f"decisions: {len(self.decisions)} ({len(self.promotions)} promoted)")
+        for d in self.decisions:
+            out.append(
+                f"  v{d['candidate_version']} vs v{d['incumbent_version']}: {d['status']} - "
+                + "; ".join(d["reasons"])
+            )
+        return out
+
+
+def _accuracy(rows: list[ServedRow]) -> float:
+    return sum(r.label == r.predicted for r in rows) / len(rows) if rows else float("nan")
+
+
+def _row_at(times: list[float], started_at: datetime, when: datetime) -> int:
+    """The number of rows served before ``when``: where a record sits on the stream."""
+    return bisect.bisect_right(times, (when - started_at).total_seconds())
+
+
+def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float) -> StreamSummary:
+    served = log.served
+    windows = []
+    for start in range(0, len(served), window):
+        rows = served[start : start + window]
+        windows.append(
+            {
+                "start": start,
+                "end": start + len(rows),
+                "domains": list(dict.fromkeys(r.domain for r in rows)),
+                "versions": sorted({r.version for r in rows}),
+                "accuracy": _accuracy(rows),
+            }
+        )
+    by_domain: dict[str, list[ServedRow]] = defaultdict(list)
+    for r in served:
+        by_domain[str(r.domain)].append(r)
+    domains = {}
+    for name, rows in by_domain.items():
+        versions: dict[int, list[ServedRow]] = defaultdict(list)
+        for r in rows:
+            versions[r.version].append(r)
+        domains[name] = {
+            "n": len(rows),
+            "first_row": rows[0].index,
+            "last_row": rows[-1].index,
+            "accuracy": _accuracy(rows),
+            "by_version": {v: {"n": len(vr), "accuracy": _accuracy(vr)} for v, vr in versions.items()},
+        }
+
+    times = [r.at for r in served]
+    registry = Registry.open(settings)
+    try:
+        name = settings.model_name
+        checks = [
+            {
+                "id": c.id,
+                "row": _row_at(times, log.started_at, c.created_at),
+                "model_version": c.model_version,
+                "drifted": c.drifted,
+                "signals": [k for k, v in c.scores.items() if isinstance(v, dict) and v.get("drifted")],
+                "embedding_auc": (c.scores.get("embedding_drift") or {}).get("score"),
+                "embedding_threshold": (c.scores.get("embedding_drift") or {}).get("threshold"),
+                "decision": c.decision,
+                "reason": c.reason,
+                "report": c.report_uri,
+            }
+            for c in reversed(registry.list_drift_checks(name, limit=10_000))
+        ]
+        runs = [
+            {
+                "id": r.id,
+                "trigger": r.trigger.value,
+                "status": r.status.value,
+                "row": _row_at(times, log.started_at, r.created_at),
+                "drift_check_id": r.drift_check_id,
+                "candidate_version": r.candidate_version,
+                "seconds": (r.finished_at - r.started_at).total_seconds()
+                if r.finished_at and r.started_at
+                else None,
+                "error": r.error,
+            }
+            for r in reversed(registry.list_runs(name, limit=10_000))
+            if r.trigger.value != "bootstrap"
+        ]
+        decisions = [
+            {
+                "id": d.id,
+                "run_id": d.run_id,
+                "candidate_version": d.candidate_version,
+                "incumbent_version": d.incumbent_version,
+                "status": d.status.value,
+                "reasons": list(d.reasons),
+                "report": d.report_uri,
+                "row": _row_at(times, log.started_at, d.created_at),
+            }
+            for d in reversed(registry.list_decisions(name, limit=10_000))
+        ]
+    finally:
+        registry.close()
+    return StreamSummary(
+        rows=len(served),
+        seconds=seconds,
+        labels_sent=log.labels_sent,
+        accuracy=_accuracy(served),
+        windows=windows,
+        domains=domains,
+        checks=checks,
+        runs=runs,
+        decisions=decisions,
+        holds=[
+            {
+                "row": h.row,
+                "seconds": round(h.ended - h.started, 1),
+                "runs": h.run_ids,
+                "swapped_to": h.champion_after,
+            }
+            for h in log.holds
+        ],
+        interrupted=log.interrupted,
+    )
+
+
+def write_timeline(summary: StreamSummary, path: Path) -> Path:
+    """Served accuracy per window, the embedding-drift score of each check, run and promotion marks,
+    domain bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 4.8), dpi=110)
+    colors = ["#e8f0fe", "#fef3e0", "#e6f4ea", "#fce8e6", "#f3e8fd"]
+    for i, (name, d) in enumerate(summary.domains.items()):
+        ax.axvspan(d["first_row"], d["last_row"] + 1, color=colors[i % len(colors)], zorder=0)
+        ax.text((d["first_row"] + d["last_row"]) / 2, 1.02, name, ha="center", va="bottom", fontsize=9)
+    mids = [(w["start"] + w["end"]) / 2 for w in summary.windows]
+    ax.plot(mids, [w["accuracy"] for w in summary.windows], "o-", color="#1a73e8", label="served accuracy")
+    ax.set_ylim(0, 1.1)
+    ax.set_xlim(0, max(summary.rows, 1))
+    ax.set_xlabel("stream row")
+    ax.set_ylabel("accuracy (window)")
+    for r in summary.runs:
+        ax.axvline(r["row"], color="#f29900", linestyle="--", linewidth=1.2)
+    for d in summary.decisions:
+        promoted = d["status"] in ("promoted", "approved")
+        ax.axvline(d["row"], color="#188038" if promoted else "#d93025", linewidth=2)
+        ax.text(
+            d["row"], 0.04, f" v{d['candidate_version']} {d['status']}", rotation=90, fontsize=8, va="bottom"
+        )
+    drift = ax.twinx()
+    points = [c for c in summary.checks if c["embedding_auc"] is not None]
+    drift.scatter(
+        [c["row"] for c in points],
+        [c["embedding_auc"] for c in points],
+        c=["#d93025" if c["drifted"] else "#9aa0a6" for c in points],
+        s=14,
+        label="drift check (embedding AUC; red: drift)",
+    )
+    drift.set_ylim(0.4, 1.05)
+    drift.set_ylabel("embedding drift AUC")
+    handles = [
+        plt.Line2D([], [], color="#1a73e8", marker="o", label="served accuracy per window"),
+        plt.Line2D([], [], color="#d93025", marker="o", linestyle="", label="drift check, drift seen"),
+        plt.Line2D([], [], color="#9aa0a6", marker="o", linestyle="", label="drift check, no drift"),
+        plt.Line2D([], [], color="#f29900", linestyle="--", label="run queued"),
+        plt.Line2D([], [], color="#188038", label="promotion"),
+    ]
+    ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9)
+    ax.set_title("Driftline: served accuracy, drift checks, retraining and promotions", fontsize=11, pad=18)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _link(settings: Settings, uri: str | None, out_dir: Path) -> str:
+    if not uri:
+        return ""
+    target = Path(settings.artifact_root) / "reports" / uri
+    href = os.path.relpath(target, out_dir) if target.exists() else uri
+    return f'<a href="{html.escape(href)}">{html.escape(Path(uri).name)}</a>'
+
+
+def write_index(summary: StreamSummary, settings: Settings, out_dir: Path) -> Path:
+    """One page linking the timeline and every drift and promotion report."""
+    esc = html.escape
+    rows_domains = "".join(
+        f"<tr><td>{esc(n)}</td><td>{d['n']}</td><td>{d['accuracy']:.3f}</td><td>"
+        + ", ".join(f"v{v}: {s['accuracy']:.3f} ({s['n']} rows)" for v, s in sorted(d["by_version"].items()))
+        + "</td></tr>"
+        for n, d in summary.domains.items()
+    )
+    rows_checks = "".join(
+        f"<tr><td>{c['id']}</td><td>{c['row']}</td><td>v{c['model_version']}</td>"
+        f"<td>{'yes' if c['drifted'] else 'no'}</td><td>{esc(', '.join(c['signals']))}</td>"
+        f"<td>{esc(c['decision'])}</td><td>{esc(c['reason'])}</td><td>{_link(settings, c['report'], out_dir)}</td></tr>"
+        for c in summary.checks
+    )
+    rows_runs = "".join(
+        f"<tr><td>{r['id']}</td><td>{esc(r['trigger'])}</td><td>{r['row']}</td><td>{esc(r['status'])}</td>"
+        f"<td>{'v' + str(r['candidate_version']) if r['candidate_version'] else ''}</td>"
+        f"<td>{'' if r['seconds'] is None else round(r['seconds'])}</td><td>{esc(r['error'] or '')}</td></tr>"
+        for r in summary.runs
+    )
+    rows_decisions = "".join(
+        f"<tr><td>{d['id']}</td><td>{d['run_id']}</td><td>v{d['candidate_version']} vs v{d['incumbent_version']}</td>"
+        f"<td>{esc(d['status'])}</td><td>{esc('; '.join(d['reasons']))}</td>"
+        f"<td>{_link(settings, d['report'], out_dir)}</td></tr>"
+        for d in summary.decisions
+    )
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Driftline demo</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ddd;padding:4px 8px;font-size:14px;vertical-align:top}}
+th{{background:#f5f5f5}}</style></head><body>
+<h1>Driftline: one pass of the loop</h1>
+<p>{summary.rows} rows served in {summary.seconds / 60:.1f} min; {summary.labels_sent} labels sent;
+served accuracy {summary.accuracy:.3f}{" (interrupted)" if summary.interrupted else ""}.</p>
+<img src="timeline.png" alt="timeline" style="max-width:100%">
+<h2>Served accuracy per domain</h2>
+<table><tr><th>domain</th><th>rows</th><th>accuracy</th><th>by serving version</th></tr>{rows_domains}</table>
+<h2>Promotion decisions</h2>
+<table><tr><th>id</th><th>run</th><th>challenger vs champion</th><th>status</th><th>reasons</th><th>report</th></tr>{rows_decisions}</table>
+<h2>Retraining runs</h2>
+<table><tr><th>id</th><th>trigger</th><th>at row</th><th>status</th><th>candidate</th><th>seconds</th><th>error</th></tr>{rows_runs}</table>
+<h2>Drift checks</h2>
+<table><tr><th>id</th><th>at row</th><th>model</th><th>drift</th><th>signals</th><th>decision</th><th>reason</th><th>report</th></tr>{rows_checks}</table>
+</body></html>
+"""
+    path = out_dir / "index.html"
+    path.write_text(page)
+    return path
