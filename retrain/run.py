@@ -47,7 +47,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunConfig:
-    # Early stopping on the validation rows ends a run sooner when more epochs would not help.
+    # A third epoch is safe to allow: the checkpoint with the best validation macro-F1 is kept, and
+    # early stopping ends longer budgets once more epochs stop helping.
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3))
     assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
     gate: GateConfig = field(default_factory=GateConfig)
