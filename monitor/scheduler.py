@@ -68,11 +68,10 @@ class MonitorScheduler:
     def check_job(self) -> CheckRecord | None:
         if not self.is_leader():
             return None
-        return self._check(self.model_name)
-
-    def _check(self, model_name: str) -> CheckRecord | None:
         try:
-            return run_drift_check(self.registry, self.artifacts, model_name, self.settings.monitor_config())
+            return run_drift_check(
+                self.registry, self.artifacts, self.model_name, self.settings.monitor_config()
+            )
         except (InvalidInputError, NotFoundError) as exc:  # no champion yet, or too few predictions
             logger.info("drift check skipped: %s", exc.message)
         except DriftlineError as exc:
@@ -169,7 +168,13 @@ class MonitorScheduler:
         )
         self._scheduler = scheduler
         logger.info(
-            "scheduler %s: drift check every %.0f s on model '%s'", self.holder, interval, self.model_name
+            "scheduler %s: drift check every %.0f s on model '%s'; queued runs start via %s",
+            self.holder,
+            interval,
+            self.model_name,
+            type(self.launcher).__name__
+            if self.launcher is not None
+            else "another dispatcher (launcher none)",
         )
         scheduler.start()
 
