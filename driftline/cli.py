@@ -156,10 +156,27 @@ def _train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--class-weighting",
-            type=click.Choice(["balanced", "sqrt", "none"]),
-            default="none",
+            type=click.Choice(["auto", "balanced", "sqrt", "none"]),
+            default="auto",
             show_default=True,
-            help="Loss weights per class; 'balanced' keeps rare classes from being ignored.",
+            help="Loss weights per class; 'auto': 'sqrt' when the largest class has 3x the rows of the smallest.",
+        ),
+        click.option(
+            "--validation-fraction",
+            type=float,
+            default=0.1,
+            show_default=True,
+            help="Training rows set aside for early stopping and best-checkpoint selection (0: none).",
+        ),
+        click.option(
+            "--early-stopping-patience", type=int, default=2, show_default=True, help="0: never stop early."
+        ),
+        click.option(
+            "--freeze-layers",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Freeze the embeddings and the lowest N encoder layers.",
         ),
     ]
     for option in reversed(options):

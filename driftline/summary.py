@@ -240,8 +240,9 @@ def _link(settings: Settings, uri: str | None, out_dir: Path) -> str:
     if not uri:
         return ""
     target = Path(settings.artifact_root) / "reports" / uri
-    href = os.path.relpath(target, out_dir) if target.exists() else uri
-    return f'<a href="{html.escape(href)}">{html.escape(Path(uri).name)}</a>'
+    if not target.exists():  # an object-store artifact root: name the report, the control API serves it
+        return f"<code>reports/{html.escape(uri)}</code>"
+    return f'<a href="{html.escape(os.path.relpath(target, out_dir))}">{html.escape(Path(uri).name)}</a>'
 
 
 def write_index(summary: StreamSummary, settings: Settings, out_dir: Path) -> Path:
