@@ -42,9 +42,21 @@ class CheckRecord:
     decision: Decision
 
 
+class NothingNew(InvalidInputError):
+    """The window is the one the last check saw: checking it again would add nothing, and would count
+    as one more check in a drift streak although nothing more was observed."""
+
+
 def run_drift_check(
-    registry: Registry, artifacts: ArtifactStore, model_name: str, config: MonitorConfig | None = None
+    registry: Registry,
+    artifacts: ArtifactStore,
+    model_name: str,
+    config: MonitorConfig | None = None,
+    *,
+    skip_unchanged: bool = False,
 ) -> CheckRecord:
+    """Check the champion's latest window now. ``skip_unchanged`` (the scheduler's ticks): raise
+    :class:`NothingNew` when no prediction was logged since the last check of the same version."""
     import pandas as pd
 
     config = config or MonitorConfig()
@@ -55,6 +67,14 @@ def run_drift_check(
             f"model '{model_name}' v{champion.version} has served {len(rows)} logged predictions; a drift check "
             f"needs at least {config.check.min_rows}"
         )
+    if skip_unchanged:
+        last = registry.list_drift_checks(model_name, limit=1)
+        if (
+            last
+            and last[0].model_version == champion.version
+            and last[0].window_end >= rows[-1][0].created_at
+        ):
+            raise NothingNew(f"no prediction logged since drift check {last[0].id}")
     reference = pd.read_parquet(artifacts.fetch(champion.artifact) / REFERENCE_PROFILE)
     labels = champion.labels
     with_embedding = [i for i, (p, _) in enumerate(rows) if p.embedding is not None]

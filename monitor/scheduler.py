@@ -27,7 +27,7 @@ import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from monitor.job import CheckRecord, run_drift_check
+from monitor.job import CheckRecord, NothingNew, run_drift_check
 from monitor.launch import Launcher, describe_exit, make_launcher
 from monitor.settings import MonitorSettings
 from registry.artifacts import ArtifactStore
@@ -70,8 +70,14 @@ class MonitorScheduler:
             return None
         try:
             return run_drift_check(
-                self.registry, self.artifacts, self.model_name, self.settings.monitor_config()
+                self.registry,
+                self.artifacts,
+                self.model_name,
+                self.settings.monitor_config(),
+                skip_unchanged=True,
             )
+        except NothingNew as exc:
+            logger.debug("drift check skipped: %s", exc.message)
         except (InvalidInputError, NotFoundError) as exc:  # no champion yet, or too few predictions
             logger.info("drift check skipped: %s", exc.message)
         except DriftlineError as exc:

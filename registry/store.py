@@ -303,8 +303,9 @@ class Registry:
         """Store a drift check and, in the same transaction, the run its decision queued (if any).
 
         ``queue_run`` holds the run's ``config``; the run refers to the check. A run already queued or
-        running for the model makes the whole write fail with :class:`ConflictError`. Queueing locks
-        the model's row first (SQLite: the write lock ``BEGIN IMMEDIATE`` takes), so two monitors
+        running for the model, or a champion other than the checked ``model_version`` (a promotion
+        landed while the check ran), makes the whole write fail with :class:`ConflictError`. Queueing
+        locks the model's row first (SQLite: the write lock ``BEGIN IMMEDIATE`` takes), so two monitors
         that decide at once serialize here and the second sees the first one's run.
         """
         with self._tx() as s:
@@ -314,6 +315,12 @@ class Registry:
                     .where(RegisteredModelRow.name == check["model_name"])
                     .with_for_update()
                 )
+                champion = s.get(AliasRow, (check["model_name"], e.CHAMPION))
+                if champion is not None and champion.version != check.get("model_version"):
+                    raise ConflictError(
+                        f"the champion moved to v{champion.version} while v{check.get('model_version')} "
+                        "was being checked"
+                    )
             row = DriftCheckRow(**{"created_at": self._clock(), **check})
             s.add(row)
             s.flush()

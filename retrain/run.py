@@ -44,6 +44,8 @@ from retrain.train import fine_tune
 
 logger = logging.getLogger(__name__)
 
+MIN_PROFILE_ROWS = 50  # recent held-out rows below which the reference profile also takes the old ones
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -222,12 +224,14 @@ def _train_and_decide(
 
     recent, logits, pooled, champion_logits = pairs(data.recent_heldout)
     old = None
+    # The reference profile is what the challenger is promoted to serve: the recent traffic. Mixing in
+    # the (often much larger) old held-out set would make the very data it was trained on look drifted.
     profile_rows, profile_logits, profile_pooled = data.recent_heldout, logits, pooled
     if len(data.old_heldout):
         old, old_logits, old_pooled, _ = pairs(data.old_heldout)
-        # The reference profile covers what the challenger was trained for: the new rows and the old.
-        profile_rows = pd.concat([data.recent_heldout, data.old_heldout], ignore_index=True)
-        profile_logits, profile_pooled = np.vstack([logits, old_logits]), np.vstack([pooled, old_pooled])
+        if len(data.recent_heldout) < MIN_PROFILE_ROWS:  # too few recent rows to stand alone
+            profile_rows = pd.concat([data.recent_heldout, data.old_heldout], ignore_index=True)
+            profile_logits, profile_pooled = np.vstack([logits, old_logits]), np.vstack([pooled, old_pooled])
     gate = evaluate_gate(recent, old, config.gate)
     metrics = classification_metrics(softmax(logits), data.recent_heldout["label"].tolist(), champion.labels)
     metrics["train"] = {"n": len(data.train), **trained.summary(), "counts": data.counts}

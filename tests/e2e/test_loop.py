@@ -51,6 +51,9 @@ def test_drift_to_promotion(served_home: Path, monkeypatch: pytest.MonkeyPatch) 
     )
     first = scheduler.check_job()
     assert first is not None and first.check.drifted and first.run is None
+    assert scheduler.check_job() is None  # no new predictions: the streak does not grow by itself
+    more = finance_rows(40, seed=4)
+    serve_and_label(served_home, [r.text for r in more], [r.label for r in more])
     second = scheduler.check_job()
     assert second is not None and second.run is not None, second.check.reason
     assert second.run.trigger is RunTrigger.DRIFT

@@ -198,3 +198,31 @@ def test_two_monitors_deciding_at_once_queue_one_run(registry: Registry) -> None
     runs = registry.list_runs("sentiment")
     assert len(runs) == 1 and runs[0].trigger is e.RunTrigger.DRIFT and runs[0].status is e.RunStatus.QUEUED
     assert len(registry.list_drift_checks("sentiment")) == 1  # refused writes left nothing behind
+
+
+def test_a_check_of_a_replaced_champion_queues_nothing(registry: Registry) -> None:
+    """A promotion that lands while a check of the old champion runs: the check's retrain decision is stale."""
+    from registry.errors import ConflictError
+
+    registry.register_version("sentiment", spec(1), set_aliases=[e.CHAMPION])
+    registry.register_version("sentiment", spec(2), set_aliases=[e.CHAMPION])
+    now = datetime.now(UTC)
+    check = {
+        "model_name": "sentiment",
+        "model_version": 1,
+        "window_start": now,
+        "window_end": now,
+        "reference": "ref",
+        "n_reference": 10,
+        "n_current": 10,
+        "scores": {},
+        "drifted": True,
+        "decision": "retrain",
+        "reason": "drift",
+        "report_uri": None,
+    }
+    with pytest.raises(ConflictError, match="champion moved to v2 while v1 was being checked"):
+        registry.add_drift_check(check, queue_run={"reason": "drift"})
+    assert registry.list_drift_checks("sentiment") == [] and registry.list_runs("sentiment") == []
+    _, run = registry.add_drift_check({**check, "model_version": 2}, queue_run={"reason": "drift"})
+    assert run is not None

@@ -35,9 +35,12 @@ def test_one_replica_acts_the_other_stands_by(served_home: Path) -> None:
     a, b = scheduler(served_home), scheduler(served_home)
     assert a.check_job() is not None
     assert b.check_job() is None  # a holds the lease
+    assert a.check_job() is None  # nothing was served since its last check: nothing to check
+    serve(served_home, [r["text"] for r in topic_rows(10, seed=9)], wrong_labels=False)
     assert a.check_job() is not None
     assert len(a.registry.list_drift_checks("sentiment")) == 2
     a.stop()  # releases the lease: b takes over
+    serve(served_home, [r["text"] for r in topic_rows(10, seed=10)], wrong_labels=False)
     assert b.check_job() is not None
     assert a.registry.get_lease(LEASE).holder == b.holder  # type: ignore[union-attr]
     b.stop()
@@ -69,6 +72,9 @@ def test_background_scheduler_checks_on_its_interval(served_home: Path) -> None:
     s.start(blocking=False)
     try:
         deadline = time.monotonic() + 30
+        while len(s.registry.list_drift_checks("sentiment")) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        serve(served_home, [r["text"] for r in topic_rows(10, seed=10)], wrong_labels=False)  # new rows
         while len(s.registry.list_drift_checks("sentiment")) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:

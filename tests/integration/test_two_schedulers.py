@@ -4,12 +4,15 @@ the other takes over once the lease has expired."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +53,26 @@ def wait_until(condition, what: str, timeout: float) -> None:  # type: ignore[no
         time.sleep(0.2)
 
 
+@contextlib.contextmanager
+def traffic(home: Path) -> Iterator[None]:
+    """Drifted, wrongly labeled predictions every half second: each scheduler tick has a new window."""
+    stop = threading.Event()
+
+    def send() -> None:
+        batch = 0
+        while not stop.wait(0.5):
+            batch += 1
+            serve(home, [f"{t} (batch {batch})" for t in drifted_texts(5)], wrong_labels=True)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+
+
 def checks_logged(log: Path) -> list[int]:
     return [int(n) for n in CHECK_LOG.findall(log.read_text(errors="replace"))]
 
@@ -61,21 +84,22 @@ def test_two_scheduler_processes_queue_one_run_per_episode(served_home_db: Path,
     store = Registry.open(Settings(home=served_home_db))
     logs = {name: tmp_path / f"scheduler-{name}.log" for name in ("a", "b")}
     procs = {name: start_scheduler(log) for name, log in logs.items()}
-    try:
-        wait_until(lambda: store.list_drift_checks("sentiment"), "the first drift check", 60)
-        first_holder = store.get_lease(LEASE).holder  # type: ignore[union-attr]
-        leader = next(n for n, p in procs.items() if f":{p.pid}:" in first_holder)
-        procs[leader].send_signal(signal.SIGKILL)  # no lease release, no clean-up
-        procs[leader].wait(10)
-        follower = "b" if leader == "a" else "a"
-        wait_until(lambda: len(checks_logged(logs[follower])) >= 2, "the other scheduler's checks", 60)
-        lease = store.get_lease(LEASE)
-        assert procs[follower].poll() is None, logs[follower].read_text()
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                p.wait(10)
+    with traffic(served_home_db):
+        try:
+            wait_until(lambda: store.list_drift_checks("sentiment"), "the first drift check", 60)
+            first_holder = store.get_lease(LEASE).holder  # type: ignore[union-attr]
+            leader = next(n for n, p in procs.items() if f":{p.pid}:" in first_holder)
+            procs[leader].send_signal(signal.SIGKILL)  # no lease release, no clean-up
+            procs[leader].wait(10)
+            follower = "b" if leader == "a" else "a"
+            wait_until(lambda: len(checks_logged(logs[follower])) >= 2, "the other scheduler's checks", 60)
+            lease = store.get_lease(LEASE)
+            assert procs[follower].poll() is None, logs[follower].read_text()
+        finally:
+            for p in procs.values():
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    p.wait(10)
 
     assert lease is not None and lease.holder != first_holder
     assert f":{procs[follower].pid}:" in lease.holder
