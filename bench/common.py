@@ -1,0 +1,108 @@
+"""What the benchmarks share: the offline environment, the demo data, repeated timing and a description
+of the machine, so every result file says where and how its figures were taken."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "BENTOML_DO_NOT_TRACK": "True",
+    "DO_NOT_TRACK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def go_offline() -> None:
+    """Nothing is fetched at run time; set before transformers is imported."""
+    os.environ.update(OFFLINE)
+
+
+def demo_frame(seed: int) -> Any:
+    """The VADER demo sentences (text, label, domain), shuffled with ``seed``; the CSV is cached under
+    ``.driftline/cache/demo`` after the first fetch."""
+    import pandas as pd
+
+    from driftline.demo_data import fetch_vader
+
+    frame = pd.read_csv(fetch_vader(ROOT / ".driftline" / "cache" / "demo"))
+    frame = frame[frame["text"].map(lambda t: isinstance(t, str) and bool(t.strip()) and len(t) <= 2000)]
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)[["text", "label", "domain"]]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds of repeated runs of one measurement."""
+
+    runs: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    @property
+    def best(self) -> float:
+        return min(self.runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median_s": self.median, "best_s": self.best, "runs_s": list(self.runs)}
+
+
+def repeat(fn: Callable[[], object], times: int) -> Timing:
+    """Run ``fn`` ``times`` times and keep each wall-clock duration (no warm-up: the caller decides)."""
+    runs = []
+    for _ in range(times):
+        started = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - started)
+    return Timing(tuple(runs))
+
+
+def machine(packages: Sequence[str] = ()) -> dict[str, Any]:
+    """Cores this process may use, torch's thread count, platform and the versions that matter."""
+    import torch
+
+    versions = {}
+    for name in ("torch", "numpy", "pandas", *packages):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "cpus": len(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": versions,
+    }
+
+
+def describe_machine(info: dict[str, Any]) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+    return (
+        f"machine: {info['cpus']} cores, torch threads {info['torch_threads']}, {info['platform']}, "
+        f"Python {info['python']}\n         {versions}"
+    )
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str))
+
+
+def default_out(name: str, *, quick: bool) -> Path:
+    """``bench/results/<name>.json``; a quick (smoke) run writes ``<name>-quick.json`` so it never
+    replaces the real results."""
+    return RESULTS / (f"{name}-quick.json" if quick else f"{name}.json")
