@@ -27,7 +27,7 @@ import pandas as pd
 from driftline.demo_data import fetch_vader
 from driftline.processes import start_processes
 from driftline.replay import DriftlineClient, Replayer, ReplayLog, ReplayOptions, StreamRow
-from driftline.summary import StreamSummary, summarize, write_index, write_timeline
+from driftline.summary import StreamSummary, score_promotions, summarize, write_index, write_timeline
 from registry.settings import Settings
 
 Say = Callable[[str], None]
@@ -89,7 +89,8 @@ def stream_rows(data: pd.DataFrame, config: DemoConfig) -> list[StreamRow]:
         part = data[data["domain"] == domain]
         part = part.sample(n=min(config.rows_per_domain, len(part)), random_state=config.seed)
         rows.extend(
-            StreamRow(t, y, SHORT_NAMES.get(domain, domain)) for t, y in zip(part["text"], part["label"], strict=True)
+            StreamRow(t, y, SHORT_NAMES.get(domain, domain))
+            for t, y in zip(part["text"], part["label"], strict=True)
         )
     return rows
 
@@ -179,6 +180,7 @@ def run_demo(root: Path, config: DemoConfig = DemoConfig(), say: Say = print) ->
             procs.stop()
     say("[4/4] summary")
     summary = summarize(settings, log, window=config.window, seconds=time.monotonic() - started)
+    score_promotions(settings, [r.text for r in rows], summary, log)
     write_timeline(summary, out / "timeline.png")
     write_index(summary, settings, out)
     (out / "summary.json").write_text(json.dumps({"config": asdict(config), **summary.to_dict()}, indent=2))

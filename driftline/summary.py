@@ -8,6 +8,7 @@ import bisect
 import html
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ class StreamSummary:
     decisions: list[dict[str, Any]]
     holds: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
+    promotion_checks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -63,6 +65,12 @@ class StreamSummary:
             error = f" ({r['error']})" if r["error"] else ""
             out.append(f"  run {r['id']} ({r['trigger']}) {r['status']}{detail}{error}")
         out.append(f"decisions: {len(self.decisions)} ({len(self.promotions)} promoted)")
+        for p in self.promotion_checks:
+            out.append(
+                f"  after the promotion of v{p['promoted']}: on the {p['rows']} rows it served, accuracy "
+                f"{p['promoted_accuracy']:.3f} vs {p['replaced_accuracy']:.3f} for v{p['replaced']} "
+                f"({(p['promoted_accuracy'] - p['replaced_accuracy']) * 100:+.1f} pts)"
+            )
         for d in self.decisions:
             out.append(
                 f"  v{d['candidate_version']} vs v{d['incumbent_version']}: {d['status']} - "
@@ -181,6 +189,51 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
         ],
         interrupted=log.interrupted,
     )
+
+
+def score_promotions(
+    settings: Settings, texts: Sequence[str], summary: StreamSummary, log: ReplayLog
+) -> list[dict[str, Any]]:
+    """Did each promotion help? On the rows the promoted version served, its accuracy next to what the
+    version it replaced scores on the same rows (predicted here, offline). Neither model had those rows'
+    labels when it was trained: they were served after the promotion."""
+    from registry.artifacts import open_artifact_store
+    from registry.modelio import load_version
+    from retrain.evaluate import forward_outputs
+
+    artifacts = open_artifact_store(settings.artifact_root, cache_dir=settings.cache_dir / "artifacts")
+    registry = Registry.open(settings)
+    checks = []
+    try:
+        for decision in summary.promotions:
+            rows = [r for r in log.served if r.version == decision["candidate_version"]]
+            if not rows:
+                continue
+            replaced = load_version(
+                artifacts, registry.get_version(settings.model_name, decision["incumbent_version"])
+            )
+            logits, _ = forward_outputs(
+                replaced.model,
+                replaced.tokenizer,
+                [texts[r.index] for r in rows],
+                max_length=replaced.max_length,
+                progress=False,
+            )
+            old = [replaced.labels[i] for i in logits.argmax(1)]
+            checks.append(
+                {
+                    "promoted": decision["candidate_version"],
+                    "replaced": decision["incumbent_version"],
+                    "rows": len(rows),
+                    "promoted_accuracy": _accuracy(rows),
+                    "replaced_accuracy": sum(p == r.label for p, r in zip(old, rows, strict=True))
+                    / len(rows),
+                }
+            )
+    finally:
+        registry.close()
+    summary.promotion_checks = checks
+    return checks
 
 
 def write_timeline(summary: StreamSummary, path: Path) -> Path:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from driftline.replay import Hold, ReplayLog, ServedRow
-from driftline.summary import summarize, write_index, write_timeline
+from driftline.summary import score_promotions, summarize, write_index, write_timeline
 from registry.entities import RunStatus
 from registry.settings import Settings
 from registry.store import Registry
@@ -91,6 +91,11 @@ def test_summary_places_records_on_the_stream_and_links_reports(served_home: Pat
     assert summary.holds == [{"row": 40, "seconds": 3.0, "runs": [1], "swapped_to": 2}]
     text = "\n".join(summary.lines())
     assert "v1: 0.500 (10)  v2: 1.000 (20)" in text and "promoted" in text
+
+    (scored,) = score_promotions(settings, [f"text {i}" for i in range(60)], summary, _log(start))
+    assert scored["promoted"] == 2 and scored["replaced"] == 1 and scored["rows"] == 20
+    assert scored["promoted_accuracy"] == 1.0 and 0.0 <= scored["replaced_accuracy"] <= 1.0  # v1, really run
+    assert "after the promotion of v2: on the 20 rows it served" in "\n".join(summary.lines())
 
     png = write_timeline(summary, tmp_path / "timeline.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
