@@ -474,9 +474,10 @@ def runs(limit: int, as_json: bool) -> None:
         return
     for r in items:
         made = f"v{r.candidate_version}" if r.candidate_version else "-"
+        retry = f"  retry not before {r.not_before.isoformat()[:19]}" if r.not_before else ""
         click.echo(
-            f"run {r.id:>4}  {r.status.value:<10} {r.trigger.value:<9} {made:<5} "
-            f"{r.created_at.isoformat()[:19]}  {r.error or ''}"
+            f"run {r.id:>4}  {r.status.value:<10} {r.trigger.value:<9} {made:<5} attempts {r.attempts}  "
+            f"{r.created_at.isoformat()[:19]}  {r.error or ''}{retry}"
         )
     if not items:
         click.echo("no runs yet")
