@@ -3,6 +3,7 @@ of the machine, so every result file says where and how its figures were taken."
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import os
@@ -106,3 +107,18 @@ def default_out(name: str, *, quick: bool) -> Path:
     """``bench/results/<name>.json``; a quick (smoke) run writes ``<name>-quick.json`` so it never
     replaces the real results."""
     return RESULTS / (f"{name}-quick.json" if quick else f"{name}.json")
+
+
+def parse_bench_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, name: str, quick: dict[str, Any]
+) -> argparse.Namespace:
+    """Add ``--quick`` and ``--out`` and parse. ``--quick`` replaces the sizes with ``quick`` (a smoke
+    run in well under a minute) and writes ``<name>-quick.json`` unless ``--out`` says otherwise."""
+    parser.add_argument("--quick", action="store_true", help=f"tiny smoke run: {quick}")
+    parser.add_argument("--out", type=Path, default=None, help="result file (default bench/results/)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in quick.items():
+            setattr(args, key, value)
+    args.out = args.out or default_out(name, quick=args.quick)
+    return args

@@ -56,11 +56,11 @@ from typing import Any
 
 from bench.common import (
     Timing,
-    default_out,
     demo_frame,
     describe_machine,
     go_offline,
     machine,
+    parse_bench_args,
     repeat,
     write_json,
 )
@@ -290,14 +290,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--labeled", type=float, default=0.2, help="share of window rows with a label")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (one fewer at 50k+)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help=f"tiny smoke run: {QUICK}")
-    parser.add_argument("--out", type=Path, default=None, help="result file (default bench/results/)")
-    args = parser.parse_args(argv)
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, value)
-    args.out = args.out or default_out("monitor", quick=args.quick)
-    return args
+    return parse_bench_args(parser, argv, name="monitor", quick=QUICK)
 
 
 def repeats_for(rows: int, repeats: int) -> int:
