@@ -618,6 +618,62 @@ def up(host: str, port: int, no_scheduler: bool) -> None:
     sys.exit(run_up(get_settings(), host=host, port=port, scheduler=not no_scheduler))
 
 
+# --- replay -------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--data", "data_path", type=click.Path(path_type=Path), required=True, help="CSV / TSV / JSONL / Parquet."
+)
+@click.option("--text-col", required=True)
+@click.option("--label-col", required=True)
+@click.option("--time-col", default=None, help="Order rows by this column (file order otherwise).")
+@click.option("--domain-col", default=None, help="Report accuracy per value of this column.")
+@click.option(
+    "--bootstrap-rows", type=int, default=1000, show_default=True, help="Rows that train version 1."
+)
+@click.option("--bootstrap-until", default=None, help="Instead: rows before this time train version 1.")
+@click.option("--window", type=int, default=500, show_default=True, help="Rows per reported window.")
+@click.option("--label-delay", type=int, default=100, show_default=True, help="A label arrives N rows later.")
+@click.option("--label-fraction", type=float, default=1.0, show_default=True, help="Share of rows labeled.")
+@click.option("--check-every", type=int, default=250, show_default=True, help="Rows between drift checks.")
+@click.option(
+    "--policy", type=click.Choice(["drift", "never", "every-window"]), default="drift", show_default=True
+)
+@click.option("--base-model", default="minilm-l6", show_default=True, help="Local HF folder or 'minilm-l6'.")
+@click.option("--num-hidden-layers", type=int, default=None, help="Keep only the first N encoder layers.")
+@click.option("--epochs", type=float, default=None, help="Fine-tuning epochs (v1 and runs).")
+@click.option("--limit", type=int, default=None, help="Replay at most N rows after the bootstrap.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--realtime", is_flag=True, help="The scheduler checks on its own clock; rows go at --rate per second."
+)
+@click.option("--rate", type=float, default=40.0, show_default=True, help="Rows per second with --realtime.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("replay-out"), show_default=True)
+@handle_errors
+def replay(
+    data_path: Path,
+    base_model: str,
+    num_hidden_layers: int | None,
+    epochs: float | None,
+    **options: Any,
+) -> None:
+    """Replay a labeled file through a fresh Driftline (service + scheduler in OUT/workspace): the first
+    rows train version 1, the rest go to /predict in order, labels follow --label-delay rows later.
+    Writes OUT/metrics.json, OUT/timeline.png and OUT/index.html."""
+    from driftline.session import SessionConfig, run_session
+
+    train: dict[str, Any] = {"base_model": base_model}
+    if num_hidden_layers is not None:
+        train["num_hidden_layers"] = num_hidden_layers
+    if epochs is not None:
+        train["epochs"] = epochs
+    for noisy in ("retrain", "registry", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = SessionConfig(data=data_path, train=train, **options)
+    run_session(config, say=lambda line: click.echo(line))
+
+
 # --- demo ---------------------------------------------------------------------------------------
 
 

@@ -46,6 +46,11 @@ class ReplayOptions:
     label_fraction: float = 1.0  # share of rows that ever get a label (seeded)
     rate: float | None = None  # rows per second; None: as fast as the service answers
     hold_during_runs: bool = True
+    # Deterministic pacing: ask for a drift check every ``check_every`` rows (through the control API)
+    # and wait for it and any run it queues; or queue a run every ``run_every`` rows regardless of drift.
+    check_every: int | None = None
+    run_every: int | None = None
+    check_timeout_s: float = 300.0
     poll_interval_s: float = 1.0  # how often the replay looks for queued or running runs
     run_timeout_s: float = 1200.0  # the longest a hold may last
     swap_timeout_s: float = 120.0
@@ -84,6 +89,7 @@ class ReplayLog:
     served: list[ServedRow] = field(default_factory=list)
     holds: list[Hold] = field(default_factory=list)
     labels_sent: int = 0
+    checks: list[dict[str, Any]] = field(default_factory=list)  # check requests made (deterministic mode)
     seconds: float = 0.0
     interrupted: bool = False
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -129,6 +135,16 @@ class DriftlineClient:
     def feedback(self, items: Sequence[dict[str, Any]]) -> int:
         return int(self._json("POST", "/feedback", json={"items": list(items)})["accepted"])
 
+    def request_check(self) -> int:
+        return int(self._json("POST", "/api/checks", json={"model_name": self.model_name})["id"])
+
+    def check_request(self, request_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/api/checks/requests/{request_id}")
+
+    def queue_run(self, reason: str) -> int:
+        body = {"model_name": self.model_name, "reason": reason}
+        return int(self._json("POST", "/api/runs", json=body)["id"])
+
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         return self._json("GET", "/api/runs", params={"model_name": self.model_name, "limit": limit})
 
@@ -169,11 +185,24 @@ class Replayer:
             for first in range(0, len(rows), opts.batch_size):
                 self._pace(start, first)
                 self._send(rows[first : first + opts.batch_size], first, start)
-                self._release_labels(due=first + opts.batch_size - 1)
+                sent = min(first + opts.batch_size, len(rows))
+                self._release_labels(due=sent - 1)
                 if on_batch is not None:
                     on_batch(self.log)
-                if opts.hold_during_runs and time.monotonic() - self._last_poll >= opts.poll_interval_s:
-                    self._hold_while_training(row=first + opts.batch_size, start=start)
+                if (
+                    opts.check_every
+                    and sent // opts.check_every > (sent - len(rows[first:sent])) // opts.check_every
+                ):
+                    self._check_now(row=sent, start=start)
+                elif (
+                    opts.run_every
+                    and sent // opts.run_every > (sent - len(rows[first:sent])) // opts.run_every
+                ):
+                    run_id = self.client.queue_run(f"policy every-window: row {sent}")
+                    self.say(f"  row {sent}: run {run_id} queued (every window)")
+                    self._hold_while_training(row=sent, start=start)
+                elif opts.hold_during_runs and time.monotonic() - self._last_poll >= opts.poll_interval_s:
+                    self._hold_while_training(row=sent, start=start)
             self._release_labels(due=len(rows) + opts.label_delay)
         except KeyboardInterrupt:
             self.log.interrupted = True
@@ -206,6 +235,21 @@ class Replayer:
             items.append(self._pending.popleft()[1])
         for chunk in range(0, len(items), 256):
             self.log.labels_sent += self.client.feedback(items[chunk : chunk + 256])
+
+    def _check_now(self, *, row: int, start: float) -> None:
+        """Ask the scheduler for a drift check, wait for it, then wait for any run it queued."""
+        request_id = self.client.request_check()
+        deadline = time.monotonic() + self.options.check_timeout_s
+        while (request := self.client.check_request(request_id))["status"] == "pending":
+            if time.monotonic() > deadline:
+                raise DriftlineError(
+                    f"drift check request {request_id} still pending after {self.options.check_timeout_s:.0f} s: "
+                    "is the scheduler running?",
+                    code=ErrorCode.UNAVAILABLE,
+                )
+            time.sleep(0.2)
+        self.log.checks.append({"row": row, "request": request_id, **request})
+        self._hold_while_training(row=row, start=start)
 
     def _hold_while_training(self, *, row: int, start: float) -> None:
         self._last_poll = time.monotonic()

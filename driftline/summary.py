@@ -33,6 +33,11 @@ class StreamSummary:
     holds: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     promotion_checks: list[dict[str, Any]] = field(default_factory=list)
+    macro_f1: float = float("nan")
+    counts: dict[str, int] = field(default_factory=dict)
+    labels_used: int = 0  # training rows of the versions this stream's runs made (new labels + replay)
+    training_seconds: float = 0.0
+    recovery: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -45,7 +50,7 @@ class StreamSummary:
         """The summary, one screen."""
         out = [
             f"{self.rows} rows served in {self.seconds / 60:.1f} min, {self.labels_sent} labels sent; "
-            f"served accuracy {self.accuracy:.3f}",
+            f"served accuracy {self.accuracy:.3f}, macro-F1 {self.macro_f1:.3f}",
             "",
             f"  {'domain':<10}{'rows':>6}{'accuracy':>10}   by serving version",
         ]
@@ -65,6 +70,16 @@ class StreamSummary:
             error = f" ({r['error']})" if r["error"] else ""
             out.append(f"  run {r['id']} ({r['trigger']}) {r['status']}{detail}{error}")
         out.append(f"decisions: {len(self.decisions)} ({len(self.promotions)} promoted)")
+        if self.recovery and self.recovery.get("promotion"):
+            r = self.recovery
+            out.append(
+                f"first drift seen at row {r['drift_row']} (check {r['drift_check']}); v{r['promoted_version']} "
+                f"promoted {r['rows']} rows and {r['seconds']:.0f} s later"
+            )
+        out.append(
+            f"labels sent {self.labels_sent}, used in training {self.labels_used} (with replayed rows); "
+            f"time spent training {self.training_seconds:.0f} s"
+        )
         for p in self.promotion_checks:
             out.append(
                 f"  after the promotion of v{p['promoted']}: on the {p['rows']} rows it served, accuracy "
@@ -83,9 +98,42 @@ def _accuracy(rows: list[ServedRow]) -> float:
     return sum(r.label == r.predicted for r in rows) / len(rows) if rows else float("nan")
 
 
+def _macro_f1(rows: list[ServedRow]) -> float:
+    """Macro-F1 over the classes that occur (as truth or as prediction) in ``rows``."""
+    if not rows:
+        return float("nan")
+    from sklearn.metrics import f1_score
+
+    truth, predicted = [r.label for r in rows], [r.predicted for r in rows]
+    labels = sorted(set(truth) | set(predicted))
+    return float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0))
+
+
 def _row_at(times: list[float], started_at: datetime, when: datetime) -> int:
     """The number of rows served before ``when``: where a record sits on the stream."""
     return bisect.bisect_right(times, (when - started_at).total_seconds())
+
+
+def _recovery(checks: list[dict[str, Any]], decisions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """From the first check that saw drift to the first promotion after it: in rows, and in seconds."""
+    first = next((c for c in checks if c["drifted"]), None)
+    if first is None:
+        return None
+    promoted = next(
+        (d for d in decisions if d["status"] in ("promoted", "approved") and d["at"] >= first["at"]), None
+    )
+    if promoted is None:
+        return {"drift_check": first["id"], "drift_row": first["row"], "promotion": None}
+    seconds = (datetime.fromisoformat(promoted["at"]) - datetime.fromisoformat(first["at"])).total_seconds()
+    return {
+        "drift_check": first["id"],
+        "drift_row": first["row"],
+        "promotion": promoted["id"],
+        "promoted_version": promoted["candidate_version"],
+        "promotion_row": promoted["row"],
+        "rows": promoted["row"] - first["row"],
+        "seconds": round(seconds, 1),
+    }
 
 
 def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float) -> StreamSummary:
@@ -100,6 +148,7 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
                 "domains": list(dict.fromkeys(r.domain for r in rows)),
                 "versions": sorted({r.version for r in rows}),
                 "accuracy": _accuracy(rows),
+                "macro_f1": _macro_f1(rows),
             }
         )
     by_domain: dict[str, list[ServedRow]] = defaultdict(list)
@@ -115,6 +164,7 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
             "first_row": rows[0].index,
             "last_row": rows[-1].index,
             "accuracy": _accuracy(rows),
+            "macro_f1": _macro_f1(rows),
             "by_version": {v: {"n": len(vr), "accuracy": _accuracy(vr)} for v, vr in versions.items()},
         }
 
@@ -134,6 +184,7 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
                 "decision": c.decision,
                 "reason": c.reason,
                 "report": c.report_uri,
+                "at": c.created_at.isoformat(),
             }
             for c in reversed(registry.list_drift_checks(name, limit=10_000))
         ]
@@ -163,12 +214,32 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
                 "reasons": list(d.reasons),
                 "report": d.report_uri,
                 "row": _row_at(times, log.started_at, d.created_at),
+                "at": d.created_at.isoformat(),
             }
             for d in reversed(registry.list_decisions(name, limit=10_000))
         ]
+        made = {r["candidate_version"] for r in runs if r["candidate_version"]}
+        labels_used = sum(
+            int((v.metrics.get("train") or {}).get("n", 0))
+            for v in registry.list_versions(name)
+            if v.version in made
+        )
     finally:
         registry.close()
     return StreamSummary(
+        macro_f1=_macro_f1(served),
+        counts={
+            "checks": len(checks),
+            "drift_alarms": sum(c["drifted"] for c in checks),
+            "runs": len(runs),
+            "promotions": sum(d["status"] in ("promoted", "approved") for d in decisions),
+            "rejections": sum(d["status"] in ("rejected", "refused") for d in decisions),
+            "runs_skipped": sum(r["status"] == "skipped" for r in runs),
+            "runs_failed": sum(r["status"] == "failed" for r in runs),
+        },
+        labels_used=labels_used,
+        training_seconds=sum(r["seconds"] or 0.0 for r in runs),
+        recovery=_recovery(checks, decisions),
         rows=len(served),
         seconds=seconds,
         labels_sent=log.labels_sent,

@@ -24,6 +24,7 @@ class PolicyConfig:
     drift_alone: bool = False  # retrain on persistent drift even without a quality drop
     min_new_labels: int = 200
     cooldown: timedelta = timedelta(minutes=30)
+    retrain_on_drift: bool = True  # False: record what drift was seen, never queue (a baseline to compare)
 
 
 @dataclass(frozen=True)
@@ -76,4 +77,6 @@ def decide(state: PolicyInput, config: PolicyConfig) -> Decision:
     if state.since_last_run is not None and state.since_last_run < config.cooldown:
         left = config.cooldown - state.since_last_run
         return Decision(False, f"{summary}: cooling down ({int(left.total_seconds())} s left)")
+    if not config.retrain_on_drift:
+        return Decision(False, f"{summary}: retraining on drift is off")
     return Decision(True, f"{summary}: retrain queued")

@@ -23,6 +23,7 @@ class MonitorSettings(BaseSettings):
     drift_persistence: int = Field(3, ge=1)
     quality_margin: float = Field(0.03, ge=0)
     drift_alone: bool = False
+    retrain_on_drift: bool = Field(True, description="false: checks record drift but never queue a run")
     min_new_labels: int = Field(200, ge=0)
     cooldown_s: float = Field(1800.0, ge=0)
     lease_ttl_s: float = Field(0.0, ge=0, description="0: three check intervals")
@@ -56,6 +57,7 @@ class MonitorSettings(BaseSettings):
                 drift_alone=self.drift_alone,
                 min_new_labels=self.min_new_labels,
                 cooldown=timedelta(seconds=self.cooldown_s),
+                retrain_on_drift=self.retrain_on_drift,
             ),
         )
 

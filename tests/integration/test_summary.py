@@ -89,6 +89,25 @@ def test_summary_places_records_on_the_stream_and_links_reports(served_home: Pat
     (d,) = summary.promotions
     assert d["row"] == 37 and d["candidate_version"] == 2
     assert summary.holds == [{"row": 40, "seconds": 3.0, "runs": [1], "swapped_to": 2}]
+    assert summary.counts == {
+        "checks": 1,
+        "drift_alarms": 1,
+        "runs": 1,
+        "promotions": 1,
+        "rejections": 0,
+        "runs_skipped": 0,
+        "runs_failed": 0,
+    }
+    assert summary.recovery == {
+        "drift_check": check.id,
+        "drift_row": 34,
+        "promotion": d["id"],
+        "promoted_version": 2,
+        "promotion_row": 37,
+        "rows": 3,
+        "seconds": 3.0,
+    }
+    assert 0.0 < summary.macro_f1 < 1.0 and summary.windows[2]["macro_f1"] == 1.0
     text = "\n".join(summary.lines())
     assert "v1: 0.500 (10)  v2: 1.000 (20)" in text and "promoted" in text
 

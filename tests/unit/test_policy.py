@@ -51,3 +51,11 @@ def test_realized_drop_or_drift_alone_also_count() -> None:
     assert not decide(flat, CONFIG).retrain
     assert decide(flat, replace(CONFIG, drift_alone=True)).retrain
     assert decide(replace(READY, since_last_run=None), CONFIG).retrain  # never retrained: no cooldown
+
+
+def test_retraining_on_drift_can_be_off_and_the_check_still_says_what_it_saw() -> None:
+    d = decide(READY, replace(CONFIG, retrain_on_drift=False))
+    assert not d.retrain
+    assert d.reason.startswith("drift on embedding_drift for 3 checks") and d.reason.endswith(
+        "retraining on drift is off"
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from driftline.demo import DemoConfig, stream_rows
+from driftline.demo import DemoConfig, demo_stream
 from driftline.replay import Replayer, ReplayOptions, StreamRow
 
 
@@ -97,13 +97,16 @@ def test_traffic_is_held_while_a_run_trains_and_resumes_on_the_new_champion() ->
 def test_demo_stream_is_seeded_domain_after_domain() -> None:
     data = pd.DataFrame(
         {
-            "text": [f"t{i}" for i in range(40)],
-            "label": ["positive", "negative"] * 20,
-            "domain": ["tweets"] * 20 + ["amazonReviewSnippets"] * 20,
+            "text": [f"t{i}" for i in range(60)],
+            "label": ["positive", "negative"] * 30,
+            "domain": ["tweets"] * 20 + ["amazonReviewSnippets"] * 20 + ["movieReviewSnippets"] * 20,
         }
     )
-    config = DemoConfig(stream_domains=("amazonReviewSnippets", "tweets"), rows_per_domain=5, seed=1)
-    stream = stream_rows(data, config)
-    assert [r.domain for r in stream] == ["amazon"] * 5 + ["tweets"] * 5
-    assert stream == stream_rows(data, config)
-    assert len({r.text for r in stream}) == 10
+    config = DemoConfig(
+        stream_domains=("amazonReviewSnippets", "tweets"), rows_per_domain=5, bootstrap_rows=8, seed=1
+    )
+    stream = demo_stream(data, config)
+    assert [r.domain for r in stream.rows] == ["amazon"] * 5 + ["tweets"] * 5
+    assert len(stream.bootstrap) == 8 and set(stream.bootstrap["domain"]) == {"movies"}
+    assert stream.rows == demo_stream(data, config).rows
+    assert len({r.text for r in stream.rows} | set(stream.bootstrap["text"])) == 18

@@ -1,0 +1,281 @@
+"""One replay session, start to end: check the file, bootstrap version 1 on its first rows in a fresh
+workspace, start the service and the scheduler, replay the rest over HTTP, stop everything, and score
+what was served. ``driftline replay`` and ``driftline demo`` are both one session.
+
+Deterministic by default: the replay asks for a drift check every ``check_every`` rows through the
+control API and waits for it, and for any run it queues (and the promotion and hot swap that follow),
+before it sends more rows; results then do not depend on the machine's speed. ``realtime`` lets the
+scheduler check on its own clock instead, while rows are sent at ``rate`` per second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from driftline.processes import start_processes
+from driftline.replay import DriftlineClient, Replayer, ReplayLog, ReplayOptions, StreamRow
+from driftline.summary import StreamSummary, score_promotions, summarize, write_index, write_timeline
+from registry.errors import InvalidInputError
+from registry.settings import Settings
+
+Say = Callable[[str], None]
+POLICIES = ("drift", "never", "every-window")
+MIN_BOOTSTRAP_ROWS = 20
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    data: Path
+    text_col: str
+    label_col: str
+    out: Path
+    time_col: str | None = None
+    domain_col: str | None = None
+    bootstrap_rows: int | None = 1000
+    bootstrap_until: str | None = None
+    window: int = 500
+    label_delay: int = 100
+    label_fraction: float = 1.0
+    check_every: int = 250
+    policy: str = "drift"
+    limit: int | None = None
+    seed: int = 0
+    realtime: bool = False
+    rate: float = 40.0  # rows per second, realtime only
+    check_interval_s: float = 4.0  # realtime only
+    batch_size: int = 8
+    bootstrap_heldout: float = 0.1
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig values for v1 and for every run
+    run_train: dict[str, Any] = field(default_factory=dict)  # ... and over them, for the runs only
+    monitor: dict[str, str] = field(default_factory=dict)  # extra DRIFTLINE_* settings for the scheduler
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("--policy", self.policy in POLICIES, f"must be one of {POLICIES}"),
+            ("--window", self.window >= 10, "must be >= 10"),
+            ("--label-delay", self.label_delay >= 0, "must be >= 0"),
+            ("--label-fraction", 0.0 < self.label_fraction <= 1.0, "must be in (0, 1]"),
+            ("--check-every", self.check_every >= 10, "must be >= 10"),
+            ("--limit", self.limit is None or self.limit >= 1, "must be >= 1"),
+            (
+                "--bootstrap-rows",
+                self.bootstrap_rows is None or self.bootstrap_rows >= MIN_BOOTSTRAP_ROWS,
+                f"must be >= {MIN_BOOTSTRAP_ROWS}",
+            ),
+        ]
+        for flag, ok, rule in checks:
+            if not ok:
+                raise InvalidInputError(f"{flag} {rule}")
+        if self.bootstrap_until is not None and self.time_col is None:
+            raise InvalidInputError("--bootstrap-until needs --time-col")
+
+    def scheduler_env(self) -> dict[str, str]:
+        """The monitor's settings for this session: the trigger policy, the window, the clock."""
+        env = {
+            "DRIFTLINE_CHECK_INTERVAL_S": str(self.check_interval_s if self.realtime else 86_400),
+            "DRIFTLINE_DISPATCH_INTERVAL_S": "0.5",
+            "DRIFTLINE_WINDOW_SIZE": str(self.window),
+            "DRIFTLINE_MIN_WINDOW_ROWS": str(max(10, min(self.window, self.check_every) // 2)),
+            "DRIFTLINE_DRIFT_PERSISTENCE": "2",
+            "DRIFTLINE_MIN_NEW_LABELS": "100",
+            "DRIFTLINE_COOLDOWN_S": "0",
+            "DRIFTLINE_RETRAIN_ON_DRIFT": "true" if self.policy == "drift" else "false",
+            "DRIFTLINE_RETRAIN": json.dumps(
+                {"train": {**self.train, **self.run_train}, "assembly": {"min_new_labels": 100}}
+            ),
+            "DRIFTLINE_POLL_INTERVAL_S": "1",
+        }
+        return {**env, **self.monitor}
+
+
+@dataclass
+class Stream:
+    bootstrap: pd.DataFrame
+    rows: list[StreamRow]
+    labels: tuple[str, ...]
+
+
+def load_stream(config: SessionConfig, cache_dir: Path) -> Stream:
+    """The checked file, in time order (file order without a time column), cut into v1's rows and the
+    stream. Every problem is one line naming the file, the column and the rows."""
+    from retrain.data import ColumnSpec, load_labeled_file
+
+    columns = ColumnSpec(
+        text=config.text_col, label=config.label_col, time=config.time_col, domain=config.domain_col
+    )
+    data = load_labeled_file(config.data, columns, cache_dir=cache_dir)
+    frame = data.frame.reset_index(drop=True)
+    if config.time_col is not None:
+        frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
+    if config.bootstrap_until is not None:
+        until = pd.Timestamp(config.bootstrap_until)
+        until = until.tz_localize("UTC") if until.tzinfo is None else until.tz_convert("UTC")
+        n_boot = int((frame["time"] < until).sum())
+    else:
+        n_boot = int(config.bootstrap_rows or 0)
+    if n_boot < MIN_BOOTSTRAP_ROWS or len(frame) - n_boot < 1:
+        raise InvalidInputError(
+            f"{config.data}: {len(frame)} usable rows; the bootstrap takes {n_boot} and needs at least "
+            f"{MIN_BOOTSTRAP_ROWS}, and at least 1 row must be left to replay"
+        )
+    boot, rest = frame.iloc[:n_boot], frame.iloc[n_boot:]
+    if boot["label"].nunique() < 2:
+        raise InvalidInputError(
+            f"{config.data}: column '{config.label_col}' has one class in the {n_boot} bootstrap rows; "
+            "version 1 needs at least 2"
+        )
+    if config.limit is not None:
+        rest = rest.iloc[: config.limit]
+    rows = [
+        StreamRow(str(t), str(y), None if d is None or pd.isna(d) else str(d))
+        for t, y, d in zip(rest["text"], rest["label"], rest["domain"], strict=True)
+    ]
+    return Stream(bootstrap=boot, rows=rows, labels=data.labels)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fresh_workspace(out: Path) -> Path:
+    home = out / "workspace"
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    return home
+
+
+def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say: Say) -> None:
+    from registry.artifacts import open_artifact_store
+    from registry.store import Registry
+    from retrain.bootstrap import BootstrapRequest, bootstrap
+    from retrain.config import TrainConfig
+    from retrain.data import ColumnSpec
+
+    path = settings.home / "bootstrap.parquet"
+    timed = "time" in stream.bootstrap and stream.bootstrap["time"].notna().all()
+    stream.bootstrap[["text", "label", "domain"] + (["time"] if timed else [])].to_parquet(path, index=False)
+    log_path = settings.home / "bootstrap.log"
+    say(f"[1/4] bootstrap v1 on {len(stream.bootstrap)} rows; log: {log_path}")
+    train = TrainConfig.from_dict(
+        {"test_size": config.bootstrap_heldout, "seed": config.seed, **config.train}
+    )
+    with open(log_path, "w") as log, contextlib.redirect_stderr(log):  # progress bars, Trainer logs
+        result = bootstrap(
+            BootstrapRequest(
+                data=path,
+                columns=ColumnSpec(
+                    text="text", label="label", domain="domain", time="time" if timed else None
+                ),
+                train=train,
+                model_name=settings.model_name,
+                actor="driftline replay",
+            ),
+            Registry.open(settings),
+            open_artifact_store(settings.artifact_root, cache_dir=settings.cache_dir / "artifacts"),
+            cache_dir=settings.cache_dir / "datasets",
+            progress=False,
+        )
+    m = result.metrics
+    say(
+        f"      v1 trained in {result.seconds:.0f} s: held-out accuracy {m['accuracy']:.3f}, "
+        f"macro-F1 {m['macro_f1']:.3f} on {result.n_heldout} rows"
+    )
+
+
+def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | None = None) -> StreamSummary:
+    started = time.monotonic()
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    home = fresh_workspace(out)
+    settings = Settings(home=home)
+    stream = stream or load_stream(config, settings.cache_dir / "datasets")
+    say(f"workspace: {home}")
+    bootstrap_v1(settings, stream, config, say)
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env.update({"DRIFTLINE_HOME": str(home.absolute()), **config.scheduler_env()})
+    log_path = home / "processes.log"
+    clock = (
+        f"drift checks every {config.check_interval_s:g} s"
+        if config.realtime
+        else f"a check every {config.check_every} rows"
+    )
+    say(f"[2/4] start the service on :{port} and the scheduler ({clock}); logs: {log_path}")
+    options = ReplayOptions(
+        batch_size=config.batch_size,
+        label_delay=config.label_delay,
+        label_fraction=config.label_fraction,
+        rate=config.rate if config.realtime else None,
+        check_every=None if config.realtime or config.policy == "every-window" else config.check_every,
+        run_every=config.window if config.policy == "every-window" else None,
+        seed=config.seed,
+    )
+    log = ReplayLog()
+    with open(log_path, "w") as process_log:
+        procs = start_processes(settings, host="127.0.0.1", port=port, env=env, output=process_log)
+        client = DriftlineClient(
+            f"http://127.0.0.1:{port}", model_name=settings.model_name, token=procs.token
+        )
+        try:
+            client.wait_ready(180.0, alive=lambda: procs.service.poll() is None)
+            say(
+                f"[3/4] replay {len(stream.rows)} rows (policy {config.policy}); labels {config.label_delay} rows "
+                f"late for {config.label_fraction:.0%} of rows"
+            )
+            replayer = Replayer(client, options, progress=say)
+            log = replayer.log
+            replayer.run(stream.rows, on_batch=window_progress(config.window, say))
+        finally:
+            client.close()
+            procs.stop()
+    say("[4/4] summary")
+    summary = summarize(settings, log, window=config.window, seconds=time.monotonic() - started)
+    score_promotions(settings, [r.text for r in stream.rows], summary, log)
+    write_outputs(summary, settings, config, out)
+    for line in summary.lines():
+        say(line)
+    say(f"\nmetrics: {out / 'metrics.json'}\nreport: {out / 'index.html'}\ntimeline: {out / 'timeline.png'}")
+    return summary
+
+
+def write_outputs(summary: StreamSummary, settings: Settings, config: SessionConfig, out: Path) -> None:
+    write_timeline(summary, out / "timeline.png")
+    write_index(summary, settings, out)
+    values = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    (out / "metrics.json").write_text(
+        json.dumps({"config": values, **summary.to_dict()}, indent=2, default=str)
+    )
+
+
+def window_progress(window: int, say: Say) -> Callable[[ReplayLog], None]:
+    """A line per window of served rows: its domain(s), versions and accuracy."""
+    state = {"next": window}
+
+    def report(log: ReplayLog) -> None:
+        while len(log.served) >= state["next"]:
+            rows = log.served[state["next"] - window : state["next"]]
+            correct = sum(r.label == r.predicted for r in rows)
+            domains = "/".join(dict.fromkeys(str(r.domain) for r in rows))
+            versions = "/".join(f"v{v}" for v in dict.fromkeys(r.version for r in rows))
+            say(
+                f"  rows {state['next'] - window:>5}-{state['next']:<5} {domains:<14} served by {versions:<6} "
+                f"accuracy {correct / len(rows):.2f}"
+            )
+            state["next"] += window
+
+    return report
