@@ -61,14 +61,17 @@ class Timing:
         return {"median_s": self.median, "best_s": self.best, "runs_s": list(self.runs)}
 
 
-def repeat(fn: Callable[[], object], times: int) -> Timing:
-    """Run ``fn`` ``times`` times and keep each wall-clock duration (no warm-up: the caller decides)."""
-    runs = []
+def repeat(fns: dict[str, Callable[[], object]], times: int) -> dict[str, Timing]:
+    """Run each of ``fns`` ``times`` times, interleaved (a, b, c, a, b, c, ...), keeping each duration:
+    a burst of load from elsewhere on a shared machine then hits one run of each, not all runs of one.
+    No warm-up: the caller decides."""
+    runs: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(times):
-        started = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - started)
-    return Timing(tuple(runs))
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            runs[name].append(time.perf_counter() - started)
+    return {name: Timing(tuple(r)) for name, r in runs.items()}
 
 
 def machine(packages: Sequence[str] = ()) -> dict[str, Any]:

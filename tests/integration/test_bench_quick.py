@@ -46,7 +46,7 @@ def test_monitor_quick(tmp_path: Path) -> None:
     assert {"cpus", "torch_threads", "platform", "versions"} <= report["machine"].keys()
     assert report["one_off"]["import"]["evidently_s"] > 0
     assert report["one_off"]["first_check_s"] > 0
-    assert [r["rows"] for r in report["sizes"]] == [100, 300]
+    assert [r["rows"] for r in report["sizes"]] == [300, 600]
     for row in report["sizes"]:
         for key in ("a_signals", "b_evidently", "c_check_no_report", "d_check_with_report"):
             assert row[key]["median_s"] > 0
