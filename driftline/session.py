@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -198,11 +199,13 @@ def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say:
 
 def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | None = None) -> StreamSummary:
     started = time.monotonic()
+    if stream is None:  # checked before anything is created or started
+        with tempfile.TemporaryDirectory(prefix="driftline-replay-") as cache:
+            stream = load_stream(config, Path(cache))
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     home = fresh_workspace(out)
     settings = Settings(home=home)
-    stream = stream or load_stream(config, settings.cache_dir / "datasets")
     say(f"workspace: {home}")
     bootstrap_v1(settings, stream, config, say)
 

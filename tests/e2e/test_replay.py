@@ -1,0 +1,141 @@
+"""`driftline replay` end to end, on a generated stream with a planted drift and a 1-layer model: real
+`bentoml serve` and `driftline scheduler` processes, checks requested through the control API every
+100 rows. The `drift` policy retrains after the planted change and not before; `never` retrains
+nothing; metrics.json has every field. Bad files stop before anything starts, with one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from driftline.session import SessionConfig, run_session
+from tests.integration.test_retrain_run import finance_rows
+from tests.models import TINY_TRAIN
+from tests.textgen import topic_rows
+
+CHANGE_AT = 300  # stream rows before the planted drift (after the 300 bootstrap rows)
+FIELDS = {
+    "rows",
+    "seconds",
+    "labels_sent",
+    "labels_used",
+    "accuracy",
+    "macro_f1",
+    "windows",
+    "domains",
+    "checks",
+    "runs",
+    "decisions",
+    "counts",
+    "recovery",
+    "training_seconds",
+    "promotion_checks",
+    "holds",
+    "interrupted",
+    "config",
+}
+
+
+def stream_file(path: Path) -> Path:
+    topical = topic_rows(300 + CHANGE_AT, seed=31)
+    finance = [{"text": r.text, "label": r.label, "domain": r.domain} for r in finance_rows(400, seed=5)]
+    pd.DataFrame(topical + finance)[["text", "label", "domain"]].to_csv(path, index=False)
+    return path
+
+
+def session(tmp_path: Path, policy: str, **overrides: object) -> SessionConfig:
+    values: dict = {
+        "data": stream_file(tmp_path / "stream.csv"),
+        "text_col": "text",
+        "label_col": "label",
+        "domain_col": "domain",
+        "out": tmp_path / policy,
+        "bootstrap_rows": 300,
+        "window": 100,
+        "check_every": 100,
+        "label_delay": 20,
+        "policy": policy,
+        "train": TINY_TRAIN.to_dict(),
+        "monitor": {"DRIFTLINE_MIN_NEW_LABELS": "100"},
+    }
+    values.update(overrides)
+    return SessionConfig(**values)
+
+
+def test_drift_policy_retrains_after_the_change_and_recovers(tmp_path: Path) -> None:
+    summary = run_session(session(tmp_path, "drift"), say=lambda _: None)
+
+    metrics = json.loads((tmp_path / "drift" / "metrics.json").read_text())
+    assert FIELDS <= set(metrics), FIELDS - set(metrics)
+    assert (tmp_path / "drift" / "timeline.png").stat().st_size > 10_000
+    assert metrics["rows"] == CHANGE_AT + 400 and metrics["labels_sent"] == CHANGE_AT + 400
+    queued = [c for c in summary.checks if c["decision"] == "retrain"]
+    assert queued, [c["reason"] for c in summary.checks]
+    assert all(c["row"] > CHANGE_AT for c in queued), [(c["row"], c["reason"]) for c in queued]
+    assert not [c for c in summary.checks if c["row"] <= CHANGE_AT and c["drifted"]]  # no false alarm
+    assert summary.counts["promotions"] >= 1, [d["reasons"] for d in summary.decisions]
+    finance = summary.domains["finance"]["by_version"]
+    assert finance[1]["accuracy"] < 0.5  # v1 never saw the new domain
+    promoted = max(v for v in finance if v != 1)
+    assert finance[promoted]["accuracy"] > 0.9
+    assert summary.recovery is not None and summary.recovery["rows"] >= 0
+    (scored,) = [p for p in summary.promotion_checks if p["promoted"] == promoted]
+    assert scored["promoted_accuracy"] > scored["replaced_accuracy"] + 0.4  # on the same rows
+
+
+def test_never_policy_sees_the_drift_and_retrains_nothing(tmp_path: Path) -> None:
+    summary = run_session(session(tmp_path, "never"), say=lambda _: None)
+    assert summary.counts["runs"] == 0 and summary.decisions == []
+    assert summary.counts["drift_alarms"] >= 1  # the checks still say what they saw
+    assert all(c["decision"] == "none" for c in summary.checks)
+    assert set(summary.domains["finance"]["by_version"]) == {1}
+
+
+def replay_cli(tmp_path: Path, data: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    args = ["--data", str(data), "--text-col", "text", "--label-col", "label", "--out", str(tmp_path / "out")]
+    return subprocess.run(
+        [sys.executable, "-m", "driftline", "replay", *args, *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("frame", "extra", "words"),
+    [
+        (pd.DataFrame({"body": ["a b", "c d"] * 20, "label": ["x", "y"] * 20}), (), "'text'"),
+        (pd.DataFrame({"text": ["a b", ""] * 20, "label": ["x", "y"] * 20}), (), "empty"),
+        (pd.DataFrame({"text": [f"t {i}" for i in range(40)], "label": ["x"] * 40}), (), "class"),
+        (
+            pd.DataFrame(
+                {"text": [f"t {i}" for i in range(40)], "label": ["x", "y"] * 20, "ts": ["nope"] * 40}
+            ),
+            ("--time-col", "ts"),
+            "ts",
+        ),
+        (
+            pd.DataFrame({"text": [f"t {i}" for i in range(40)], "label": ["x", "y"] * 20}),
+            ("--bootstrap-rows", "100"),
+            "40 usable rows",
+        ),
+    ],
+    ids=["missing-column", "empty-text", "one-class", "bad-time", "too-few-rows"],
+)
+def test_bad_files_stop_with_one_line_before_anything_starts(
+    tmp_path: Path, frame: pd.DataFrame, extra: tuple[str, ...], words: str
+) -> None:
+    data = tmp_path / "bad.csv"
+    frame.to_csv(data, index=False)
+    proc = replay_cli(tmp_path, data, "--bootstrap-rows", "20", *extra)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: ") and str(data) in lines[-1] and words in lines[-1], (
+        proc.stderr
+    )
+    assert not (tmp_path / "out" / "workspace").exists()  # nothing was created, nothing started
