@@ -37,7 +37,7 @@ class PCAProjection:
     def fit_transform(self, x: Any) -> np.ndarray:
         from sklearn.decomposition import PCA
 
-        return PCA(n_components=self.n_components, random_state=0).fit_transform(
+        return PCA(n_components=self.n_components, svd_solver="randomized", random_state=0).fit_transform(
             np.asarray(x, dtype=np.float32)
         )
 
