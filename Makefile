@@ -16,7 +16,7 @@ export BENTOML_DO_NOT_TRACK := True
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test test-slow lint clean clean-demo
+.PHONY: venv demo test test-slow bench lint clean clean-demo
 
 venv: $(STAMP)
 
@@ -38,6 +38,13 @@ test: venv
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow tests
+
+# Every benchmark on the demo data; each prints a table and writes bench/results/*.json (about 20 min).
+bench: venv
+	$(BIN)/python -m bench.serve
+	$(BIN)/python -m bench.monitor
+	$(BIN)/python -m bench.train
+	$(BIN)/python -m bench.learning --demo
 
 lint: venv
 	$(BIN)/ruff check .

@@ -43,13 +43,18 @@ class Processes:
         """(pid, exit code) of the processes that have ended."""
         return [(p.pid, p.returncode) for p in self.procs if p.poll() is not None]
 
-    def stop(self, timeout: float = 20.0) -> None:
+    @property
+    def scheduler(self) -> subprocess.Popen | None:
+        return self.procs[1] if len(self.procs) > 1 else None
+
+    def stop(self, timeout: float = 20.0, procs: list[subprocess.Popen] | None = None) -> None:
         """SIGINT each process (BentoML and the scheduler shut down cleanly on it), then SIGKILL stragglers."""
-        for proc in self.procs:
+        procs = self.procs if procs is None else procs
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + timeout
-        for proc in self.procs:
+        for proc in procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

@@ -236,6 +236,17 @@ class Replayer:
         for chunk in range(0, len(items), 256):
             self.log.labels_sent += self.client.feedback(items[chunk : chunk + 256])
 
+    def finish_runs(self, *, row: int) -> None:
+        """Wait for the runs still running at the end of the stream (and any hot swap). Call it once the
+        scheduler has stopped: runs still queued then stay queued."""
+        try:
+            self._hold_while_training(
+                row=row, start=time.monotonic() - self.log.seconds, statuses=("running",)
+            )
+        except KeyboardInterrupt:
+            self.log.interrupted = True
+            self.say("interrupted: not waiting for the last run")
+
     def _check_now(self, *, row: int, start: float) -> None:
         """Ask the scheduler for a drift check, wait for it, then wait for any run it queued."""
         request_id = self.client.request_check()
@@ -251,9 +262,9 @@ class Replayer:
         self.log.checks.append({"row": row, "request": request_id, **request})
         self._hold_while_training(row=row, start=start)
 
-    def _hold_while_training(self, *, row: int, start: float) -> None:
+    def _hold_while_training(self, *, row: int, start: float, statuses: tuple[str, ...] = IN_FLIGHT) -> None:
         self._last_poll = time.monotonic()
-        in_flight = [r for r in self.client.runs() if r["status"] in IN_FLIGHT]
+        in_flight = [r for r in self.client.runs() if r["status"] in statuses]
         if not in_flight:
             return
         hold = Hold(
@@ -274,7 +285,7 @@ class Replayer:
                 )
             time.sleep(self.options.poll_interval_s)
             runs = self.client.runs()
-            in_flight = [r for r in runs if r["status"] in IN_FLIGHT]
+            in_flight = [r for r in runs if r["status"] in statuses]
             hold.run_ids = sorted(set(hold.run_ids) | {r["id"] for r in in_flight})
         for run in (r for r in runs if r["id"] in hold.run_ids):
             detail = run.get("error") or ""

@@ -243,6 +243,9 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
             replayer = Replayer(client, options, progress=say)
             log = replayer.log
             replayer.run(stream.rows, on_batch=window_progress(config.window, say))
+            if procs.scheduler is not None and not log.interrupted:
+                procs.stop(procs=[procs.scheduler])  # no new checks; a run it started finishes on its own
+                replayer.finish_runs(row=len(log.served))
         finally:
             client.close()
             procs.stop()

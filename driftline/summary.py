@@ -65,8 +65,10 @@ class StreamSummary:
             if c["decision"] == "retrain":
                 out.append(f"  check {c['id']} at row {c['row']}: {c['reason']}")
         out.append(f"retraining runs: {len(self.runs)}")
+        verdicts = {d["run_id"]: d["status"] for d in self.decisions}
         for r in self.runs:
             detail = f" -> v{r['candidate_version']}" if r["candidate_version"] else ""
+            detail += f" {verdicts[r['id']]}" if r["id"] in verdicts else ""
             error = f" ({r['error']})" if r["error"] else ""
             out.append(f"  run {r['id']} ({r['trigger']}) {r['status']}{detail}{error}")
         out.append(f"decisions: {len(self.decisions)} ({len(self.promotions)} promoted)")

@@ -111,6 +111,9 @@ def run_drift_check(
             streak += 1
     runs = registry.list_runs(model_name, limit=20)
     finished = [r.finished_at for r in runs if r.finished_at is not None]
+    # Labels count from the champion's training, or from the start of a later run (one the gate
+    # refused, say): retraining again needs that many labels the last attempt did not have.
+    since = max([champion.created_at, *(r.started_at for r in runs if r.started_at is not None)])
     estimated = outcome.signal("estimated_accuracy_drop")
     realized = outcome.signal("realized_accuracy_drop")
     state = PolicyInput(
@@ -118,7 +121,7 @@ def run_drift_check(
         drifted_signals=outcome.drifted_signals,
         estimated_drop=estimated.score if estimated else None,
         realized_drop=realized.score if realized and not np.isnan(realized.score) else None,
-        new_labels=registry.count_labels(since=champion.created_at),
+        new_labels=registry.count_labels(since=since),
         active_run=any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in runs),
         since_last_run=datetime.now(UTC) - max(finished) if finished else None,
     )
