@@ -66,6 +66,16 @@ def test_drift_persists_then_queues_exactly_one_run(served_home: Path) -> None:
         RunTrigger.DRIFT
     ]
 
+    # The gate refuses that run's challenger: the champion stays, and retrying needs labels it lacked.
+    store.claim_run(second.run.id)
+    store.finish_run(second.run.id, RunStatus.SUCCEEDED)
+    fourth = run_drift_check(store, artifacts, "sentiment", config)
+    assert fourth.run is None and "0 new labels" in fourth.check.reason
+    assert "fewer than 50 new labels" in fourth.check.reason
+    serve(served_home, drifted_texts(60), wrong_labels=True)
+    fifth = run_drift_check(store, artifacts, "sentiment", config)
+    assert fifth.run is not None and "60 new labels" in fifth.check.reason
+
 
 def test_cli_check_prints_scores_and_refuses_a_thin_window(served_home: Path) -> None:
     env = {"DRIFTLINE_HOME": str(served_home)}
