@@ -157,14 +157,10 @@ def test_lease_expiry_and_takeover(registry: Registry) -> None:
     assert store.acquire_lease("scheduler", "a", ttl) is not None
 
 
-def test_two_monitors_deciding_at_once_queue_one_run(registry: Registry) -> None:
-    import threading
-
-    from registry.errors import ConflictError
-
-    registry.ensure_model("sentiment")
+def drift_check_record() -> dict:  # type: ignore[type-arg]
+    """A drifted check of v1 that decided to retrain."""
     now = datetime.now(UTC)
-    check = {
+    return {
         "model_name": "sentiment",
         "model_version": 1,
         "window_start": now,
@@ -178,6 +174,15 @@ def test_two_monitors_deciding_at_once_queue_one_run(registry: Registry) -> None
         "reason": "drift",
         "report_uri": None,
     }
+
+
+def test_two_monitors_deciding_at_once_queue_one_run(registry: Registry) -> None:
+    import threading
+
+    from registry.errors import ConflictError
+
+    registry.ensure_model("sentiment")
+    check = drift_check_record()
     barrier = threading.Barrier(4)
     outcomes: list[str] = []
 
@@ -206,21 +211,7 @@ def test_a_check_of_a_replaced_champion_queues_nothing(registry: Registry) -> No
 
     registry.register_version("sentiment", spec(1), set_aliases=[e.CHAMPION])
     registry.register_version("sentiment", spec(2), set_aliases=[e.CHAMPION])
-    now = datetime.now(UTC)
-    check = {
-        "model_name": "sentiment",
-        "model_version": 1,
-        "window_start": now,
-        "window_end": now,
-        "reference": "ref",
-        "n_reference": 10,
-        "n_current": 10,
-        "scores": {},
-        "drifted": True,
-        "decision": "retrain",
-        "reason": "drift",
-        "report_uri": None,
-    }
+    check = drift_check_record()
     with pytest.raises(ConflictError, match="champion moved to v2 while v1 was being checked"):
         registry.add_drift_check(check, queue_run={"reason": "drift"})
     assert registry.list_drift_checks("sentiment") == [] and registry.list_runs("sentiment") == []
