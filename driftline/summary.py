@@ -317,7 +317,7 @@ def write_timeline(summary: StreamSummary, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(11, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(11, 5.2), dpi=110)
     colors = ["#e8f0fe", "#fef3e0", "#e6f4ea", "#fce8e6", "#f3e8fd"]
     for i, (name, d) in enumerate(summary.domains.items()):
         ax.axvspan(d["first_row"], d["last_row"] + 1, color=colors[i % len(colors)], zorder=0)
@@ -354,7 +354,9 @@ def write_timeline(summary: StreamSummary, path: Path) -> Path:
         plt.Line2D([], [], color="#f29900", linestyle="--", label="run queued"),
         plt.Line2D([], [], color="#188038", label="promotion"),
     ]
-    ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9)
+    ax.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5, fontsize=8, frameon=False
+    )
     ax.set_title("Driftline: served accuracy, drift checks, retraining and promotions", fontsize=11, pad=18)
     fig.tight_layout()
     fig.savefig(path)
