@@ -139,3 +139,43 @@ def test_bad_files_stop_with_one_line_before_anything_starts(
         proc.stderr
     )
     assert not (tmp_path / "out" / "workspace").exists()  # nothing was created, nothing started
+
+
+def test_ctrl_c_stops_the_processes_and_keeps_what_was_replayed(tmp_path: Path) -> None:
+    """SIGINT to the replay's process group (what Ctrl-C in a terminal does) mid-stream."""
+    import os
+    import signal
+    import time
+
+    data = stream_file(tmp_path / "stream.csv")
+    args = [
+        *("--data", str(data), "--text-col", "text", "--label-col", "label", "--domain-col", "domain"),
+        *("--bootstrap-rows", "300", "--num-hidden-layers", "1", "--epochs", "1", "--window", "50"),
+        *("--realtime", "--rate", "20", "--out", str(tmp_path / "out")),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "driftline", "replay", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 240
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if line.split()[:2] == ["rows", "50-100"]:  # two windows served
+            break
+    else:
+        proc.kill()
+        raise AssertionError("".join(lines))
+    os.killpg(proc.pid, signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(lines) + rest
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["interrupted"] is True, output
+    assert 100 <= metrics["rows"] < CHANGE_AT + 400, output
+    leftovers = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], output  # the service and the scheduler are gone
