@@ -52,6 +52,7 @@ class DemoConfig:
             label_col="label",
             domain_col="domain",
             out=out,
+            bootstrap_heldout=0.1,
             window=self.window,
             label_delay=self.label_delay,
             seed=self.seed,

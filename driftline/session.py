@@ -56,7 +56,7 @@ class SessionConfig:
     rate: float = 40.0  # rows per second, realtime only
     check_interval_s: float = 4.0  # realtime only
     batch_size: int = 8
-    bootstrap_heldout: float = 0.1
+    bootstrap_heldout: float = 0.2  # of the bootstrap rows: v1's evaluation and its reference profile
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig values for v1 and for every run
     run_train: dict[str, Any] = field(default_factory=dict)  # ... and over them, for the runs only
     monitor: dict[str, str] = field(default_factory=dict)  # extra DRIFTLINE_* settings for the scheduler
@@ -205,13 +205,30 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     home = fresh_workspace(out)
-    settings = Settings(home=home)
+    home = home.absolute()
+    # Embedded defaults, whatever this shell's DRIFTLINE_* say: the children get exactly these.
+    settings = Settings(
+        home=home,
+        database_url=f"sqlite:///{home / 'driftline.db'}",
+        artifact_root=str(home / "artifacts"),
+        cache_dir=home / "cache",
+        model_name="sentiment",
+        api_token=None,
+    )
     say(f"workspace: {home}")
     bootstrap_v1(settings, stream, config, say)
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    env.update({"DRIFTLINE_HOME": str(home.absolute()), **config.scheduler_env()})
+    env.update(
+        {
+            "DRIFTLINE_HOME": str(home),
+            "DRIFTLINE_DATABASE_URL": settings.database_url,
+            "DRIFTLINE_ARTIFACT_ROOT": settings.artifact_root,
+            "DRIFTLINE_CACHE_DIR": str(settings.cache_dir),
+            **config.scheduler_env(),
+        }
+    )
     log_path = home / "processes.log"
     clock = (
         f"drift checks every {config.check_interval_s:g} s"

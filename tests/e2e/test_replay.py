@@ -6,6 +6,7 @@ nothing; metrics.json has every field. Bad files stop before anything starts, wi
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +15,11 @@ import pandas as pd
 import pytest
 
 from driftline.session import SessionConfig, run_session
-from tests.integration.test_retrain_run import finance_rows
 from tests.models import TINY_TRAIN
 from tests.textgen import topic_rows
 
-CHANGE_AT = 300  # stream rows before the planted drift (after the 300 bootstrap rows)
+BOOT = 400  # rows that train v1 (30 % of them held out: its reference profile)
+CHANGE_AT = 300  # stream rows before the planted drift
 FIELDS = {
     "rows",
     "seconds",
@@ -41,10 +42,31 @@ FIELDS = {
 }
 
 
+def finance(n: int, seed: int) -> list[dict[str, str]]:
+    """The planted drift: market news v1 never saw, labelled by the move's direction ('sports' up, 'food'
+    down, in this odd new world). Whatever v1 answers for the unknown words, it is right about half the
+    time at most; a model trained on the new labels learns the verbs."""
+    rng = random.Random(seed)
+    up, down = ["rose", "jumped", "rallied", "climbed"], ["fell", "slipped", "dropped", "sank"]
+    firms = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne"]
+    rows = []
+    for i in range(n):
+        rising = i % 2 == 0
+        verb = rng.choice(up if rising else down)
+        rows.append(
+            {
+                "text": f"{rng.choice(firms)} shares {verb} {i % 17 + 1} percent after quarterly earnings number {i}",
+                "label": "sports" if rising else "food",
+                "domain": "finance",
+            }
+        )
+    return rows
+
+
 def stream_file(path: Path) -> Path:
-    topical = topic_rows(300 + CHANGE_AT, seed=31)
-    finance = [{"text": r.text, "label": r.label, "domain": r.domain} for r in finance_rows(400, seed=5)]
-    pd.DataFrame(topical + finance)[["text", "label", "domain"]].to_csv(path, index=False)
+    topical = topic_rows(BOOT + CHANGE_AT, seed=31)
+    finance_ = finance(400, seed=5)
+    pd.DataFrame(topical + finance_)[["text", "label", "domain"]].to_csv(path, index=False)
     return path
 
 
@@ -55,7 +77,8 @@ def session(tmp_path: Path, policy: str, **overrides: object) -> SessionConfig:
         "label_col": "label",
         "domain_col": "domain",
         "out": tmp_path / policy,
-        "bootstrap_rows": 300,
+        "bootstrap_rows": BOOT,
+        "bootstrap_heldout": 0.3,
         "window": 100,
         "check_every": 100,
         "label_delay": 20,
@@ -77,15 +100,18 @@ def test_drift_policy_retrains_after_the_change_and_recovers(tmp_path: Path) -> 
     queued = [c for c in summary.checks if c["decision"] == "retrain"]
     assert queued, [c["reason"] for c in summary.checks]
     assert all(c["row"] > CHANGE_AT for c in queued), [(c["row"], c["reason"]) for c in queued]
-    assert not [c for c in summary.checks if c["row"] <= CHANGE_AT and c["drifted"]]  # no false alarm
+    early = [(c["row"], c["reason"]) for c in summary.checks if c["row"] <= CHANGE_AT]
+    assert early and not [c for c in summary.checks if c["row"] <= CHANGE_AT and c["drifted"]], (
+        early
+    )  # no false alarm
     assert summary.counts["promotions"] >= 1, [d["reasons"] for d in summary.decisions]
-    finance = summary.domains["finance"]["by_version"]
-    assert finance[1]["accuracy"] < 0.5  # v1 never saw the new domain
-    promoted = max(v for v in finance if v != 1)
-    assert finance[promoted]["accuracy"] > 0.9
+    by_version = summary.domains["finance"]["by_version"]
+    assert by_version[1]["accuracy"] < 0.6  # v1 never saw the new domain
+    promoted = max(v for v in by_version if v != 1)
+    assert by_version[promoted]["accuracy"] > 0.9
     assert summary.recovery is not None and summary.recovery["rows"] >= 0
     (scored,) = [p for p in summary.promotion_checks if p["promoted"] == promoted]
-    assert scored["promoted_accuracy"] > scored["replaced_accuracy"] + 0.4  # on the same rows
+    assert scored["promoted_accuracy"] > scored["replaced_accuracy"] + 0.3  # on the same rows
 
 
 def test_never_policy_sees_the_drift_and_retrains_nothing(tmp_path: Path) -> None:
@@ -150,7 +176,7 @@ def test_ctrl_c_stops_the_processes_and_keeps_what_was_replayed(tmp_path: Path) 
     data = stream_file(tmp_path / "stream.csv")
     args = [
         *("--data", str(data), "--text-col", "text", "--label-col", "label", "--domain-col", "domain"),
-        *("--bootstrap-rows", "300", "--num-hidden-layers", "1", "--epochs", "1", "--window", "50"),
+        *("--bootstrap-rows", str(BOOT), "--num-hidden-layers", "1", "--epochs", "1", "--window", "50"),
         *("--realtime", "--rate", "20", "--out", str(tmp_path / "out")),
     ]
     proc = subprocess.Popen(
