@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 
 from driftline.processes import start_processes
@@ -263,6 +264,9 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
             if procs.scheduler is not None and not log.interrupted:
                 procs.stop(procs=[procs.scheduler])  # no new checks; a run it started finishes on its own
                 replayer.finish_runs(row=len(log.served))
+        except (KeyboardInterrupt, httpx.TransportError) as exc:  # Ctrl-C reaches the children too
+            log.interrupted = True
+            say(f"interrupted ({type(exc).__name__}): keeping what was replayed so far")
         finally:
             client.close()
             procs.stop()

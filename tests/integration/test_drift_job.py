@@ -43,7 +43,9 @@ def test_drift_persists_then_queues_exactly_one_run(served_home: Path) -> None:
 
     serve(served_home, [r["text"] for r in topic_rows(120, seed=99)], wrong_labels=False)
     quiet = run_drift_check(store, artifacts, "sentiment", config)
-    assert not quiet.check.drifted and quiet.run is None and quiet.decision.reason == "no drift"
+    assert not quiet.check.drifted and quiet.run is None and quiet.decision.reason == "no drift", (
+        quiet.check.scores
+    )
 
     serve(served_home, drifted_texts(200), wrong_labels=True)
     first = run_drift_check(store, artifacts, "sentiment", config)
