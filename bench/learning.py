@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, describe_machine, go_offline, machine, write_json
+from bench.common import RESULTS, ROOT, describe_machine, go_offline, machine, write_json
 
 POLICIES = ("drift", "never", "every-window")
 
@@ -38,7 +38,7 @@ def demo_file(out: Path, args: argparse.Namespace) -> Path:
     config = DemoConfig(
         bootstrap_rows=args.bootstrap_rows, rows_per_domain=args.rows_per_domain, seed=args.seed
     )
-    stream = demo_stream(pd.read_csv(fetch_vader(Path(".driftline/cache/demo"))), config)
+    stream = demo_stream(pd.read_csv(fetch_vader(ROOT / ".driftline" / "cache" / "demo")), config)
     rows = pd.DataFrame([{"text": r.text, "label": r.label, "domain": r.domain} for r in stream.rows])
     frame = pd.concat([stream.bootstrap[["text", "label", "domain"]], rows], ignore_index=True)
     path = out / "demo-stream.csv"
@@ -173,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-epochs", type=float, default=2.0, help="each run's epochs")
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=RESULTS / "learning")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / ".driftline" / "bench-learning", help="sessions' folders"
+    )
     args = parser.parse_args(argv)
     if not args.demo and args.data is None:
         parser.error("give DATA or --demo")
