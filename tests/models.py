@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 import uuid
@@ -27,7 +26,7 @@ from tests.textgen import topic_rows
 TINY_TRAIN = TrainConfig(num_hidden_layers=1, epochs=3, learning_rate=5e-4, max_length=32, seed=3)
 
 
-def make_home(home: Path, *, rows: int = 400) -> ModelVersion:
+def make_home(home: Path, *, rows: int = 300) -> ModelVersion:
     """A Driftline home (SQLite + artifacts) whose champion is a freshly fine-tuned 1-layer model."""
     home.mkdir(parents=True, exist_ok=True)
     data = home / "topics.csv"
@@ -36,10 +35,7 @@ def make_home(home: Path, *, rows: int = 400) -> ModelVersion:
     registry = Registry.open(settings)
     result = bootstrap(
         BootstrapRequest(
-            data=data,
-            columns=ColumnSpec(text="text", label="label", domain="domain"),
-            # 120 held-out rows: the reference profile drift checks compare with (60 gave false alarms)
-            train=dataclasses.replace(TINY_TRAIN, test_size=0.3),
+            data=data, columns=ColumnSpec(text="text", label="label", domain="domain"), train=TINY_TRAIN
         ),
         registry,
         LocalArtifactStore(settings.artifact_root),

@@ -59,3 +59,24 @@ def topic_rows(
         seen.add(text)
         rows.append({"text": text, "label": label, "domain": "news" if len(rows) % 2 else "blog"})
     return rows
+
+
+def market_rows(n: int, *, seed: int = 0) -> list[dict[str, str]]:
+    """The planted drift: market news v1 never saw, labelled by the move's direction ('sports' up, 'food'
+    down, in this odd new world). Whatever v1 answers for the unknown words, it is right about half the
+    time at most; a model trained on the new labels learns the verbs."""
+    rng = random.Random(seed)
+    up, down = ["rose", "jumped", "rallied", "climbed"], ["fell", "slipped", "dropped", "sank"]
+    firms = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne"]
+    rows = []
+    for i in range(n):
+        rising = i % 2 == 0
+        verb = rng.choice(up if rising else down)
+        rows.append(
+            {
+                "text": f"{rng.choice(firms)} shares {verb} {i % 17 + 1} percent after quarterly earnings number {i}",
+                "label": "sports" if rising else "food",
+                "domain": "finance",
+            }
+        )
+    return rows

@@ -17,9 +17,8 @@ from registry.artifacts import LocalArtifactStore
 from registry.entities import DecisionStatus, RunStatus, RunTrigger
 from registry.settings import Settings
 from registry.store import Registry
-from tests.integration.test_retrain_run import finance_rows
 from tests.models import serve_and_label
-from tests.textgen import topic_rows
+from tests.textgen import market_rows, topic_rows
 
 
 def test_drift_to_promotion(served_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,9 +27,9 @@ def test_drift_to_promotion(served_home: Path, monkeypatch: pytest.MonkeyPatch) 
     topical = topic_rows(60, seed=21)
     assert serve_and_label(served_home, [r["text"] for r in topical], [r["label"] for r in topical]) > 0.9
 
-    finance = finance_rows(160, seed=2)
-    before = serve_and_label(served_home, [r.text for r in finance], [r.label for r in finance])
-    assert before < 0.5  # the champion never saw this domain
+    finance = market_rows(160, seed=2)
+    before = serve_and_label(served_home, [r["text"] for r in finance], [r["label"] for r in finance])
+    assert before < 0.65  # the champion never saw this domain: right about half the time at best
 
     scheduler = MonitorScheduler(
         Registry.open(settings),
@@ -52,8 +51,8 @@ def test_drift_to_promotion(served_home: Path, monkeypatch: pytest.MonkeyPatch) 
     first = scheduler.check_job()
     assert first is not None and first.check.drifted and first.run is None
     assert scheduler.check_job() is None  # no new predictions: the streak does not grow by itself
-    more = finance_rows(40, seed=4)
-    serve_and_label(served_home, [r.text for r in more], [r.label for r in more])
+    more = market_rows(40, seed=4)
+    serve_and_label(served_home, [r["text"] for r in more], [r["label"] for r in more])
     second = scheduler.check_job()
     assert second is not None and second.run is not None, second.check.reason
     assert second.run.trigger is RunTrigger.DRIFT
@@ -70,9 +69,9 @@ def test_drift_to_promotion(served_home: Path, monkeypatch: pytest.MonkeyPatch) 
     champion = registry.get_version_by_alias("sentiment", "champion")
     assert champion.version == run.candidate_version and champion.parent_version == 1
 
-    fresh = finance_rows(60, seed=3)
-    after = serve_and_label(served_home, [r.text for r in fresh], [r.label for r in fresh])
-    assert after > 0.9 and after > before + 0.4
+    fresh = market_rows(60, seed=3)
+    after = serve_and_label(served_home, [r["text"] for r in fresh], [r["label"] for r in fresh])
+    assert after > 0.9 and after > before + 0.3
     assert (
         serve_and_label(
             served_home,

@@ -6,7 +6,6 @@ nothing; metrics.json has every field. Bad files stop before anything starts, wi
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from driftline.session import SessionConfig, run_session
 from tests.models import TINY_TRAIN
-from tests.textgen import topic_rows
+from tests.textgen import market_rows, topic_rows
 
 BOOT = 400  # rows that train v1 (30 % of them held out: its reference profile)
 CHANGE_AT = 300  # stream rows before the planted drift
@@ -42,30 +41,9 @@ FIELDS = {
 }
 
 
-def finance(n: int, seed: int) -> list[dict[str, str]]:
-    """The planted drift: market news v1 never saw, labelled by the move's direction ('sports' up, 'food'
-    down, in this odd new world). Whatever v1 answers for the unknown words, it is right about half the
-    time at most; a model trained on the new labels learns the verbs."""
-    rng = random.Random(seed)
-    up, down = ["rose", "jumped", "rallied", "climbed"], ["fell", "slipped", "dropped", "sank"]
-    firms = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne"]
-    rows = []
-    for i in range(n):
-        rising = i % 2 == 0
-        verb = rng.choice(up if rising else down)
-        rows.append(
-            {
-                "text": f"{rng.choice(firms)} shares {verb} {i % 17 + 1} percent after quarterly earnings number {i}",
-                "label": "sports" if rising else "food",
-                "domain": "finance",
-            }
-        )
-    return rows
-
-
 def stream_file(path: Path) -> Path:
     topical = topic_rows(BOOT + CHANGE_AT, seed=31)
-    finance_ = finance(400, seed=5)
+    finance_ = market_rows(400, seed=5)
     pd.DataFrame(topical + finance_)[["text", "label", "domain"]].to_csv(path, index=False)
     return path
 
