@@ -53,7 +53,7 @@ class ReplayOptions:
     check_timeout_s: float = 300.0
     poll_interval_s: float = 1.0  # how often the replay looks for queued or running runs
     run_timeout_s: float = 1200.0  # the longest a hold may last
-    swap_timeout_s: float = 120.0
+    swap_timeout_s: float = 300.0
     seed: int = 0
 
 
@@ -298,12 +298,15 @@ class Replayer:
         self.log.holds.append(hold)
 
     def _wait_for_swap(self, version: int) -> None:
+        """Wait until the service serves ``version``. A slow swap is reported, not fatal: every answer
+        records the version that gave it, so the scores stay right either way."""
         deadline = time.monotonic() + self.options.swap_timeout_s
-        while self.client.served_version() != version:
+        while (served := self.client.served_version()) != version:
             if time.monotonic() > deadline:
-                raise DriftlineError(
-                    f"the service did not swap to v{version} within {self.options.swap_timeout_s:.0f} s",
-                    code=ErrorCode.UNAVAILABLE,
+                self.say(
+                    f"  the service still serves v{served} {self.options.swap_timeout_s:.0f} s after v{version} "
+                    "was promoted; going on"
                 )
+                return
             time.sleep(0.5)
         self.say(f"  hot swap: the service now serves v{version}")
