@@ -14,8 +14,10 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -198,8 +200,20 @@ def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say:
     )
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a supervisor, ``kill``) ends a session as Ctrl-C does: its processes stopped, what was
+    replayed kept."""
+    if threading.current_thread() is threading.main_thread():
+
+        def raise_interrupt(_signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, raise_interrupt)
+
+
 def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | None = None) -> StreamSummary:
     started = time.monotonic()
+    _interrupt_on_sigterm()
     if stream is None:  # checked before anything is created or started
         with tempfile.TemporaryDirectory(prefix="driftline-replay-") as cache:
             stream = load_stream(config, Path(cache))
