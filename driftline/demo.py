@@ -60,12 +60,8 @@ class DemoConfig:
             rate=self.rate,
             check_interval_s=self.check_interval_s,
             run_train={"epochs": 2},
-            monitor={
-                "DRIFTLINE_WINDOW_SIZE": "300",
-                "DRIFTLINE_MIN_WINDOW_ROWS": "120",
-                "DRIFTLINE_MIN_NEW_LABELS": "200",
-                "DRIFTLINE_RETRAIN": '{"train": {"epochs": 2}, "assembly": {"min_new_labels": 200}}',
-            },
+            min_new_labels=200,
+            monitor={"DRIFTLINE_WINDOW_SIZE": "300", "DRIFTLINE_MIN_WINDOW_ROWS": "120"},
         )
 
 

@@ -62,6 +62,7 @@ class SessionConfig:
     bootstrap_heldout: float = 0.2  # of the bootstrap rows: v1's evaluation and its reference profile
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig values for v1 and for every run
     run_train: dict[str, Any] = field(default_factory=dict)  # ... and over them, for the runs only
+    min_new_labels: int = 100  # labels a run needs: for the trigger policy and for the run itself
     monitor: dict[str, str] = field(default_factory=dict)  # extra DRIFTLINE_* settings for the scheduler
 
     def __post_init__(self) -> None:
@@ -92,11 +93,14 @@ class SessionConfig:
             "DRIFTLINE_WINDOW_SIZE": str(self.window),
             "DRIFTLINE_MIN_WINDOW_ROWS": str(max(10, min(self.window, self.check_every) // 2)),
             "DRIFTLINE_DRIFT_PERSISTENCE": "2",
-            "DRIFTLINE_MIN_NEW_LABELS": "100",
+            "DRIFTLINE_MIN_NEW_LABELS": str(self.min_new_labels),
             "DRIFTLINE_COOLDOWN_S": "0",
             "DRIFTLINE_RETRAIN_ON_DRIFT": "true" if self.policy == "drift" else "false",
             "DRIFTLINE_RETRAIN": json.dumps(
-                {"train": {**self.train, **self.run_train}, "assembly": {"min_new_labels": 100}}
+                {
+                    "train": {**self.train, **self.run_train},
+                    "assembly": {"min_new_labels": self.min_new_labels},
+                }
             ),
             "DRIFTLINE_POLL_INTERVAL_S": "1",
         }
