@@ -60,7 +60,9 @@ def bootstrap_domains(data: Path, args: argparse.Namespace) -> set[str]:
 def run_policy(policy: str, data: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from driftline.session import SessionConfig, run_session
 
-    train: dict[str, Any] = {"num_hidden_layers": args.layers, "epochs": args.epochs}
+    train: dict[str, Any] = {"epochs": args.epochs}
+    if args.layers is not None:
+        train["num_hidden_layers"] = args.layers
     config = SessionConfig(
         data=data,
         text_col=args.text_col,
@@ -168,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=300)
     parser.add_argument("--check-every", type=int, default=150)
     parser.add_argument("--label-delay", type=int, default=50)
-    parser.add_argument("--layers", type=int, default=2, help="MiniLM encoder layers kept")
+    parser.add_argument(
+        "--layers", type=int, default=None, help="MiniLM encoder layers kept (default: all 6)"
+    )
     parser.add_argument("--epochs", type=float, default=2.0, help="v1's epochs")
     parser.add_argument("--run-epochs", type=float, default=2.0, help="each run's epochs")
     parser.add_argument("--policies", default=",".join(POLICIES))

@@ -97,6 +97,7 @@ def run_drift_check(
             labels=labels,
             temperature=temperature,
             reference_accuracy=float(champion.metrics.get("accuracy", 0.0)),
+            reference_accuracy_rows=champion.metrics.get("n"),
             config=config.check,
             report_dir=Path(tmp),
         )
@@ -111,9 +112,13 @@ def run_drift_check(
             streak += 1
     runs = registry.list_runs(model_name, limit=20)
     finished = [r.finished_at for r in runs if r.finished_at is not None]
-    # Labels count from the champion's training, or from the start of a later run (one the gate
-    # refused, say): retraining again needs that many labels the last attempt did not have.
-    since = max([champion.created_at, *(r.started_at for r in runs if r.started_at is not None)])
+    # Labels count from the champion's training (what a run would train on). A run started since then
+    # did not replace the champion (refused, failed, skipped): a retry waits for more evidence.
+    new_labels = registry.count_labels(since=champion.created_at)
+    attempts = [
+        r.started_at for r in runs if r.started_at is not None and r.started_at >= champion.created_at
+    ]
+    last_attempt_labels = new_labels - registry.count_labels(since=max(attempts)) if attempts else None
     estimated = outcome.signal("estimated_accuracy_drop")
     realized = outcome.signal("realized_accuracy_drop")
     state = PolicyInput(
@@ -121,9 +126,10 @@ def run_drift_check(
         drifted_signals=outcome.drifted_signals,
         estimated_drop=estimated.score if estimated else None,
         realized_drop=realized.score if realized and not np.isnan(realized.score) else None,
-        new_labels=registry.count_labels(since=since),
+        new_labels=new_labels,
         active_run=any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in runs),
         since_last_run=datetime.now(UTC) - max(finished) if finished else None,
+        last_attempt_labels=last_attempt_labels,
     )
     decision = decide(state, config.policy)
     first, last = rows[0][0].created_at, rows[-1][0].created_at

@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,6 +24,11 @@ class PolicyConfig:
     quality_margin: float = 0.03  # estimated or realized accuracy drop that counts as "hurts"
     drift_alone: bool = False  # retrain on persistent drift even without a quality drop
     min_new_labels: int = 200
+    # After a run on this champion that did not replace it (refused by the gate, failed, skipped), the
+    # next one waits until the labels since the champion are this many times what that run had (and at
+    # least min_new_labels more): the gate's evidence grows geometrically, so a drift episode costs a
+    # few runs, not one per check.
+    retry_label_growth: float = 2.0
     cooldown: timedelta = timedelta(minutes=30)
     retrain_on_drift: bool = True  # False: record what drift was seen, never queue (a baseline to compare)
 
@@ -36,6 +42,7 @@ class PolicyInput:
     new_labels: int  # labels since the champion's training-data cutoff
     active_run: bool  # a run is queued or running
     since_last_run: timedelta | None  # time since the last run ended (None: never)
+    last_attempt_labels: int | None = None  # labels the last run on this champion had (None: no run yet)
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,15 @@ class Decision:
 
 def _pts(x: float) -> str:
     return f"{-x * 100:+.1f} pts"
+
+
+def labels_needed(state: PolicyInput, config: PolicyConfig) -> int:
+    """New labels a run needs now: ``min_new_labels``, or after an attempt on this champion that did not
+    replace it, ``retry_label_growth`` times what it had, and at least ``min_new_labels`` more."""
+    tried = state.last_attempt_labels
+    if tried is None:
+        return config.min_new_labels
+    return max(tried + config.min_new_labels, math.ceil(tried * config.retry_label_growth))
 
 
 def decide(state: PolicyInput, config: PolicyConfig) -> Decision:
@@ -70,8 +86,16 @@ def decide(state: PolicyInput, config: PolicyConfig) -> Decision:
         return Decision(
             False, f"{summary}: quality has not dropped by more than {config.quality_margin * 100:.1f} pts"
         )
-    if state.new_labels < config.min_new_labels:
-        return Decision(False, f"{summary}: fewer than {config.min_new_labels} new labels")
+    needed = labels_needed(state, config)
+    if state.new_labels < needed:
+        if state.last_attempt_labels is None:
+            return Decision(False, f"{summary}: fewer than {needed} new labels")
+        return Decision(
+            False,
+            f"{summary}: fewer than {needed} new labels (the last run on this champion had "
+            f"{state.last_attempt_labels}; a retry waits for {config.retry_label_growth:g}x that, "
+            f"and {config.min_new_labels} more at least)",
+        )
     if state.active_run:
         return Decision(False, f"{summary}: a run is already queued or running")
     if state.since_last_run is not None and state.since_last_run < config.cooldown:

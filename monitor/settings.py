@@ -25,6 +25,12 @@ class MonitorSettings(BaseSettings):
     drift_alone: bool = False
     retrain_on_drift: bool = Field(True, description="false: checks record drift but never queue a run")
     min_new_labels: int = Field(200, ge=0)
+    retry_label_growth: float = Field(
+        2.0,
+        ge=1.0,
+        description="after a run on this champion that did not replace it, a retry waits until the labels "
+        "since the champion have grown this many times over what that run had (and by min_new_labels)",
+    )
     cooldown_s: float = Field(1800.0, ge=0)
     lease_ttl_s: float = Field(0.0, ge=0, description="0: three check intervals")
     retrain: dict = Field(  # type: ignore[type-arg]
@@ -56,6 +62,7 @@ class MonitorSettings(BaseSettings):
                 quality_margin=self.quality_margin,
                 drift_alone=self.drift_alone,
                 min_new_labels=self.min_new_labels,
+                retry_label_growth=self.retry_label_growth,
                 cooldown=timedelta(seconds=self.cooldown_s),
                 retrain_on_drift=self.retrain_on_drift,
             ),

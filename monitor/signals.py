@@ -171,10 +171,19 @@ def realized_accuracy(
     y_pred: Sequence[str],
     *,
     reference_accuracy: float,
+    reference_n: int | None = None,
     max_drop: float = 0.05,
     min_labels: int = 30,
+    alpha: float = 0.01,
 ) -> Signal:
-    """With labels: has the accuracy of the window's labeled predictions dropped by more than ``max_drop``?"""
+    """With labels: has the accuracy of the window's labeled predictions dropped by more than ``max_drop``,
+    and significantly?
+
+    The significance is a one-sided two-proportion z-test of the window's accuracy against the
+    reference accuracy measured on ``reference_n`` held-out rows (a one-sample test against a fixed
+    value when ``reference_n`` is unknown): a small reference set or a handful of labels may show a
+    drop of several points by chance. Both must hold for the signal to fire.
+    """
     n = len(y_true)
     if n < min_labels:
         return Signal(
@@ -184,12 +193,26 @@ def realized_accuracy(
             False,
             {"labeled": n, "note": f"fewer than {min_labels} labels"},
         )
+    from scipy.stats import norm
+
     acc = float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
     drop = reference_accuracy - acc
+    if reference_n:
+        pooled = (reference_accuracy * reference_n + acc * n) / (reference_n + n)
+        se = float(np.sqrt(pooled * (1 - pooled) * (1 / reference_n + 1 / n)))
+    else:
+        se = float(np.sqrt(reference_accuracy * (1 - reference_accuracy) / n))
+    p_value = float(norm.sf(drop / se)) if se > 0 else (0.0 if drop > 0 else 1.0)
     return Signal(
         "realized_accuracy_drop",
         drop,
         max_drop,
-        drop > max_drop,
-        {"labeled": n, "reference": reference_accuracy, "current": acc},
+        drop > max_drop and p_value < alpha,
+        {
+            "labeled": n,
+            "reference": reference_accuracy,
+            "reference_rows": reference_n,
+            "current": acc,
+            "p_value": p_value,
+        },
     )

@@ -68,15 +68,19 @@ def test_drift_persists_then_queues_exactly_one_run(served_home: Path) -> None:
         RunTrigger.DRIFT
     ]
 
-    # The gate refuses that run's challenger: the champion stays, and retrying needs labels it lacked.
+    # The gate refuses that run's challenger: the champion stays, and a retry waits until the labels
+    # since the champion have doubled (the 120 quiet + 200 drifted rows the run had: 640).
     store.claim_run(second.run.id)
     store.finish_run(second.run.id, RunStatus.SUCCEEDED)
     fourth = run_drift_check(store, artifacts, "sentiment", config)
-    assert fourth.run is None and "0 new labels" in fourth.check.reason
-    assert "fewer than 50 new labels" in fourth.check.reason
-    serve(served_home, drifted_texts(60), wrong_labels=True)
+    assert fourth.run is None and "320 new labels" in fourth.check.reason
+    assert "fewer than 640 new labels (the last run on this champion had 320" in fourth.check.reason
+    serve(served_home, drifted_texts(100), wrong_labels=True)
     fifth = run_drift_check(store, artifacts, "sentiment", config)
-    assert fifth.run is not None and "60 new labels" in fifth.check.reason
+    assert fifth.run is None and "fewer than 640 new labels" in fifth.check.reason
+    serve(served_home, drifted_texts(220), wrong_labels=True)
+    sixth = run_drift_check(store, artifacts, "sentiment", config)
+    assert sixth.run is not None and "640 new labels" in sixth.check.reason
 
 
 def test_cli_check_prints_scores_and_refuses_a_thin_window(served_home: Path) -> None:

@@ -53,6 +53,21 @@ def test_realized_drop_or_drift_alone_also_count() -> None:
     assert decide(replace(READY, since_last_run=None), CONFIG).retrain  # never retrained: no cooldown
 
 
+def test_a_retry_on_the_same_champion_waits_for_geometrically_more_labels() -> None:
+    after_refusal = replace(READY, last_attempt_labels=300)  # 412 labels now; the refused run had 300
+    d = decide(after_refusal, CONFIG)
+    assert not d.retrain
+    assert (
+        "fewer than 600 new labels (the last run on this champion had 300; a retry waits for 2x" in d.reason
+    )
+    assert decide(replace(after_refusal, new_labels=600), CONFIG).retrain
+    # ... and at least min_new_labels more than the attempt had, however small it was
+    small = replace(READY, last_attempt_labels=50, new_labels=249)
+    assert "fewer than 250 new labels" in decide(small, CONFIG).reason
+    assert decide(replace(small, new_labels=250), CONFIG).retrain
+    assert decide(replace(after_refusal, new_labels=500), replace(CONFIG, retry_label_growth=1.0)).retrain
+
+
 def test_retraining_on_drift_can_be_off_and_the_check_still_says_what_it_saw() -> None:
     d = decide(READY, replace(CONFIG, retrain_on_drift=False))
     assert not d.retrain

@@ -79,3 +79,21 @@ def test_quality_estimate_and_realized_accuracy() -> None:
     assert wrong.drifted and wrong.score > 0.4
     few = realized_accuracy(y[:5], y[:5], reference_accuracy=0.9)
     assert not few.drifted and few.details["labeled"] == 5
+
+
+def test_a_realized_drop_must_be_significant() -> None:
+    """A drop of 10 pts on 40 labels against a 60-row reference is chance; on 400 labels it is not."""
+    rng = np.random.default_rng(5)
+
+    def window(n: int, accuracy: float) -> tuple[list[str], list[str]]:
+        y = ["pos"] * n
+        hits = rng.permutation(n) < round(n * accuracy)
+        return y, ["pos" if h else "neg" for h in hits]
+
+    small = realized_accuracy(*window(40, 0.7), reference_accuracy=0.8, reference_n=60, max_drop=0.03)
+    assert small.score == pytest.approx(0.1) and not small.drifted and small.details["p_value"] > 0.05
+    large = realized_accuracy(*window(400, 0.7), reference_accuracy=0.8, reference_n=400, max_drop=0.03)
+    assert large.drifted and large.details["p_value"] < 0.01
+    # Significant but smaller than the margin: not a drift either.
+    tiny = realized_accuracy(*window(20000, 0.78), reference_accuracy=0.8, reference_n=20000, max_drop=0.03)
+    assert not tiny.drifted and tiny.details["p_value"] < 0.01
