@@ -12,7 +12,8 @@ Measured for each window size (1k, 10k, 50k logged predictions by default) again
   (a) the pure signals: ``compute_check`` on a window without embeddings (prediction drift, text-length
       drift, estimated and realized accuracy drop), so Evidently is not called;
   (b) the Evidently part alone: ``monitor.evidently_report.evidently_drift`` without a report folder;
-  (c) a whole check without ``report_dir`` (a + b);
+  (c) a whole check without ``report_dir``: a + b + the 5-fold cross-validated AUC that must confirm
+      Evidently's embedding-drift score;
   (d) a whole check with ``report_dir`` (c + writing the HTML and JSON report): what a scheduled check does.
 Each is repeated (``--repeats``, 3 by default; one fewer at 50k rows and above, at least 1), the four
 interleaved (a, b, c, d, a, b, ...) so a burst of load from elsewhere does not hit one of them only; the
