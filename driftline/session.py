@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import tempfile
 import threading
 import time
@@ -64,6 +65,9 @@ class SessionConfig:
     run_train: dict[str, Any] = field(default_factory=dict)  # ... and over them, for the runs only
     min_new_labels: int = 100  # labels a run needs: for the trigger policy and for the run itself
     monitor: dict[str, str] = field(default_factory=dict)  # extra DRIFTLINE_* settings for the scheduler
+    # A workspace that already holds version 1 of this stream (``prepare_v1``): copied instead of
+    # training v1 again, so sessions that compare policies start from the very same model.
+    v1_workspace: Path | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -204,6 +208,48 @@ def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say:
     )
 
 
+V1_FILES = ("driftline.db", "artifacts")
+
+
+def session_settings(home: Path) -> Settings:
+    """Embedded defaults in ``home``, whatever this shell's DRIFTLINE_* say: the children get exactly these."""
+    return Settings(
+        home=home,
+        database_url=f"sqlite:///{home / 'driftline.db'}",
+        artifact_root=str(home / "artifacts"),
+        cache_dir=home / "cache",
+        model_name="sentiment",
+        api_token=None,
+    )
+
+
+def prepare_v1(config: SessionConfig, say: Say = print, *, stream: Stream | None = None) -> Path:
+    """Check the file and train version 1 in ``config.out/workspace``; returns that workspace, for
+    ``SessionConfig.v1_workspace`` of the sessions that follow."""
+    if stream is None:
+        with tempfile.TemporaryDirectory(prefix="driftline-replay-") as cache:
+            stream = load_stream(config, Path(cache))
+    home = fresh_workspace(config.out).absolute()
+    bootstrap_v1(session_settings(home), stream, config, say)
+    return home
+
+
+def copy_v1(source: Path, home: Path, say: Say) -> None:
+    """Version 1 from a prepared workspace: its records and its artifacts (loads find them by sha256
+    under this workspace's artifact root; v1's recorded URI still names the copy it came from)."""
+    missing = [name for name in V1_FILES if not (source / name).exists()]
+    if missing:
+        raise InvalidInputError(f"{source}: not a prepared workspace (missing {', '.join(missing)})")
+    # SQLite's backup API, not a file copy: a WAL database keeps recent commits beside the file.
+    with (
+        contextlib.closing(sqlite3.connect(source / "driftline.db")) as src,
+        contextlib.closing(sqlite3.connect(home / "driftline.db")) as dst,
+    ):
+        src.backup(dst)
+    shutil.copytree(source / "artifacts", home / "artifacts")
+    say(f"[1/4] version 1 copied from {source}")
+
+
 def _interrupt_on_sigterm() -> None:
     """SIGTERM (a supervisor, ``kill``) ends a session as Ctrl-C does: its processes stopped, what was
     replayed kept."""
@@ -223,19 +269,13 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
             stream = load_stream(config, Path(cache))
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
-    home = fresh_workspace(out)
-    home = home.absolute()
-    # Embedded defaults, whatever this shell's DRIFTLINE_* say: the children get exactly these.
-    settings = Settings(
-        home=home,
-        database_url=f"sqlite:///{home / 'driftline.db'}",
-        artifact_root=str(home / "artifacts"),
-        cache_dir=home / "cache",
-        model_name="sentiment",
-        api_token=None,
-    )
+    home = fresh_workspace(out).absolute()
+    settings = session_settings(home)
     say(f"workspace: {home}")
-    bootstrap_v1(settings, stream, config, say)
+    if config.v1_workspace is not None:
+        copy_v1(Path(config.v1_workspace), home, say)
+    else:
+        bootstrap_v1(settings, stream, config, say)
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from driftline.session import SessionConfig, run_session
+from driftline.session import SessionConfig, prepare_v1, run_session, session_settings
+from registry.store import Registry
 from tests.models import TINY_TRAIN
 from tests.textgen import market_rows, topic_rows
 
@@ -93,7 +95,15 @@ def test_drift_policy_retrains_after_the_change_and_recovers(tmp_path: Path) -> 
 
 
 def test_never_policy_sees_the_drift_and_retrains_nothing(tmp_path: Path) -> None:
-    summary = run_session(session(tmp_path, "never"), say=lambda _: None)
+    # v1 prepared once and copied in, as bench.learning does for its policies
+    v1 = prepare_v1(replace(session(tmp_path, "never"), out=tmp_path / "v1"), say=lambda _: None)
+    summary = run_session(replace(session(tmp_path, "never"), v1_workspace=v1), say=lambda _: None)
+    home = tmp_path / "never" / "workspace"
+    assert not (home / "bootstrap.log").exists()  # nothing trained here
+    (copied,) = Registry.open(session_settings(home)).list_versions("sentiment")
+    (prepared,) = Registry.open(session_settings(v1)).list_versions("sentiment")
+    assert copied.version == 1 and copied.artifact_sha256 == prepared.artifact_sha256
+    assert (home / "artifacts" / "sha256" / copied.artifact_sha256).is_dir()
     assert summary.counts["runs"] == 0 and summary.decisions == []
     assert summary.counts["drift_alarms"] >= 1  # the checks still say what they saw
     assert all(c["decision"] == "none" for c in summary.checks)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from driftline.session import SessionConfig, load_stream
+from driftline.session import SessionConfig, copy_v1, load_stream
 from registry.errors import InvalidInputError
 
 
@@ -59,3 +59,14 @@ def test_limit_and_row_count_cut(tmp_path: Path) -> None:
 def test_flags_are_checked(tmp_path: Path, overrides: dict, words: str) -> None:
     with pytest.raises(InvalidInputError, match=words):
         config(tmp_path, tmp_path / "x.csv", **overrides)
+
+
+def test_a_prepared_v1_must_hold_records_and_artifacts(tmp_path: Path) -> None:
+    source = tmp_path / "not-a-workspace"
+    source.mkdir()
+    (source / "driftline.db").write_bytes(b"")
+    home = tmp_path / "home"
+    home.mkdir()
+    with pytest.raises(InvalidInputError, match="not a prepared workspace \\(missing artifacts\\)"):
+        copy_v1(source, home, say=lambda _: None)
+    assert list(home.iterdir()) == []  # nothing copied
