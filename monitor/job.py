@@ -112,11 +112,14 @@ def run_drift_check(
             streak += 1
     runs = registry.list_runs(model_name, limit=20)
     finished = [r.finished_at for r in runs if r.finished_at is not None]
-    # Labels count from the champion's training (what a run would train on). A run started since then
-    # did not replace the champion (refused, failed, skipped): a retry waits for more evidence.
+    # Labels count from the champion's training (what a run would train on). A run that started since
+    # then and has ended did not replace the champion (refused, failed, skipped): a retry waits for
+    # more evidence. (One still going is "already queued or running".)
     new_labels = registry.count_labels(since=champion.created_at)
     attempts = [
-        r.started_at for r in runs if r.started_at is not None and r.started_at >= champion.created_at
+        r.started_at
+        for r in runs
+        if r.started_at is not None and r.finished_at is not None and r.started_at >= champion.created_at
     ]
     last_attempt_labels = new_labels - registry.count_labels(since=max(attempts)) if attempts else None
     estimated = outcome.signal("estimated_accuracy_drop")
