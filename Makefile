@@ -39,8 +39,8 @@ test: venv
 test-slow: venv
 	$(BIN)/python -m pytest -m slow tests
 
-# Every benchmark on the demo data; each prints a table and writes bench/results/*.json (22 min here:
-# serving 2.5, drift check 2, fine-tuning 2.5, learning quality 16).
+# Every benchmark on the demo data; each prints a table and writes bench/results/*.json (22 min here;
+# the learning comparison is about 16 of them).
 bench: venv
 	$(BIN)/python -m bench.serve
 	$(BIN)/python -m bench.monitor
