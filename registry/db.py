@@ -9,7 +9,13 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.errors import ConflictError, DatabaseError, DriftlineError, SchemaOutOfDateError
@@ -36,11 +42,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     """
     parsed = make_url(normalize_url(url))
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, echo=echo, pool_pre_ping=True)
+        return create_engine(parsed, echo=echo, pool_pre_ping=True, hide_parameters=True)
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+    engine = create_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -66,9 +72,28 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+def describe(exc: BaseException) -> str:
+    """What a database error says, without what it was given: the statement's first words (``INSERT INTO
+    predictions``) and the driver's first line. Bound parameters (user texts) never reach a message or a
+    log; engines are also made with ``hide_parameters=True``."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    first = lines[0] if lines else type(orig).__name__
+    if len(first) > 300:
+        first = first[:300] + "..."
+    statement = getattr(exc, "statement", None)
+    where = " ".join(str(statement).split()[:3]) if statement else ""
+    return f"{where}: {type(orig).__name__}: {first}" if where else f"{type(orig).__name__}: {first}"
+
+
 @contextlib.contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """Commit on success, roll back on any failure; database errors come out as Driftline errors."""
+    """Commit on success, roll back on any failure; database errors come out as Driftline errors.
+
+    :class:`DatabaseError` says whether the failure is ``transient`` (the database is unreachable,
+    busy or locked: the same write may succeed later) or not (it refused these values: retrying them
+    will fail the same way).
+    """
     session = factory()
     try:
         yield session
@@ -78,13 +103,15 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     except IntegrityError as exc:
         session.rollback()
-        raise ConflictError(f"database constraint violated: {exc.orig}") from exc
-    except OperationalError as exc:
+        raise ConflictError(f"database constraint violated: {describe(exc)}") from exc
+    except (OperationalError, InterfaceError, DisconnectionError) as exc:
         session.rollback()
-        raise DatabaseError(f"database unavailable or busy: {exc.orig}") from exc
-    except SQLAlchemyError as exc:
+        raise DatabaseError(f"database unavailable or busy: {describe(exc)}", transient=True) from exc
+    except (SQLAlchemyError, UnicodeError) as exc:
+        # SQLAlchemy's errors, and a driver refusing a value before it is sent (psycopg: NUL in text;
+        # sqlite3: a lone surrogate)
         session.rollback()
-        raise DatabaseError(f"database error: {exc}") from exc
+        raise DatabaseError(f"database refused the statement: {describe(exc)}", transient=False) from exc
     except BaseException:
         session.rollback()
         raise

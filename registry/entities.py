@@ -149,6 +149,7 @@ class Prediction:
     model_name: str
     model_version: int
     latency_ms: float
+    truncated: bool = False  # longer than the model's max_length tokens: the model read its head
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -254,6 +255,7 @@ class NewPrediction:
     model_version: int
     latency_ms: float
     embedding: bytes | None = None
+    truncated: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -92,4 +92,11 @@ class UnsafeArtifactError(DriftlineError):
 
 
 class DatabaseError(DriftlineError):
+    """The database failed a statement. ``transient``: it was unreachable, busy or locked (try again
+    later); otherwise it refused what it was given (the same values will fail again)."""
+
     code = ErrorCode.DATABASE_ERROR
+
+    def __init__(self, message: str, *, transient: bool = True, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.transient = transient

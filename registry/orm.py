@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -188,6 +189,7 @@ class PredictionRow(Base):
     model_name: Mapped[str] = mapped_column(String(200))
     model_version: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     def to_entity(self) -> e.Prediction:
         return e.Prediction(
@@ -201,6 +203,7 @@ class PredictionRow(Base):
             model_name=self.model_name,
             model_version=self.model_version,
             latency_ms=self.latency_ms,
+            truncated=self.truncated,
         )
 
 

@@ -6,6 +6,7 @@ subclasses with messages that name the key (``model 'sentiment' has no version 7
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -33,9 +34,11 @@ from registry.orm import (
     utcnow,
 )
 from registry.settings import Settings, get_settings
-from registry.texts import text_hash
+from registry.texts import clean_label, clean_text, label_hint, text_hash
 
 logger = logging.getLogger(__name__)
+
+MAX_LABEL_CHARS = 200  # the width of every label column
 
 REGISTER_ATTEMPTS = 8
 
@@ -560,7 +563,7 @@ class Registry:
                     {
                         "id": r.id,
                         "created_at": r.created_at,
-                        "text": r.text,
+                        "text": clean_text(r.text),
                         "text_hash": r.text_hash,
                         "label": r.label,
                         "scores": r.scores,
@@ -568,6 +571,7 @@ class Registry:
                         "model_name": r.model_name,
                         "model_version": r.model_version,
                         "latency_ms": r.latency_ms,
+                        "truncated": r.truncated,
                     }
                     for r in rows
                 ],
@@ -594,17 +598,24 @@ class Registry:
         Raises :class:`NotFoundError` naming every unknown prediction id, and
         :class:`InvalidInputError` naming every unknown label; nothing is written then.
         """
+        items = [clean_label_item(item) for item in items]
         if allowed_labels is not None:
             unknown = sorted({item.label for item in items} - set(allowed_labels))
             if unknown:
                 raise InvalidInputError(
-                    f"unknown labels {unknown} (known: {', '.join(allowed_labels)})",
+                    f"unknown labels {unknown} (known: {', '.join(allowed_labels)})"
+                    + label_hint(unknown, allowed_labels),
                     field="label",
                     unknown=unknown,
                 )
         for i, item in enumerate(items):
             if (item.prediction_id is None) == (item.text is None):
                 raise InvalidInputError(f"item {i}: give either prediction_id or text, not both or neither")
+            if not item.label or len(item.label) > MAX_LABEL_CHARS:
+                raise InvalidInputError(
+                    f"item {i}: label has {len(item.label)} characters; it must have 1 to {MAX_LABEL_CHARS}",
+                    field="label",
+                )
         now = self._clock()
         with self._tx() as s:
             wanted = sorted({item.prediction_id for item in items if item.prediction_id is not None})
@@ -843,6 +854,16 @@ class Registry:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def clean_label_item(item: e.NewLabel) -> e.NewLabel:
+    """A label as stored: the label by :func:`registry.texts.clean_label`, text and domain cleaned."""
+    return dataclasses.replace(
+        item,
+        label=clean_label(item.label),
+        text=None if item.text is None else clean_text(item.text),
+        domain=None if item.domain is None else clean_text(item.domain),
+    )
 
 
 def _check_name(what: str, value: str) -> None:

@@ -35,14 +35,14 @@ from registry.errors import DriftlineError, NotFoundError
 from registry.modelio import load_version
 from registry.settings import get_settings
 from registry.store import Registry
-from registry.texts import text_hash
+from registry.texts import clean_text, text_hash
 from service.api.app import create_control_app
 from service.batching import MicroBatcher
-from service.predlog import PredictionLog
+from service.predlog import DROP_REASONS, PredictionLog
 from service.runtime import BatchOutput, ModelHolder, ServingModel
 from service.settings import get_serve_settings, threads_per_worker
 from service.swap import ChampionWatcher
-from service.validation import Problem, check_feedback, check_texts
+from service.validation import Problem, check_feedback, check_texts, repair_lone_surrogates
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,64 @@ class JSONOnly:
         await self.app(scope, receive, send)
 
 
+class BodyGuard:
+    """ASGI middleware: a request body over ``DRIFTLINE_MAX_BODY_BYTES`` is answered 413 before any of
+    it is parsed: at once when ``Content-Length`` says so, else as soon as the bytes read pass it. The
+    JSON APIs' bodies get their lone surrogate escapes repaired (``repair_lone_surrogates``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    @staticmethod
+    def _too_large(limit: int) -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": "INVALID_INPUT",
+                "message": f"request body is over the limit of {limit} bytes (DRIFTLINE_MAX_BODY_BYTES)",
+                "details": {"field": "body", "limit": limit},
+            },
+            status_code=413,
+        )
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        limit = get_serve_settings().max_body_bytes
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(limit)(scope, receive, send)
+            return
+        # Read the body here (bounded), then hand it on: a chunked body gets the same limit.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            if size > limit:
+                await self._too_large(limit)(scope, receive, send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if scope["path"] in JSONOnly.PATHS:
+            body = repair_lone_surrogates(body)
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 def _freeze_heap() -> None:
     """Move every object alive now (modules, the model, what the first requests built) out of the
     garbage collector's full passes: with a heap this size a full pass stalls the service for 100+ ms."""
@@ -152,6 +210,7 @@ class Driftline:
         )
         self._stop = threading.Event()
         self._requests = 0
+        self._truncated = 0
         self._metrics_thread = threading.Thread(
             target=self._export_metrics, name="driftline-metrics", daemon=True
         )
@@ -205,12 +264,14 @@ class Driftline:
         if current is not None:
             m.model_version.labels(model=self.model_name).set(current.version.version)
         m.log_depth.set(self.log.depth)
+        dropped = self.log.dropped_by_reason
         for counter, value, attr in (
             (m.swaps, self.holder.swaps, "_swaps"),
             (m.refused_versions, len(self.watcher.refused), "_refused"),
-            (m.log_dropped, self.log.dropped, "_dropped"),
+            *((m.log_dropped.labels(reason=r), dropped[r], f"_dropped_{r}") for r in DROP_REASONS),
             (m.log_written, self.log.written, "_written"),
             (m.log_write_errors, self.log.write_errors, "_write_errors"),
+            (m.texts_truncated, self._truncated, "_truncated"),
         ):
             seen = getattr(self, f"_exported{attr}", 0)
             if value > seen:
@@ -227,6 +288,7 @@ class Driftline:
         )
         if problem is not None:
             return _reply(ctx, 422, problem.body())  # type: ignore[return-value]
+        texts = [clean_text(t) for t in texts]  # NUL and lone surrogates: what the model sees is what is logged
         if self.holder.current is None:
             return _reply(ctx, 503, self._no_champion())  # type: ignore[return-value]
         self._requests += 1
@@ -235,6 +297,12 @@ class Driftline:
         started = time.perf_counter()
         out, start = await self.batcher.submit(texts)
         latency_ms = (time.perf_counter() - started) * 1000.0
+        truncated = (
+            out.truncated[start : start + len(texts)].tolist()
+            if out.truncated is not None
+            else [False] * len(texts)
+        )
+        self._truncated += sum(truncated)
         labels = out.labels
         predictions = [
             {
@@ -245,7 +313,7 @@ class Driftline:
             for row in out.probs[start : start + len(texts)]
         ]
         if self.serve.log_predictions:
-            self._log(texts, predictions, out, start, latency_ms)
+            self._log(texts, predictions, out, start, latency_ms, truncated)
         ctx.response.headers[VERSION_HEADER] = str(out.version.version)
         # The body has the shape PredictResponse documents, serialized here rather than through BentoML's
         # model serialization: this is the service's hottest path.
@@ -263,11 +331,12 @@ class Driftline:
         out: BatchOutput,
         start: int,
         latency_ms: float,
+        truncated: list[bool],
     ) -> None:
         now = datetime.now(UTC)
         rate = self.serve.embedding_sample_rate
         rows = []
-        for i, (text, pred) in enumerate(zip(texts, predictions, strict=True)):
+        for i, (text, pred, cut) in enumerate(zip(texts, predictions, truncated, strict=True)):
             embedding = None
             if out.embeddings is not None and (rate >= 1.0 or random.random() < rate):
                 embedding = out.embeddings[start + i].tobytes()
@@ -283,6 +352,7 @@ class Driftline:
                     model_version=out.version.version,
                     latency_ms=latency_ms,
                     embedding=embedding,
+                    truncated=cut,
                 )
             )
         self.log.offer(rows)
@@ -329,3 +399,4 @@ class Driftline:
 
 
 Driftline.add_asgi_middleware(JSONOnly)
+Driftline.add_asgi_middleware(BodyGuard)

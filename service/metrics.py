@@ -20,6 +20,7 @@ class ServiceMetrics:
     log_dropped: Any
     log_written: Any
     log_write_errors: Any
+    texts_truncated: Any
 
 
 @functools.cache
@@ -40,7 +41,15 @@ def get_metrics() -> ServiceMetrics:
             "Prediction-log rows waiting to be written",
             multiprocess_mode="livesum",
         ),
-        log_dropped=Counter("driftline_prediction_log_dropped", "Prediction-log rows dropped: buffer full"),
+        log_dropped=Counter(
+            "driftline_prediction_log_dropped",
+            "Prediction-log rows dropped, by reason: buffer_full, refused (by the database), shutdown",
+            ["reason"],
+        ),
         log_written=Counter("driftline_prediction_log_written", "Prediction-log rows written"),
         log_write_errors=Counter("driftline_prediction_log_write_errors", "Failed prediction-log writes"),
+        texts_truncated=Counter(
+            "driftline_texts_truncated",
+            "Texts longer than the model's max_length tokens: the model read their head",
+        ),
     )

@@ -19,10 +19,12 @@ def _cores() -> int:
 class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="ignore")
 
-    # request limits
+    # request limits: memory guards, not model limits (the tokenizer cuts each text to the model's
+    # max_length tokens, keeping the head); a body over max_body_bytes is answered 413 unread
     max_texts_per_request: int = Field(64, ge=1)
-    max_text_chars: int = Field(2000, ge=1)
+    max_text_chars: int = Field(100_000, ge=1)
     max_feedback_items: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     # batching: a batch starts as soon as the model is free and takes whatever is waiting, up to
     # max_batch_size texts; when the model is idle it waits at most max_latency_ms for company
     max_batch_size: int = Field(64, ge=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,3 +74,31 @@ def check_feedback(items: Sequence[Any], *, max_items: int, max_chars: int) -> P
             if problem is not None:
                 return problem
     return None
+
+
+# A \uXXXX escape of a UTF-16 surrogate in raw JSON, with the run of backslashes before it (an even run
+# means the backslashes escape each other and no escape starts here): a high surrogate may be followed
+# by its low half (a valid pair, kept); any other surrogate escape stands alone.
+_SURROGATE_ESCAPE = re.compile(
+    rb"(\\+)u([dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|(\\+)u([dD][c-fC-F][0-9a-fA-F]{2})"
+)
+
+
+def repair_lone_surrogates(body: bytes) -> bytes:
+    r"""Raw JSON with every lone surrogate escape (``"\ud800"``) replaced by ``\ufffd``.
+
+    JSON allows such escapes, but they are no text: the request parser refuses them (400), no
+    database stores them and no tokenizer reads them. Replacing them here means the text is served
+    and logged with U+FFFD where the broken character was, as :func:`registry.texts.clean_text` does
+    for NUL. Valid surrogate pairs (emoji sent as ``\ud83d\ude00``) are kept.
+    """
+    if b"\\u" not in body:
+        return body
+
+    def fix(m: re.Match[bytes]) -> bytes:
+        slashes = m.group(1) or m.group(4)
+        if len(slashes) % 2 == 0 or m.group(3):  # not an escape, or a valid pair
+            return m.group(0)
+        return slashes + b"ufffd"
+
+    return _SURROGATE_ESCAPE.sub(fix, body)

@@ -3,11 +3,6 @@ zero failed requests, refusal of a damaged version, metrics, and a log flushed a
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,69 +13,7 @@ import pytest
 
 from registry.settings import Settings
 from registry.store import Registry
-
-TOKEN = "e2e-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, home: Path, log_path: Path) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "DRIFTLINE_HOME": str(home),
-            "DRIFTLINE_API_TOKEN": TOKEN,
-            "DRIFTLINE_POLL_INTERVAL_S": "0.3",
-            # Rows reach the database only when a batch of 5000 fills or at shutdown: the last test
-            # can then tell that stopping the server flushed them.
-            "DRIFTLINE_LOG_FLUSH_INTERVAL_S": "600",
-            "DRIFTLINE_LOG_BATCH_SIZE": "5000",
-            "HF_HUB_OFFLINE": "1",
-            "BENTOML_DO_NOT_TRACK": "True",
-            "DO_NOT_TRACK": "1",
-        }
-        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        bentoml = Path(sys.executable).with_name("bentoml")
-        self.proc = subprocess.Popen(
-            [str(bentoml), "serve", "service.app:Driftline", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.http = httpx.Client(base_url=self.url, timeout=30.0)
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"server exited early: see {self.log.name}"
-            try:
-                if self.http.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"server not ready after {timeout} s: see {self.log.name}")
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.http.close()
-        self.log.close()
-        return self.proc.returncode
+from tests.e2e.served import AUTH, Server
 
 
 @pytest.fixture(scope="module")
