@@ -19,7 +19,7 @@ import numpy as np
 from monitor.check import CheckConfig, Window, compute_check
 from monitor.policy import Decision, PolicyConfig, PolicyInput, decide
 from registry.artifacts import ArtifactStore
-from registry.entities import CHAMPION, DriftCheck, RetrainRun, RunStatus
+from registry.entities import CHAMPION, DriftCheck, Prediction, RetrainRun, RunStatus
 from registry.errors import ConflictError, InvalidInputError
 from registry.modelio import REFERENCE_PROFILE
 from registry.store import Registry
@@ -147,6 +147,7 @@ def run_drift_check(
         "scores": {
             **outcome.scores(),
             "policy": asdict(state) | {"since_last_run": str(state.since_last_run)},
+            "window": _window_facts(rows),
         },
         "drifted": bool(outcome.drifted_signals),
         "decision": "retrain" if decision.retrain else "none",
@@ -162,3 +163,15 @@ def run_drift_check(
         decision = Decision(False, record["reason"])
     logger.info("drift check %s on %s v%s: %s", check.id, model_name, champion.version, decision.reason)
     return CheckRecord(check=check, run=run, decision=decision)
+
+
+def _window_facts(rows: list[tuple[Prediction, str | None]]) -> dict[str, Any]:
+    """What the window's rows say beside the signals: how many texts the model read only in part
+    (longer than its ``max_length`` tokens) and how many carry a label."""
+    truncated = sum(p.truncated for p, _ in rows)
+    return {
+        "rows": len(rows),
+        "labeled": sum(label is not None for _, label in rows),
+        "truncated": truncated,
+        "truncated_share": truncated / len(rows) if rows else 0.0,
+    }

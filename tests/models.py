@@ -111,6 +111,7 @@ def serve_and_label(home: Path, texts: list[str], truth: list[str] | Callable[[s
             model_version=champion.version,
             latency_ms=1.0,
             embedding=out.embeddings[i].tobytes(),
+            truncated=bool(out.truncated[i]) if out.truncated is not None else False,
         )
         for i, t in enumerate(texts)
     ]

@@ -52,6 +52,7 @@ def test_drift_persists_then_queues_exactly_one_run(served_home: Path) -> None:
     assert first.check.drifted and first.run is None
     assert "waiting for 2 consecutive checks" in first.check.reason
     assert first.check.scores["text_length_drift"]["drifted"]
+    assert quiet.check.scores["window"] == {"rows": 120, "labeled": 120, "truncated": 0, "truncated_share": 0.0}
     assert first.check.scores["realized_accuracy_drop"]["drifted"]
     report = artifacts.root + "/reports/" + first.check.report_uri
     assert Path(report).stat().st_size > 100_000
@@ -103,3 +104,14 @@ def test_window_needs_enough_rows(served_home: Path) -> None:
     store = Registry.open(Settings(home=served_home))
     with pytest.raises(InvalidInputError, match="needs at least 50"):
         run_drift_check(store, LocalArtifactStore(Settings(home=served_home).artifact_root), "sentiment")
+
+
+def test_check_counts_the_texts_the_model_read_in_part(served_home: Path) -> None:
+    store = Registry.open(Settings(home=served_home))
+    artifacts = LocalArtifactStore(Settings(home=served_home).artifact_root)
+    short = [r["text"] for r in topic_rows(40, seed=7)]
+    long = [" ".join(short[(i + k) % 40] for k in range(8)) for i in range(0, 40, 2)]  # over 32 tokens
+    serve(served_home, short + long, wrong_labels=False)
+    check = run_drift_check(store, artifacts, "sentiment", MonitorConfig(window_size=100)).check
+    assert check.scores["window"] == {"rows": 60, "labeled": 60, "truncated": 20, "truncated_share": 20 / 60}
+
