@@ -15,7 +15,7 @@ import httpx
 from monitor.scheduler import LEASE
 from registry.settings import Settings
 from registry.store import Registry
-from tests.e2e.test_serve_http import free_port
+from tests.e2e.served import free_port
 from tests.models import copy_home
 
 
