@@ -9,13 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import (
-    DisconnectionError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    SQLAlchemyError,
-)
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.errors import ConflictError, DatabaseError, DriftlineError, SchemaOutOfDateError
@@ -90,9 +84,9 @@ def describe(exc: BaseException) -> str:
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """Commit on success, roll back on any failure; database errors come out as Driftline errors.
 
-    :class:`DatabaseError` says whether the failure is ``transient`` (the database is unreachable,
-    busy or locked: the same write may succeed later) or not (it refused these values: retrying them
-    will fail the same way).
+    :class:`DatabaseError` says whether the failure is ``transient`` (the database is unreachable, busy,
+    locked or not as expected: the same write may succeed later) or not (it refused these values:
+    retrying them fails the same way). A constraint violation is a :class:`ConflictError`.
     """
     session = factory()
     try:
@@ -104,14 +98,19 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     except IntegrityError as exc:
         session.rollback()
         raise ConflictError(f"database constraint violated: {describe(exc)}") from exc
-    except (OperationalError, InterfaceError, DisconnectionError) as exc:
+    except (DataError, UnicodeError) as exc:
+        # the database (or its driver, before sending) refuses these values: psycopg a NUL in text,
+        # sqlite3 a lone surrogate, either a value too long for its column; the same values fail again
         session.rollback()
-        raise DatabaseError(f"database unavailable or busy: {describe(exc)}", transient=True) from exc
-    except (SQLAlchemyError, UnicodeError) as exc:
-        # SQLAlchemy's errors, and a driver refusing a value before it is sent (psycopg: NUL in text;
-        # sqlite3: a lone surrogate)
+        raise DatabaseError(f"database refused a value: {describe(exc)}", transient=False) from exc
+    except OperationalError as exc:
         session.rollback()
-        raise DatabaseError(f"database refused the statement: {describe(exc)}", transient=False) from exc
+        raise DatabaseError(f"database unavailable or busy: {describe(exc)}") from exc
+    except SQLAlchemyError as exc:
+        # not about the values: the database or its schema is not as expected (a missing table while a
+        # migration runs, a lost connection); the same statement may succeed later
+        session.rollback()
+        raise DatabaseError(f"database error: {describe(exc)}") from exc
     except BaseException:
         session.rollback()
         raise

@@ -30,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from registry import entities as e
+from registry.texts import clean_text
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -60,6 +61,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class StorableString(TypeDecorator[str]):
+    """A string column whose every written value is made storable on every backend
+    (:func:`registry.texts.clean_text`: NUL and lone surrogates become U+FFFD), whoever writes it."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return clean_text(value) if isinstance(value, str) else value
+
+
+class StorableText(StorableString):
+    impl = Text
+    cache_ok = True
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -72,8 +89,8 @@ class Base(DeclarativeBase):
 class RegisteredModelRow(Base):
     __tablename__ = "registered_models"
 
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    description: Mapped[str] = mapped_column(Text, default="")
+    name: Mapped[str] = mapped_column(StorableString(200), primary_key=True)
+    description: Mapped[str] = mapped_column(StorableText, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_entity(self) -> e.RegisteredModel:
@@ -88,17 +105,17 @@ class ModelVersionRow(Base):
     model_name: Mapped[str] = mapped_column(ForeignKey("registered_models.name", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
     parent_version: Mapped[int | None] = mapped_column(Integer)
-    base_model: Mapped[str] = mapped_column(Text)
-    artifact_uri: Mapped[str] = mapped_column(Text)
-    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    base_model: Mapped[str] = mapped_column(StorableText)
+    artifact_uri: Mapped[str] = mapped_column(StorableText)
+    artifact_sha256: Mapped[str] = mapped_column(StorableString(64))
     labels: Mapped[list[Any]] = mapped_column()
     training_run_id: Mapped[int | None] = mapped_column(ForeignKey("retrain_runs.id", ondelete="SET NULL"))
-    data_snapshot_uri: Mapped[str | None] = mapped_column(Text)
-    data_snapshot_sha256: Mapped[str | None] = mapped_column(String(64))
+    data_snapshot_uri: Mapped[str | None] = mapped_column(StorableText)
+    data_snapshot_sha256: Mapped[str | None] = mapped_column(StorableString(64))
     metrics: Mapped[dict[str, Any]] = mapped_column()
     calibration: Mapped[dict[str, Any] | None] = mapped_column()
     config: Mapped[dict[str, Any]] = mapped_column()
-    description: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(StorableText, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_entity(self) -> e.ModelVersion:
@@ -131,8 +148,8 @@ class AliasRow(Base):
         ),
     )
 
-    model_name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    model_name: Mapped[str] = mapped_column(StorableString(200), primary_key=True)
+    alias: Mapped[str] = mapped_column(StorableString(100), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -149,13 +166,13 @@ class AliasEventRow(Base):
     __table_args__ = (Index("ix_alias_events_model_alias", "model_name", "alias", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model_name: Mapped[str] = mapped_column(String(200))
-    alias: Mapped[str] = mapped_column(String(100))
+    model_name: Mapped[str] = mapped_column(StorableString(200))
+    alias: Mapped[str] = mapped_column(StorableString(100))
     from_version: Mapped[int | None] = mapped_column(Integer)
     to_version: Mapped[int | None] = mapped_column(Integer)
-    actor: Mapped[str] = mapped_column(String(200))
-    reason: Mapped[str] = mapped_column(Text)
-    report_uri: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(StorableString(200))
+    reason: Mapped[str] = mapped_column(StorableText)
+    report_uri: Mapped[str | None] = mapped_column(StorableText)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_entity(self) -> e.AliasEvent:
@@ -179,14 +196,14 @@ class PredictionRow(Base):
         Index("ix_predictions_model_created", "model_name", "created_at"),
     )
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(StorableString(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column()
-    text: Mapped[str] = mapped_column(Text)
-    text_hash: Mapped[str] = mapped_column(String(64), index=True)
-    label: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(StorableText)
+    text_hash: Mapped[str] = mapped_column(StorableString(64), index=True)
+    label: Mapped[str] = mapped_column(StorableString(200))
     scores: Mapped[dict[str, Any]] = mapped_column()
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
-    model_name: Mapped[str] = mapped_column(String(200))
+    model_name: Mapped[str] = mapped_column(StorableString(200))
     model_version: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -215,11 +232,11 @@ class LabelRow(Base):
     prediction_id: Mapped[str | None] = mapped_column(
         ForeignKey("predictions.id", ondelete="SET NULL"), index=True
     )
-    text: Mapped[str] = mapped_column(Text)
-    text_hash: Mapped[str] = mapped_column(String(64), index=True)
-    label: Mapped[str] = mapped_column(String(200))
-    source: Mapped[str] = mapped_column(String(100))
-    domain: Mapped[str | None] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(StorableText)
+    text_hash: Mapped[str] = mapped_column(StorableString(64), index=True)
+    label: Mapped[str] = mapped_column(StorableString(200))
+    source: Mapped[str] = mapped_column(StorableString(100))
+    domain: Mapped[str | None] = mapped_column(StorableString(200))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -242,18 +259,18 @@ class DriftCheckRow(Base):
     __table_args__ = (Index("ix_drift_checks_model_created", "model_name", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model_name: Mapped[str] = mapped_column(String(200))
+    model_name: Mapped[str] = mapped_column(StorableString(200))
     model_version: Mapped[int | None] = mapped_column(Integer)
     window_start: Mapped[datetime] = mapped_column()
     window_end: Mapped[datetime] = mapped_column()
-    reference: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str] = mapped_column(StorableText)
     n_reference: Mapped[int] = mapped_column(Integer)
     n_current: Mapped[int] = mapped_column(Integer)
     scores: Mapped[dict[str, Any]] = mapped_column()
     drifted: Mapped[bool] = mapped_column(Boolean)
-    decision: Mapped[str] = mapped_column(String(50))
-    reason: Mapped[str] = mapped_column(Text)
-    report_uri: Mapped[str | None] = mapped_column(Text)
+    decision: Mapped[str] = mapped_column(StorableString(50))
+    reason: Mapped[str] = mapped_column(StorableText)
+    report_uri: Mapped[str | None] = mapped_column(StorableText)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_entity(self) -> e.DriftCheck:
@@ -280,17 +297,17 @@ class RetrainRunRow(Base):
     __table_args__ = (Index("ix_retrain_runs_status_created", "status", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model_name: Mapped[str] = mapped_column(String(200))
-    trigger: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20))
+    model_name: Mapped[str] = mapped_column(StorableString(200))
+    trigger: Mapped[str] = mapped_column(StorableString(20))
+    status: Mapped[str] = mapped_column(StorableString(20))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     not_before: Mapped[datetime | None] = mapped_column()  # a retry waits until then (back-off)
     config: Mapped[dict[str, Any]] = mapped_column()
-    data_snapshot_sha256: Mapped[str | None] = mapped_column(String(64))
+    data_snapshot_sha256: Mapped[str | None] = mapped_column(StorableString(64))
     candidate_version: Mapped[int | None] = mapped_column(Integer)
     drift_check_id: Mapped[int | None] = mapped_column(ForeignKey("drift_checks.id", ondelete="SET NULL"))
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(StorableText)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
@@ -322,11 +339,11 @@ class CheckRequestRow(Base):
     __table_args__ = (Index("ix_check_requests_status_id", "status", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model_name: Mapped[str] = mapped_column(String(200))
-    requested_by: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20))
+    model_name: Mapped[str] = mapped_column(StorableString(200))
+    requested_by: Mapped[str] = mapped_column(StorableString(200))
+    status: Mapped[str] = mapped_column(StorableString(20))
     drift_check_id: Mapped[int | None] = mapped_column(ForeignKey("drift_checks.id", ondelete="SET NULL"))
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(StorableText)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     handled_at: Mapped[datetime | None] = mapped_column()
 
@@ -348,16 +365,16 @@ class PromotionDecisionRow(Base):
     __table_args__ = (Index("ix_promotion_decisions_model_created", "model_name", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model_name: Mapped[str] = mapped_column(String(200))
+    model_name: Mapped[str] = mapped_column(StorableString(200))
     candidate_version: Mapped[int] = mapped_column(Integer)
     incumbent_version: Mapped[int | None] = mapped_column(Integer)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("retrain_runs.id", ondelete="SET NULL"))
     metrics: Mapped[dict[str, Any]] = mapped_column()
     passed: Mapped[bool] = mapped_column(Boolean)
     reasons: Mapped[list[Any]] = mapped_column()
-    status: Mapped[str] = mapped_column(String(30))
-    reviewer: Mapped[str | None] = mapped_column(String(200))
-    report_uri: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(StorableString(30))
+    reviewer: Mapped[str | None] = mapped_column(StorableString(200))
+    report_uri: Mapped[str | None] = mapped_column(StorableText)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column()
 
@@ -382,8 +399,8 @@ class PromotionDecisionRow(Base):
 class LeaseRow(Base):
     __tablename__ = "leases"
 
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(StorableString(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(StorableString(200))
     acquired_at: Mapped[datetime] = mapped_column()
     expires_at: Mapped[datetime] = mapped_column()
 

@@ -32,8 +32,9 @@ DROP_REASONS = (BUFFER_FULL, REFUSED, SHUTDOWN)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """An error that says the database is unreachable or busy (retry the same rows later), as opposed
-    to one that refuses these rows."""
+    """An error that says the database is unreachable, busy or not ready (retry the same rows later), as
+    opposed to one that refuses these rows (a value it will not store, a constraint, or an error that
+    is not the database's: isolate them)."""
     if isinstance(exc, DatabaseError):
         return exc.transient
     return isinstance(exc, ConnectionError | TimeoutError)

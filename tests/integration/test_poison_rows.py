@@ -105,3 +105,9 @@ def test_label_case_is_kept_and_a_near_miss_is_named(registry: Registry) -> None
     with pytest.raises(InvalidInputError, match=r"item 0: label has 201 characters; it must have 1 to 200"):
         registry.add_labels([NewLabel(label="x" * 201, text="fine")])
     assert registry.list_labels() == []  # nothing of a refused batch is written
+
+
+def test_every_text_column_stores_what_any_writer_sends(registry: Registry) -> None:
+    """Not only the log and labels: reasons, descriptions, reviewers' words go through the same rule."""
+    registry.ensure_model("m", description="a model \x00 for \ud800 mail")
+    assert registry.get_model("m").description == f"a model {REPLACEMENT} for {REPLACEMENT} mail"

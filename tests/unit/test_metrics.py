@@ -49,7 +49,7 @@ def test_class_weights() -> None:
     ("values", "message"),
     [
         ({"epochs": 0}, "epochs=0 must be > 0"),
-        ({"max_length": 4}, "max_length=4 must be between 8 and 512"),
+        ({"max_length": 4}, "max_length=4 must be 'auto' or an integer between 8 and 512"),
         ({"test_size": 1.0}, "test_size=1.0 must be between 0 and 1"),
         ({"class_weighting": "odd"}, "class_weighting='odd' must be one of"),
     ],
