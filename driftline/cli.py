@@ -134,6 +134,20 @@ def data_fetch_demo() -> None:
 # --- bootstrap ----------------------------------------------------------------------------------
 
 
+class _MaxLength(click.ParamType):
+    """``--max-length``: ``auto`` or a whole number of tokens."""
+
+    name = "auto|INTEGER"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, int) else "auto"
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is neither 'auto' nor an integer", param, ctx)
+
+
 def _train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
@@ -143,7 +157,14 @@ def _train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Local Hugging Face folder, or 'minilm-l6' for the packaged MiniLM-L6.",
         ),
         click.option("--epochs", type=float, default=1.0, show_default=True),
-        click.option("--max-length", type=int, default=64, show_default=True, help="Tokens per text."),
+        click.option(
+            "--max-length",
+            type=_MaxLength(),
+            default="auto",
+            show_default=True,
+            help="Tokens per text (longer texts are cut at the end); 'auto': the smallest of 64/128/256/512 "
+            "that holds 95 % of the training texts whole, within the model's limit.",
+        ),
         click.option("--seed", type=int, default=13, show_default=True),
         click.option("--batch-size", type=int, default=16, show_default=True),
         click.option("--learning-rate", type=float, default=1e-4, show_default=True),
@@ -241,6 +262,8 @@ def bootstrap(
     )
     registry = _open_registry(settings)
     result = run_bootstrap(request, registry, _artifacts(settings), cache_dir=settings.cache_dir / "datasets")
+    if result.length_choice is not None and not as_json:
+        click.echo(result.length_choice.describe())
     if as_json:
         click.echo(
             json.dumps(
@@ -397,12 +420,18 @@ def check(window_size: int, as_json: bool) -> None:
         f"{c.n_reference} reference rows"
     )
     for name, value in c.scores.items():
-        if name == "policy" or not isinstance(value, dict):
+        if name in ("policy", "window") or not isinstance(value, dict):
             continue
         score = value.get("score")
         shown = "n/a" if score is None else f"{score:.3f}"
         click.echo(
             f"  {name:<26}{shown:>8}  threshold {value['threshold']:.3f}  {'DRIFT' if value['drifted'] else ''}"
+        )
+    facts = c.scores.get("window") or {}
+    if facts.get("truncated"):
+        click.echo(
+            f"  {facts['truncated']} of {facts['rows']} texts ({facts['truncated_share']:.0%}) were longer than "
+            "the model's max_length tokens: it read their head"
         )
     click.echo(f"decision: {c.decision}: {c.reason}")
     if record.run is not None:

@@ -1,8 +1,10 @@
 """The first model: fine-tune a base model on labeled data, evaluate it, register it as champion.
 
-``bootstrap()`` reads like its steps: check data -> split -> train -> evaluate -> store -> register.
-Nothing is written before the data and the base model have been checked, and a failure after that
-leaves no version and no new artifact behind (the run row records the failure).
+``bootstrap()`` reads like its steps: check data -> split -> choose max_length -> train -> evaluate ->
+store -> register. Nothing is written before the data and the base model have been checked, and a
+failure after that leaves no version and no new artifact behind (the run row records the failure).
+``max_length="auto"`` is resolved on the training rows before anything trains: the model is trained,
+evaluated and saved with that int, and the version records the coverage table (``max_length_auto``).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from retrain.calibration import calibrate
 from retrain.config import TrainConfig
 from retrain.data import ColumnSpec, Split, load_labeled_file, snapshot_digest, split_heldout
 from retrain.evaluate import classification_metrics, forward_outputs, softmax
+from retrain.lengths import LengthChoice
 from retrain.lifecycle import record_failure, remove_unreferenced, store_new
 from retrain.reference import REFERENCE_PROFILE, write_reference_profile
-from retrain.train import fine_tune, resolve_base_model
+from retrain.train import fine_tune, resolve_base_model, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class BootstrapResult:
     n_train: int
     n_heldout: int
     seconds: float
+    length_choice: LengthChoice | None = None  # how max_length="auto" was resolved, when it was
 
 
 def bootstrap(
@@ -74,6 +78,9 @@ def bootstrap(
     base_path = resolve_base_model(cfg.base_model)
     _refuse_existing_champion(registry, request)
     split = _cap_train(split_heldout(data, test_size=cfg.test_size, seed=cfg.seed), cfg)
+    cfg, length_choice = resolve_config(cfg, split.train["text"].tolist(), base_path)
+    max_length = cfg.resolved_max_length
+    auto = {"max_length_auto": length_choice.to_dict()} if length_choice else {}
     logger.info(
         "bootstrap %s: %d train / %d held-out rows (%s split), labels %s",
         request.model_name,
@@ -87,7 +94,12 @@ def bootstrap(
         request.model_name,
         trigger=RunTrigger.BOOTSTRAP,
         status=RunStatus.RUNNING,
-        config={"train": cfg.to_dict(), "data": str(request.data), "domains": list(request.domains)},
+        config={
+            "train": cfg.to_dict(),
+            **auto,
+            "data": str(request.data),
+            "domains": list(request.domains),
+        },
     )
     new_artifacts: list[ArtifactRef] = []
     version: ModelVersion | None = None
@@ -97,7 +109,7 @@ def bootstrap(
             trained.model,
             trained.tokenizer,
             split.heldout["text"].tolist(),
-            max_length=cfg.max_length,
+            max_length=max_length,
             batch_size=cfg.eval_batch_size,
             progress=progress,
         )
@@ -112,7 +124,7 @@ def bootstrap(
                 trained.model,
                 trained.tokenizer,
                 Path(tmp) / "model",
-                max_length=cfg.max_length,
+                max_length=max_length,
                 extra={"base_model": cfg.base_model, "seed": cfg.seed, "calibration": calibration},
             )
             write_reference_profile(
@@ -134,6 +146,7 @@ def bootstrap(
                 metrics=metrics,
                 config={
                     **cfg.to_dict(),
+                    **auto,
                     "split": split.method,
                     "source": str(request.data),
                     "domains": list(request.domains),
@@ -161,6 +174,7 @@ def bootstrap(
         n_train=len(split.train),
         n_heldout=len(split.heldout),
         seconds=time.perf_counter() - started,
+        length_choice=length_choice,
     )
 
 

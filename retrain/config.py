@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from registry.errors import InvalidInputError
 
@@ -16,6 +16,18 @@ DEFAULT_BASE_MODEL = "minilm-l6"
 # "balanced" measured no better than plain cross-entropy on the demo data, so only a milder weighting
 # is applied, and only where a class is rare enough to be drowned out.
 CLASS_WEIGHTINGS = ("auto", "balanced", "sqrt", "none")
+# ``max_length="auto"``: the smallest of a few lengths that covers most training texts, chosen from the
+# data before training (``retrain.lengths.choose_max_length``); what is trained and saved is always an int.
+AUTO = "auto"
+MAX_LENGTH_RANGE = (8, 512)
+
+
+def valid_max_length(value: object) -> bool:
+    """``"auto"`` or an int (not a bool) in ``MAX_LENGTH_RANGE``."""
+    if value == AUTO:
+        return True
+    low, high = MAX_LENGTH_RANGE
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +36,9 @@ class TrainConfig:
 
     base_model: str = DEFAULT_BASE_MODEL
     epochs: float = 1.0
-    max_length: int = 64
+    # Tokens per text; longer texts are cut at the END (the head is kept). An int, or "auto" (resolved
+    # from the training texts before training: see ``retrain.lengths``).
+    max_length: int | Literal["auto"] = 64
     seed: int = 13
     batch_size: int = 16
     eval_batch_size: int = 64
@@ -44,7 +58,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             ("epochs", self.epochs > 0, "must be > 0"),
-            ("max_length", 8 <= self.max_length <= 512, "must be between 8 and 512"),
+            (
+                "max_length",
+                valid_max_length(self.max_length),
+                f"must be 'auto' or an integer between {MAX_LENGTH_RANGE[0]} and {MAX_LENGTH_RANGE[1]}",
+            ),
             ("batch_size", self.batch_size >= 1, "must be >= 1"),
             ("eval_batch_size", self.eval_batch_size >= 1, "must be >= 1"),
             ("learning_rate", 0 < self.learning_rate < 1, "must be between 0 and 1"),
@@ -77,6 +95,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def resolved_max_length(self) -> int:
+        """The int ``max_length``; raises when it is still ``"auto"`` (resolve it first)."""
+        if not isinstance(self.max_length, int):
+            raise InvalidInputError(
+                "training config: max_length='auto' must be resolved from the training texts first "
+                "(retrain.lengths.resolve_max_length)"
+            )
+        return self.max_length
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

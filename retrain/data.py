@@ -2,11 +2,21 @@
 
 Every problem is reported as one line naming the file, the column and how many rows are affected,
 before anything is written anywhere.
+
+Label rules (any user's data): a label is a string, case-sensitive, with surrounding whitespace
+stripped; it may hold spaces, punctuation and any script ("très bien", "N/A", "5 ★"). Integer labels
+become their string form ("3"); a column may mix integers and strings. CSV cells are read as written
+(``01`` stays ``"01"``, ``N/A`` stays ``"N/A"``: only an empty cell is missing); JSON and Parquet keep
+their types (a JSON ``1`` and ``"01"`` are then two labels, ``"1"`` and ``"01"``). Labels that differ
+only in case or inner spacing ("Spam" and "spam") are refused as ambiguous. A file has 2 to
+``MAX_CLASSES`` classes and labels of at most ``MAX_LABEL_CHARS`` characters. Texts, labels and
+domains are cleaned with :func:`registry.texts.clean_text` (NUL and lone surrogates become U+FFFD).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -19,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from registry.errors import InvalidInputError
-from registry.texts import text_key
+from registry.texts import REPLACEMENT, clean_text, text_key
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +42,8 @@ FORMATS = {
     ".pq": "parquet",
 }
 COLUMNS = ["text", "label", "domain", "time"]
+MAX_CLASSES = 50  # classes a model may have (the output head, per-class reports and gates stay readable)
+MAX_LABEL_CHARS = 200  # the registry stores labels and domains as String(200)
 _SHOW_ROWS = 5
 
 
@@ -82,8 +94,82 @@ def _is_missing(value: Any) -> bool:
     return value is pd.NA or value is pd.NaT
 
 
+def _csv_options(path: Path, sep: str) -> dict[str, Any]:
+    """Read every CSV column as the text written: ``01`` stays ``"01"`` (not the number 1), a column
+    mixing ``3`` and ``spam`` keeps both as strings in every chunk, and only an empty cell is missing
+    (``N/A``, ``NA`` and ``null`` are values: labels may be spelled so)."""
+    import datasets
+
+    header = pd.read_csv(path, sep=sep, nrows=0).columns
+    return {
+        "features": datasets.Features({str(name): datasets.Value("string") for name in header}),
+        "keep_default_na": False,
+        "na_values": [""],
+    }
+
+
+def _has_nul(path: Path, chunk: int = 1 << 20) -> bool:
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            if b"\0" in block:
+                return True
+    return False
+
+
+def _read_csv_with_nul(path: Path, sep: str) -> pd.DataFrame:
+    """pandas' CSV parser ends a cell at a NUL byte (the rest of the text is lost): such a file is
+    decoded here with each NUL read as U+FFFD, then parsed with the same as-written options."""
+    try:
+        decoded = path.read_bytes().decode("utf-8").replace("\0", REPLACEMENT)
+        return pd.read_csv(io.StringIO(decoded), sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+    except (UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot be read as csv: {first}") from exc
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    """JSON lines through Arrow's reader (the one ``datasets`` uses), typed as written. Where Arrow
+    refuses the file (a column mixing integers and strings, a lone surrogate, a top-level array), Python's
+    parser reads it instead. ``datasets``' own fallback is not used: it re-parses with pandas, whose type
+    inference turns a string "01" into the number 1 and could do so to a text."""
+    import pyarrow as pa
+    import pyarrow.json as pa_json
+
+    try:
+        return pa_json.read_json(path).to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    try:
+        return _read_json_python(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot be read as json: {first}") from exc
+
+
+def _read_json_python(path: Path) -> pd.DataFrame:
+    """Python's parser keeps every value as written (a lone ``\\ud800`` included, for
+    :func:`clean_text` to replace)."""
+    text = path.read_text(encoding="utf-8")
+    records: Any = None
+    if path.suffix.lower() != ".jsonl":
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError:
+            records = None  # a .json file may hold JSON lines too
+    if records is None:
+        # split on "\n" only: a JSON string may hold U+2028 and other characters str.splitlines() cuts at
+        records = [json.loads(line) for line in text.split("\n") if line.strip()]
+    if not isinstance(records, list | dict):
+        raise ValueError("the top level is neither a list of records nor an object of columns")
+    return pd.DataFrame(records)
+
+
 def read_table(path: Path, *, cache_dir: Path | None = None) -> pd.DataFrame:
-    """Read a CSV / TSV / JSON(L) / Parquet file through ``datasets`` into a DataFrame."""
+    """Read a CSV / TSV / JSON(L) / Parquet file into a DataFrame (CSV and Parquet through ``datasets``,
+    JSON through Arrow's reader: see :func:`_read_json`).
+
+    CSV / TSV columns come back as strings exactly as written (see :func:`_csv_options`); JSON and
+    Parquet columns keep their types."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -98,9 +184,15 @@ def read_table(path: Path, *, cache_dir: Path | None = None) -> pd.DataFrame:
     import datasets
 
     kwargs: dict[str, Any] = {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}
+    if fmt == "csv" and _has_nul(path):
+        return _read_csv_with_nul(path, kwargs.get("sep", ","))
+    if fmt == "json":
+        return _read_json(path)
     bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # reading a file is quick; its bar would bury error messages
     try:
+        if fmt == "csv":
+            kwargs.update(_csv_options(path, kwargs.get("sep", ",")))
         ds = datasets.load_dataset(
             fmt,
             data_files=str(path),
@@ -110,12 +202,6 @@ def read_table(path: Path, *, cache_dir: Path | None = None) -> pd.DataFrame:
         )
         return ds.to_pandas()
     except Exception as exc:  # noqa: BLE001 - any parser failure is the file's problem
-        if fmt == "json":
-            # Arrow refuses columns that mix types; pandas keeps them so rows can be named.
-            try:
-                return pd.read_json(path, lines=path.suffix.lower() == ".jsonl", dtype=False)
-            except ValueError:
-                pass
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot be read as {fmt}: {first}") from exc
     finally:
@@ -124,16 +210,40 @@ def read_table(path: Path, *, cache_dir: Path | None = None) -> pd.DataFrame:
 
 
 def _label_value(value: Any) -> str | None:
-    """Labels are strings or integers; ``None`` marks a value that is neither."""
+    """Labels are strings or integers; ``None`` marks a value that is neither. Strings are cleaned
+    (:func:`clean_text`) and stripped; case and inner spacing are kept."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
-        return value.strip() or None
+        return clean_text(value).strip() or None
     if isinstance(value, int | np.integer):
         return str(int(value))
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
     return None
+
+
+def _spelling(label: str) -> str:
+    """The form two spellings of one label share: case folded, inner whitespace collapsed."""
+    return " ".join(label.split()).casefold()
+
+
+def _refuse_spelling_variants(labels: Sequence[str], source: str, column: str) -> None:
+    """Refuse labels that differ only in case or inner spacing ("Spam" / "spam", "not spam" /
+    "not  spam"): labels are case-sensitive, so such a file would train two classes for one meaning."""
+    spellings: dict[str, dict[str, None]] = {}
+    for label in labels:
+        spellings.setdefault(_spelling(label), {})[label] = None
+    clashes = [list(variants) for variants in spellings.values() if len(variants) > 1]
+    if not clashes:
+        return
+    variants = clashes[0]
+    named = " and ".join(f"{v!r} ({_rows([label == v for label in labels])})" for v in variants[:3])
+    more = f"; {len(clashes) - 1} more label(s) have the same problem" if len(clashes) > 1 else ""
+    raise DataError(
+        f"{source}: column '{column}' spells one label {len(variants)} ways that differ only in case or "
+        f"spacing: {named}; labels are case-sensitive: use one spelling{more}"
+    )
 
 
 def check_labeled(
@@ -178,6 +288,7 @@ def check_labeled(
             f"{source}: column '{columns.text}' has {sum(non_string)} of {len(texts)} rows that are not strings "
             f"({_rows(non_string)})"
         )
+    texts = [clean_text(t) for t in texts]
 
     raw_labels = raw[columns.label].tolist()
     missing = [_is_missing(v) or (isinstance(v, str) and not v.strip()) for v in raw_labels]
@@ -193,6 +304,13 @@ def check_labeled(
             f"{source}: column '{columns.label}' has {sum(bad_type)} of {len(labels)} rows whose label is not "
             f"a string or an integer ({_rows(bad_type)})"
         )
+    too_long = [len(v) > MAX_LABEL_CHARS for v in labels]  # type: ignore[arg-type]
+    if any(too_long):
+        raise DataError(
+            f"{source}: column '{columns.label}' has {sum(too_long)} of {len(labels)} rows with a label longer "
+            f"than {MAX_LABEL_CHARS} characters ({_rows(too_long)}); is it the text column?"
+        )
+    _refuse_spelling_variants(labels, source, columns.label)  # type: ignore[arg-type]
     if allowed_labels is not None:
         unknown_mask = [v not in set(allowed_labels) for v in labels]
         if any(unknown_mask):
@@ -202,6 +320,15 @@ def check_labeled(
                 f"{unknown[:10]} (known: {', '.join(allowed_labels)}; {_rows(unknown_mask)})"
             )
     classes = sorted(set(labels))  # type: ignore[arg-type]
+    if len(classes) > MAX_CLASSES:
+        raise DataError(
+            f"{source}: column '{columns.label}' has {len(classes)} classes in {len(labels)} rows; at most "
+            f"{MAX_CLASSES} are supported (first ones: {', '.join(repr(c) for c in classes[:5])}, ...)"
+        )
+    if allowed_labels is not None and len(allowed_labels) > MAX_CLASSES:
+        raise DataError(
+            f"{source}: the label set has {len(allowed_labels)} labels; at most {MAX_CLASSES} are supported"
+        )
     if len(classes) < min_classes:
         raise DataError(
             f"{source}: column '{columns.label}' has {len(classes)} class{'es' if len(classes) != 1 else ''} "
@@ -210,7 +337,14 @@ def check_labeled(
 
     frame = pd.DataFrame({"text": texts, "label": labels})
     if columns.domain:
-        frame["domain"] = [None if _is_missing(v) else str(v) for v in raw[columns.domain].tolist()]
+        domain_values = [None if _is_missing(v) else clean_text(str(v)) for v in raw[columns.domain].tolist()]
+        long_domain = [v is not None and len(v) > MAX_LABEL_CHARS for v in domain_values]
+        if any(long_domain):
+            raise DataError(
+                f"{source}: column '{columns.domain}' has {sum(long_domain)} of {len(domain_values)} rows with a "
+                f"domain longer than {MAX_LABEL_CHARS} characters ({_rows(long_domain)})"
+            )
+        frame["domain"] = domain_values
     else:
         frame["domain"] = None
     if columns.time:

@@ -20,7 +20,9 @@ def forward_outputs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class logits and mean-pooled embeddings (the serving computation), one row per text, in order.
 
-    Texts are batched by length so little time goes to padding; results are put back in order.
+    Texts are batched by length so little time goes to padding; results are put back in order. A text
+    longer than ``max_length`` tokens is truncated at the END (``truncation=True``): its head is kept,
+    as in training and serving.
     """
     import torch
     from tqdm.auto import tqdm

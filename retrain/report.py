@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,11 @@ class ReportInputs:
     champion_metrics: dict[str, Any]
     challenger_metrics: dict[str, Any]
     config: dict[str, Any]
+    # label -> rows in each set ("new_train", "replay", "recent_heldout", "old_heldout"): RunData.per_class
+    per_class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    unknown_labels: dict[str, int] = field(
+        default_factory=dict
+    )  # labels outside the label set -> rows ignored
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -81,17 +86,72 @@ def _training(train: dict[str, Any]) -> str:
     return f"<p>Training: {html.escape('; '.join(parts))}</p>"
 
 
+PER_CLASS_HEADERS = [
+    "class",
+    "recent rows",
+    "champion P",
+    "champion R",
+    "champion F1",
+    "challenger P",
+    "challenger R",
+    "challenger F1",
+    "trained (new)",
+    "trained (replay)",
+]
+
+
+def per_class_rows(r: ReportInputs) -> list[dict[str, Any]]:
+    """One record per class: precision / recall / F1 of both models on the recent held-out rows, and
+    how many rows of the class each set held (so a class missing from the new labels shows)."""
+    rows = []
+    for label, challenger in r.challenger_metrics["per_class"].items():
+        champion = r.champion_metrics["per_class"].get(label, {})
+        counts = r.per_class_counts.get(label, {})
+        rows.append(
+            {
+                "label": label,
+                "support": challenger["support"],
+                "champion": {k: champion.get(k) for k in ("precision", "recall", "f1")},
+                "challenger": {k: challenger[k] for k in ("precision", "recall", "f1")},
+                "rows": dict(counts),
+            }
+        )
+    return rows
+
+
+def _per_class_table(rows: list[dict[str, Any]]) -> str:
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    return _table(
+        PER_CLASS_HEADERS,
+        [
+            [
+                row["label"],
+                row["support"],
+                *(fmt(row["champion"][k]) for k in ("precision", "recall", "f1")),
+                *(fmt(row["challenger"][k]) for k in ("precision", "recall", "f1")),
+                row["rows"].get("new_train", "-"),
+                row["rows"].get("replay", "-"),
+            ]
+            for row in rows
+        ],
+    )
+
+
+def _ignored_labels(unknown: dict[str, int]) -> str:
+    if not unknown:
+        return ""
+    named = ", ".join(f"{label} ({n})" for label, n in unknown.items())
+    return (
+        f"<p>Ignored: {sum(unknown.values())} new labels outside the champion's label set: "
+        f"{html.escape(named)}</p>"
+    )
+
+
 def write_promotion_report(out_dir: Path, r: ReportInputs) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    per_class = [
-        [
-            label,
-            f"{r.champion_metrics['per_class'][label]['f1']:.3f}",
-            f"{r.challenger_metrics['per_class'][label]['f1']:.3f}",
-            r.challenger_metrics["per_class"][label]["support"],
-        ]
-        for label in r.challenger_metrics["per_class"]
-    ]
+    per_class = per_class_rows(r)
     domains = r.recent.assign(
         champion_ok=r.recent["champion_pred"] == r.recent["label"],
         challenger_ok=r.recent["challenger_pred"] == r.recent["label"],
@@ -132,13 +192,13 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}th{{background:#f4
             ],
         )
     }
-<h3>Per class (recent held-out, F1)</h3>{_table(["class", "champion", "challenger", "support"], per_class)}
+<h3>Per class (recent held-out: precision, recall, F1; rows trained on)</h3>{_per_class_table(per_class)}
 <h3>Per domain (recent held-out, accuracy)</h3>{
         _table(["domain", "rows", "champion", "challenger"], per_domain)
     }
-<h2>Data</h2>{_table(["what", "rows"], data_rows)}{_training(r.challenger_metrics.get("train", {}))}{
-        _table(["origin", "label", "rows"], by_label)
-    }
+<h2>Data</h2>{_table(["what", "rows"], data_rows)}{_ignored_labels(r.unknown_labels)}{
+        _training(r.challenger_metrics.get("train", {}))
+    }{_table(["origin", "label", "rows"], by_label)}
 <h2>Examples the challenger fixed</h2>{
         _table(["text", "label", "champion", "challenger"], _examples(r.recent, True))
     }
@@ -161,6 +221,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}th{{background:#f4
                 "gate": r.gate.to_dict(),
                 "counts": r.counts,
                 "per_class": per_class,
+                "unknown_labels": r.unknown_labels,
                 "per_domain": per_domain,
                 "train": r.challenger_metrics.get("train", {}),
                 "config": r.config,

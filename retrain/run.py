@@ -4,16 +4,22 @@ claim -> assemble data (new labels + replay) -> fine-tune from the champion -> e
 the same rows -> gate -> register the challenger -> promote, wait for approval, or refuse -> finish.
 A run with nothing to train on ends ``skipped`` with the reason; a crash leaves no version and no alias
 move, and the run ends ``failed`` with the reason.
+
+Tokens per text: a run keeps the champion's ``max_length`` (what it was trained and serves with) unless
+the run's recorded config sets ``train.max_length``: an int is used as given, ``"auto"`` is chosen
+again on the run's training rows (:mod:`retrain.lengths`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,17 +36,18 @@ from registry.entities import (
     RunStatus,
 )
 from registry.errors import DriftlineError, InvalidInputError
-from registry.modelio import REFERENCE_PROFILE, save_classifier
+from registry.modelio import DRIFTLINE_META, REFERENCE_PROFILE, save_classifier
 from registry.store import Registry
 from retrain.assemble import AssemblyConfig, RunData, SkipRun, assemble
 from retrain.calibration import calibrate
 from retrain.config import TrainConfig
 from retrain.evaluate import classification_metrics, forward_outputs, softmax
 from retrain.gate import GateConfig, GateResult, PairedPredictions, evaluate_gate
+from retrain.lengths import LengthChoice
 from retrain.lifecycle import record_failure, remove_unreferenced, store_new
 from retrain.reference import write_reference_profile
 from retrain.report import ReportInputs, write_promotion_report
-from retrain.train import fine_tune
+from retrain.train import fine_tune, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +63,9 @@ class RunConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     mode: str = "auto"  # "auto": promote at once when the gate passes; "manual": wait for approval
     heartbeat_s: float = 10.0
+    # Train with the champion's max_length (``train.max_length`` is then ignored); ``config_from_run``
+    # turns this off when the run's recorded config sets ``train.max_length``.
+    keep_champion_max_length: bool = True
 
 
 @dataclass(frozen=True)
@@ -70,12 +80,14 @@ class RunOutcome:
 def config_from_run(values: dict) -> RunConfig:  # type: ignore[type-arg]
     """The run's recorded config (``train`` / ``assembly`` / ``gate`` overrides, ``mode``) over the defaults."""
     base = RunConfig()
+    train = values.get("train") or {}
     try:
         return RunConfig(
-            train=TrainConfig.from_dict({**base.train.to_dict(), **values.get("train", {})}),
+            train=TrainConfig.from_dict({**base.train.to_dict(), **train}),
             assembly=AssemblyConfig(**{**asdict(base.assembly), **values.get("assembly", {})}),
             gate=GateConfig(**{**asdict(base.gate), **values.get("gate", {})}),
             mode=values.get("mode", base.mode),
+            keep_champion_max_length="max_length" not in train,
         )
     except TypeError as exc:
         raise InvalidInputError(f"run config {values!r} is not valid: {exc}") from exc
@@ -94,15 +106,39 @@ def _labels_frame(registry: Registry, since) -> pd.DataFrame:  # type: ignore[no
     )
 
 
-def _predict(model, tokenizer, frame: pd.DataFrame, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+def _predict(
+    model: Any, tokenizer: Any, frame: pd.DataFrame, max_length: int, cfg: TrainConfig
+) -> tuple[np.ndarray, np.ndarray]:
     return forward_outputs(
         model,
         tokenizer,
         frame["text"].tolist(),
-        max_length=cfg.max_length,
+        max_length=max_length,
         batch_size=cfg.eval_batch_size,
         progress=False,
     )
+
+
+def champion_max_length(champion: ModelVersion, champion_dir: Path) -> int | None:
+    """The tokens per text the champion was trained and serves with: its artifact's meta, else its
+    version config; None when neither records an int."""
+    meta_path = Path(champion_dir) / DRIFTLINE_META
+    candidates = []
+    if meta_path.is_file():
+        try:
+            candidates.append(json.loads(meta_path.read_text()).get("max_length"))
+        except (OSError, json.JSONDecodeError):
+            pass
+    candidates.append((champion.config or {}).get("max_length"))
+    return next((v for v in candidates if isinstance(v, int) and not isinstance(v, bool)), None)
+
+
+def run_max_length(config: RunConfig, champion_length: int | None) -> tuple[TrainConfig, str]:
+    """The run's training config with the max_length policy applied, and where the length comes from:
+    the champion's (by default), or the run config's (an int, or "auto" to resolve on the run's rows)."""
+    if config.keep_champion_max_length and champion_length is not None:
+        return replace(config.train, max_length=champion_length), "champion"
+    return config.train, "auto" if config.train.max_length == "auto" else "run config"
 
 
 def execute_run(
@@ -197,8 +233,11 @@ def _train_and_decide(
 ) -> RunOutcome:
     from registry.modelio import load_classifier_dir
 
-    cfg = config.train
     champion_dir = artifacts.fetch(champion.artifact)
+    cfg, length_source = run_max_length(config, champion_max_length(champion, champion_dir))
+    cfg, length_choice = resolve_config(cfg, data.train["text"].tolist(), champion_dir)
+    max_length = cfg.resolved_max_length
+    logger.info("run %s: max_length %d (%s)", run_id, max_length, length_source)
     trained = fine_tune(
         data.train,
         champion.labels,
@@ -212,8 +251,8 @@ def _train_and_decide(
 
     def pairs(frame: pd.DataFrame) -> tuple[PairedPredictions, np.ndarray, np.ndarray, np.ndarray]:
         """Both models on the same rows: the pairs, the challenger's logits and embeddings, the champion's logits."""
-        new_logits, new_pooled = _predict(trained.model, trained.tokenizer, frame, cfg)
-        old_logits, _ = _predict(incumbent.model, incumbent.tokenizer, frame, cfg)
+        new_logits, new_pooled = _predict(trained.model, trained.tokenizer, frame, max_length, cfg)
+        old_logits, _ = _predict(incumbent.model, incumbent.tokenizer, frame, incumbent.max_length, cfg)
         y = np.array([index[v] for v in frame["label"]])
         return (
             PairedPredictions(y, old_logits.argmax(1), new_logits.argmax(1)),
@@ -234,7 +273,8 @@ def _train_and_decide(
             profile_logits, profile_pooled = np.vstack([logits, old_logits]), np.vstack([pooled, old_pooled])
     gate = evaluate_gate(recent, old, config.gate)
     metrics = classification_metrics(softmax(logits), data.recent_heldout["label"].tolist(), champion.labels)
-    metrics["train"] = {"n": len(data.train), **trained.summary(), "counts": data.counts}
+    data_detail = _data_detail(data, length_source, length_choice)
+    metrics["train"] = {"n": len(data.train), **trained.summary(), "counts": data.counts, **data_detail}
     calibration = calibrate(logits, recent.y_true)
     with tempfile.TemporaryDirectory(prefix="driftline-run-") as tmp:
         data_dir = Path(tmp) / "data"
@@ -246,7 +286,7 @@ def _train_and_decide(
             trained.model,
             trained.tokenizer,
             Path(tmp) / "model",
-            max_length=cfg.max_length,
+            max_length=max_length,
             extra={"parent_version": champion.version, "calibration": calibration},
         )
         write_reference_profile(
@@ -266,7 +306,7 @@ def _train_and_decide(
             artifact=model_ref,
             labels=champion.labels,
             metrics=metrics,
-            config={**cfg.to_dict(), "run_id": run_id, "counts": data.counts},
+            config={**cfg.to_dict(), "run_id": run_id, "counts": data.counts, **data_detail},
             parent_version=champion.version,
             training_run_id=run_id,
             data_snapshot=data_ref,
@@ -296,6 +336,8 @@ def _train_and_decide(
                 status=status.value,
                 gate=gate,
                 counts=data.counts,
+                per_class_counts=data.per_class,
+                unknown_labels=data.unknown_labels,
                 train=data.train,
                 recent=data.recent_heldout.assign(
                     champion_pred=[champion.labels[i] for i in recent.champion],
@@ -307,6 +349,7 @@ def _train_and_decide(
                 challenger_metrics=metrics,
                 config={
                     **cfg.to_dict(),
+                    "max_length_source": length_source,
                     "assembly": asdict(config.assembly),
                     "gate": asdict(config.gate),
                     "mode": config.mode,
@@ -330,3 +373,15 @@ def _train_and_decide(
     )
     logger.info("run %s: v%s %s", run_id, version.version, status.value)
     return RunOutcome(RunStatus.SUCCEEDED, "; ".join(gate.reasons), version, decision, gate)
+
+
+def _data_detail(data: RunData, length_source: str, length_choice: LengthChoice | None) -> dict[str, Any]:
+    """What a run's version records beside its counts: rows per class, ignored labels, max_length's origin."""
+    detail: dict[str, Any] = {
+        "per_class_counts": data.per_class,
+        "unknown_labels": data.unknown_labels,
+        "max_length_source": length_source,
+    }
+    if length_choice is not None:
+        detail["max_length_auto"] = length_choice.to_dict()
+    return detail

@@ -21,6 +21,7 @@ import pandas as pd
 from registry.errors import InvalidInputError
 from retrain.config import DEFAULT_BASE_MODEL, TrainConfig
 from retrain.data import seeded_split
+from retrain.lengths import LengthChoice, model_token_limit, resolve_max_length
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,23 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def load_tokenizer(base_path: Path) -> Any:
+    """The tokenizer of a local model folder (offline)."""
+    from transformers import AutoTokenizer
+
+    with _quiet_transformers():
+        return AutoTokenizer.from_pretrained(base_path, local_files_only=True)
+
+
+def resolve_config(
+    cfg: TrainConfig, texts: Sequence[str], base_path: Path, tokenizer: Any = None
+) -> tuple[TrainConfig, LengthChoice | None]:
+    """``cfg`` with an int ``max_length`` for the model in ``base_path``: ``"auto"`` resolved on
+    ``texts`` (see :mod:`retrain.lengths`), an int checked against the model's limit."""
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(base_path)
+    return resolve_max_length(cfg, tokenizer, texts, model_limit=model_token_limit(base_path, tokenizer))
+
+
 def load_base(base_path: Path, labels: Sequence[str], cfg: TrainConfig) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
@@ -121,7 +139,11 @@ def load_base(base_path: Path, labels: Sequence[str], cfg: TrainConfig) -> tuple
 
 
 def class_weights(train_labels: Sequence[str], labels: Sequence[str], mode: str) -> list[float] | None:
-    """Per-class loss weights: ``n / (k * count)`` ("balanced"), its square root ("sqrt"), or none."""
+    """Per-class loss weights: ``n / (k * count)`` ("balanced"), its square root ("sqrt"), or none.
+
+    A class of the label set with no training rows (it vanished from the data) gets weight 0: it adds
+    nothing to the loss either way, and nothing is divided by its zero count.
+    """
     if mode == "none":
         return None
     counts = pd.Series(list(train_labels)).value_counts()
@@ -271,6 +293,8 @@ class TrainResult:
     seconds: float
     examples_per_second: float
     n_train: int = 0  # rows trained on (without the validation rows)
+    max_length: int = 0  # tokens per text trained with (``"auto"`` resolved)
+    length_choice: LengthChoice | None = None  # how "auto" was resolved, when it was
     n_validation: int = 0
     validation: str = ""  # how the validation rows were set aside, or why there are none
     best_val_macro_f1: float | None = None
@@ -288,6 +312,7 @@ class TrainResult:
             "n_train": self.n_train,
             "n_validation": self.n_validation,
             "validation": self.validation,
+            "max_length": self.max_length,
             "loss": self.train_loss,
             "steps": self.steps,
             "seconds": round(self.seconds, 2),
@@ -303,6 +328,8 @@ class TrainResult:
 
 
 def _tokenized(frame: pd.DataFrame, labels: Sequence[str], tokenizer: Any, cfg: TrainConfig) -> Any:
+    """Token ids of each text, truncated at the END to ``cfg.max_length`` (``truncation=True`` keeps
+    the head: the subject and opening of an e-mail or document, where the topic is)."""
     import datasets
 
     label_ids = {label: i for i, label in enumerate(labels)}
@@ -310,7 +337,7 @@ def _tokenized(frame: pd.DataFrame, labels: Sequence[str], tokenizer: Any, cfg: 
         {"text": frame["text"].tolist(), "labels": [label_ids[v] for v in frame["label"]]}
     )
     return ds.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=cfg.max_length),
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=cfg.resolved_max_length),
         batched=True,
         remove_columns=["text"],
         desc="tokenizing",
@@ -376,10 +403,13 @@ def fine_tune(
     for ``early_stopping_patience`` evaluations and the best checkpoint is the result. With
     ``checkpoint_dir`` the checkpoints outlive the process and a second call on the same rows resumes
     from the latest one (a killed run's retry); without it they live in a temporary folder.
+    ``max_length="auto"`` is resolved on ``train``'s texts (the result records the length used);
+    callers that evaluate and save the model resolve it first (:func:`resolve_config`) and pass an int.
     """
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
     model, tokenizer = load_base(base_path, labels, cfg)
+    cfg, length_choice = resolve_config(cfg, train["text"].tolist(), base_path, tokenizer)
     freeze_lower_layers(model, cfg.freeze_layers)
     split = validation_split(train, cfg)
     logger.info("training on %d rows; %s", len(split.train), split.note)
@@ -435,6 +465,8 @@ def fine_tune(
         seconds=float(output.metrics.get("train_runtime", 0.0)),
         examples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
         n_train=len(split.train),
+        max_length=cfg.resolved_max_length,
+        length_choice=length_choice,
         n_validation=0 if split.validation is None else len(split.validation),
         validation=split.note,
         best_val_macro_f1=best.get("eval_macro_f1"),

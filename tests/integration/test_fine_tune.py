@@ -113,3 +113,10 @@ def test_a_killed_training_resumes_from_its_checkpoint(rows: pd.DataFrame, tmp_p
     # Other rows (new labels arrived meanwhile): the checkpoints are not used.
     fresh = train(rows.iloc[1:], dataclasses.replace(cfg, epochs=0.5), checkpoint_dir=checkpoints)
     assert fresh.resumed_from is None and fresh.steps == 2
+
+
+def test_auto_max_length_is_resolved_on_the_training_rows(rows: pd.DataFrame) -> None:
+    cfg = dataclasses.replace(QUICK, max_length="auto", epochs=0.5, validation_fraction=0)
+    result = train(rows, cfg)
+    assert result.max_length == 64 and result.summary()["max_length"] == 64
+    assert result.length_choice is not None and result.length_choice.n_measured == len(rows)

@@ -3,7 +3,9 @@ the champion -> gate -> promotion; too few labels -> skipped; a crash leaves not
 
 from __future__ import annotations
 
+import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from retrain.run import RunConfig, execute_run
 from tests.textgen import topic_rows
 
 CONFIG = RunConfig(
-    train=TrainConfig(epochs=3, learning_rate=5e-4, max_length=32, seed=3),
+    # max_length 48 is not used: a run keeps the champion's (32, tests.models.TINY_TRAIN)
+    train=TrainConfig(epochs=3, learning_rate=5e-4, max_length=48, seed=3),
     assembly=AssemblyConfig(min_new_labels=100, replay_ratio=0.5),
 )
 
@@ -71,6 +74,13 @@ def test_run_learns_the_new_domain_and_is_promoted(served_home: Path) -> None:
     page = (Path(artifacts.root) / "reports" / "runs" / str(run.id) / "promotion.html").read_text()
     assert "Decision: <b>promoted</b>" in page and "Examples the challenger fixed" in page
     assert "finance" in page  # per-domain table
+    assert "champion R" in page and "challenger F1" in page and "trained (replay)" in page  # per-class table
+    # The challenger trained, and serves, with the champion's max_length.
+    assert v.config["max_length"] == 32 and v.config["max_length_source"] == "champion"
+    assert json.loads((Path(artifacts.fetch(v.artifact)) / "driftline.json").read_text())["max_length"] == 32
+    per_class = v.config["per_class_counts"]
+    assert set(per_class) == {"food", "sports", "weather"} and per_class["weather"]["new_train"] > 100
+    assert all(c["replay"] >= 5 for c in per_class.values())
     done = registry.get_run(run.id)
     assert done.status is RunStatus.SUCCEEDED and done.candidate_version == 4 and done.attempts == 1
 
@@ -84,7 +94,9 @@ def test_too_few_labels_skips_the_run(served_home: Path) -> None:
     assert registry.get_run(run.id).status is RunStatus.SKIPPED
     registry.add_labels(finance_rows(200, seed=1))  # plenty now, but of a single class
     again = registry.create_run("sentiment", trigger=RunTrigger.DRIFT, config={})
-    single = execute_run(again.id, registry, artifacts, CONFIG)
+    # Replayed rows would bring the champion's other classes back; without replay one class is left.
+    no_replay = replace(CONFIG, assembly=AssemblyConfig(min_new_labels=100, replay_ratio=0))
+    single = execute_run(again.id, registry, artifacts, no_replay)
     assert single.status is RunStatus.SKIPPED and "single class (weather)" in single.reason
     assert [v.version for v in registry.list_versions("sentiment")] == [1, 2, 3]
 

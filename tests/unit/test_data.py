@@ -208,3 +208,100 @@ def test_snapshot_digest_depends_on_content_not_format(tmp_path: Path) -> None:
     changed = from_csv.copy()
     changed.loc[0, "label"] = "weather" if changed.loc[0, "label"] != "weather" else "food"
     assert snapshot_digest(changed) != snapshot_digest(from_csv)
+
+
+# --- any user's labels: spellings, types, counts, lengths, unstorable characters -------------------
+
+
+def _labeled(labels: list) -> pd.DataFrame:  # type: ignore[type-arg]
+    return pd.DataFrame({"text": [f"text number {i}" for i in range(len(labels))], "label": labels})
+
+
+@pytest.mark.parametrize(
+    ("variants", "named"),
+    [
+        (["Spam", "spam ", "ham", "Spam"], r"'Spam' \(rows 1, 4\) and 'spam' \(row 2\)"),
+        (["not spam", "spam", "not  spam"], r"'not spam' \(row 1\) and 'not  spam' \(row 3\)"),
+    ],
+)
+def test_labels_differing_only_in_case_or_spacing_are_refused(variants: list[str], named: str) -> None:
+    with pytest.raises(
+        DataError, match=rf"mem: column 'label' spells one label 2 ways .* {named}; labels are"
+    ):
+        check_labeled(_labeled(variants), "mem", COLS)
+
+
+def test_labels_keep_case_spaces_punctuation_and_any_script(tmp_path: Path) -> None:
+    wanted = ["très bien", "N/A", "5 ★", "NA", "Spam", "null"]
+    path = write_csv(tmp_path / "d.csv", [{"text": f"t {i}", "label": wanted[i % 6]} for i in range(12)])
+    data = load_labeled_file(path, COLS)
+    assert data.labels == tuple(sorted(wanted))  # "N/A", "NA" and "null" are labels, not missing values
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_label_column_mixing_integers_and_strings(tmp_path: Path, suffix: str) -> None:
+    rows = [{"text": f"text {i}", "label": [1, "spam", 2, "01"][i % 4]} for i in range(40)]
+    path = tmp_path / f"d{suffix}"
+    if suffix == ".csv":
+        write_csv(path, rows)
+    else:
+        path.write_text("\n".join(json.dumps(r) for r in rows))
+    data = load_labeled_file(path, COLS)
+    # CSV cells are read as written ("01" stays "01"); JSON keeps 1 and "01" apart as well.
+    assert data.labels == ("01", "1", "2", "spam")
+    assert data.frame["label"].tolist()[:4] == ["1", "spam", "2", "01"]
+
+
+def test_a_csv_label_column_whose_chunks_differ_in_type(tmp_path: Path) -> None:
+    # datasets reads CSV in chunks of 10,000 rows: integers in the first, strings in the second.
+    rows = [{"text": f"text {i}", "label": i % 3 if i < 10_500 else ["x", "y"][i % 2]} for i in range(11_000)]
+    data = load_labeled_file(write_csv(tmp_path / "d.csv", rows), COLS)
+    assert data.labels == ("0", "1", "2", "x", "y")
+
+
+def test_integer_labels_from_parquet(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"text": [f"text {i}" for i in range(10)], "label": [i % 2 for i in range(10)]})
+    frame.to_parquet(tmp_path / "d.parquet", index=False)
+    assert load_labeled_file(tmp_path / "d.parquet", COLS).labels == ("0", "1")
+
+
+def test_more_than_the_class_limit_is_refused() -> None:
+    from retrain.data import MAX_CLASSES
+
+    assert check_labeled(_labeled([f"c{i}" for i in range(MAX_CLASSES)] * 2), "mem", COLS).labels
+    with pytest.raises(
+        DataError, match=rf"mem: column 'label' has 51 classes in 102 rows; at most {MAX_CLASSES} are"
+    ):
+        check_labeled(_labeled([f"c{i}" for i in range(MAX_CLASSES + 1)] * 2), "mem", COLS)
+
+
+def test_a_label_longer_than_the_registry_column_is_refused() -> None:
+    labels = ["a", "b", "a", "b", "x" * 201, "a"]
+    with pytest.raises(
+        DataError,
+        match=r"mem: column 'label' has 1 of 6 rows with a label longer than 200 characters \(row 5\)",
+    ):
+        check_labeled(_labeled(labels), "mem", COLS)
+    assert "x" * 200 in check_labeled(_labeled([*labels[:4], "x" * 200]), "mem", COLS).labels
+
+
+def test_nul_and_lone_surrogates_are_replaced_in_texts_labels_and_domains(tmp_path: Path) -> None:
+    raw = pd.DataFrame(
+        {
+            "text": ["nul \x00 here", "lone \ud800 surrogate", "plain"],
+            "label": ["a\x00", "b", "b"],
+            "domain": ["d\udfff", None, "web"],
+        }
+    )
+    data = check_labeled(raw, "mem", ColumnSpec(text="text", label="label", domain="domain"))
+    assert data.frame["text"].tolist() == ["nul \ufffd here", "lone \ufffd surrogate", "plain"]
+    assert data.labels == ("a\ufffd", "b")
+    assert data.frame["domain"].tolist() == ["d\ufffd", None, "web"]
+    # The same from files: a JSONL escape of a lone surrogate, and a raw NUL byte in a CSV cell.
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text('{"text": "a\\u0000b", "label": "x"}\n{"text": "c\\ud800d", "label": "y"}\n')
+    assert load_labeled_file(jsonl, COLS).frame["text"].tolist() == ["a\ufffdb", "c\ufffdd"]
+    csv = tmp_path / "d.csv"
+    csv.write_bytes(b'text,label\n"a\x00b",x\n"01",y\n')
+    frame = load_labeled_file(csv, COLS).frame
+    assert frame["text"].tolist() == ["a\ufffdb", "01"] and frame["label"].tolist() == ["x", "y"]
