@@ -5,6 +5,12 @@ only ``label_delay`` rows later (labels arrive late in real life), and only for 
 ``label_fraction`` share of rows. Every served answer is recorded with the model version that gave it,
 so accuracy can be scored per window, per domain and per version afterwards.
 
+A request the service refuses for what it carries (a 4xx: a text over ``DRIFTLINE_MAX_TEXT_CHARS``, a
+body over ``DRIFTLINE_MAX_BODY_BYTES``, a label outside the champion's set) does not end the replay: its
+rows are sent again one by one, so only the bad ones are refused; each is counted with the service's
+reason and left out of the scores. Only a 5xx, a lost connection or Ctrl-C ends a replay early, and what
+was replayed until then is kept.
+
 The scheduler runs on its own clock. With ``hold_during_runs`` the replay stops sending while a
 retraining run is queued or running, and after a promotion waits until the service has hot-swapped to
 the new champion: on a small machine a run takes minutes, and without the hold a short stream would be
@@ -13,23 +19,28 @@ over before the run ends.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from registry.errors import DriftlineError, ErrorCode
+from registry.errors import DriftlineError, ErrorCode, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
 IN_FLIGHT = ("queued", "running")
+LONG_TEXT_CHARS = 2000  # texts longer than this are reported before a replay: the model reads their head only
+# 4xx answers that are about the caller, not about what the request carries: no row would fare better alone
+NOT_ABOUT_ROWS = (401, 403)
+FEEDBACK_CHUNK = 256  # labels per /feedback request
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,9 @@ class ReplayOptions:
     run_timeout_s: float = 1200.0  # the longest a hold may last
     swap_timeout_s: float = 300.0
     seed: int = 0
+    # The service's DRIFTLINE_MAX_BODY_BYTES: a request over it is not sent; its rows go one by one, and a
+    # row over it on its own is counted as refused without being sent. None: no limit known.
+    max_body_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,15 +98,231 @@ class Hold:
         return self.champion_after is not None and self.champion_after != self.champion_before
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A stream row (or its label) the service refused, with the reason, row-specific numbers folded."""
+
+    index: int
+    reason: str
+
+
 @dataclass
 class ReplayLog:
     served: list[ServedRow] = field(default_factory=list)
     holds: list[Hold] = field(default_factory=list)
-    labels_sent: int = 0
+    labels_sent: int = 0  # labels the service accepted
     checks: list[dict[str, Any]] = field(default_factory=list)  # check requests made (deterministic mode)
     seconds: float = 0.0
-    interrupted: bool = False
+    interrupted: bool = False  # the stream was not replayed to its end (see ended_early)
+    ended_early: str | None = None  # why: Ctrl-C, a 5xx, a lost connection, ...
+    refused_rows: list[Refused] = field(default_factory=list)  # rows /predict refused: not served
+    refused_labels: list[Refused] = field(default_factory=list)  # labels /feedback refused
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A 4xx answer: its status, the service's error code (empty when the body is not JSON) and message."""
+
+    status: int
+    error: str
+    message: str
+
+    @classmethod
+    def of(cls, response: httpx.Response) -> Refusal:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "message" in body:
+            return cls(response.status_code, str(body.get("error") or ""), str(body["message"]))
+        return cls(response.status_code, "", response.text.strip() or response.reason_phrase)
+
+    @property
+    def reason(self) -> str:
+        """``422 INVALID_INPUT: texts[0]: has N characters; the limit is 100000 (DRIFTLINE_MAX_TEXT_CHARS)``:
+        the same for every row refused for the same cause, so reasons can be counted."""
+        return f"{self.status}{' ' + self.error if self.error else ''}: {fold_numbers(self.message)}"
+
+
+# a count of characters, bytes, ... that is not the limit ("has 2581 characters", not "the limit of 2000 bytes")
+_COUNTED = re.compile(r"(?<!limit of )(?<!limit is )\b\d[\d,]*(?= (?:characters|bytes|texts|items|tokens)\b)")
+_HEX_IDS = re.compile(r"\b[0-9a-f]{32}\b")  # prediction ids
+
+
+def fold_numbers(message: str, *, limit: int = 300) -> str:
+    """``message`` without what is particular to one row: counts of characters, bytes, texts or items
+    become N, prediction ids <id>; limits and indexes stay. Cut to ``limit`` characters."""
+    folded = _HEX_IDS.sub("<id>", _COUNTED.sub("N", " ".join(message.split())))
+    return folded if len(folded) <= limit else folded[: limit - 3] + "..."
+
+
+class RequestRefused(DriftlineError):
+    """The service refused a request for what it carries (a 4xx): its rows may fare better one by one."""
+
+    code = ErrorCode.INVALID_INPUT
+
+    def __init__(self, message: str, *, refusal: Refusal) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+
+
+class ServiceError(DriftlineError):
+    """The service failed a request (a 5xx), or refused the caller (401, 403): the replay cannot go on."""
+
+    code = ErrorCode.UNAVAILABLE
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def encode_body(body: Any) -> bytes:
+    """A JSON body as httpx would send it; a lone surrogate in a text (UTF-8 cannot carry one) goes as a
+    ``\\ud800`` escape instead of failing here: the service decides what to do with it."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+def predict_body_bytes(texts: Sequence[str]) -> int:
+    return len(encode_body({"texts": list(texts)}))
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """The request limits of a service (``service.settings.ServeSettings``), as the replay needs them."""
+
+    max_text_chars: int
+    max_texts_per_request: int
+    max_feedback_items: int
+    max_body_bytes: int | None = None  # None: the service has no body limit
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServiceLimits:
+        """The limits of a service started with exactly ``env``: its DRIFTLINE_* values, defaults for the
+        rest (this process's own environment is not read)."""
+        from pydantic import ValidationError
+
+        from service.settings import ServeSettings
+
+        class EnvOnly(ServeSettings):
+            @classmethod
+            def settings_customise_sources(
+                cls, settings_cls: Any, init_settings: Any, **_other_sources: Any
+            ) -> tuple[Any, ...]:
+                return (init_settings,)  # the values below, never this process's environment or files
+
+        prefix = str(ServeSettings.model_config.get("env_prefix", "")).upper()
+        upper = {k.upper(): v for k, v in env.items()}
+        values = {
+            name: upper[prefix + name.upper()]
+            for name in ServeSettings.model_fields
+            if prefix + name.upper() in upper
+        }
+        try:
+            serve = EnvOnly(**values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = prefix + str(first["loc"][0]).upper() if first["loc"] else "service settings"
+            raise InvalidInputError(f"{name}: {first['msg']} (got {first.get('input')!r})") from exc
+        return cls(
+            max_text_chars=serve.max_text_chars,
+            max_texts_per_request=serve.max_texts_per_request,
+            max_feedback_items=serve.max_feedback_items,
+            max_body_bytes=getattr(serve, "max_body_bytes", None),
+        )
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What the stream holds that the service will refuse or cut, counted before anything is sent."""
+
+    limits: ServiceLimits
+    rows: int
+    batch_size: int
+    over_chars: int  # rows over the per-text limit: refused
+    long_texts: int  # rows longer than long_chars: served, but the model reads their head only
+    long_chars: int
+    requests: int  # /predict requests of batch_size rows
+    requests_over_body: int  # of them, over the body limit: their rows go one by one
+    rows_over_body: int  # rows over the body limit on their own: not sent, counted as refused
+    max_length: int | None = None  # the model's max_length, in tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        lim, n = self.limits, self.rows
+        out = []
+        if self.over_chars:
+            out.append(
+                f"{self.over_chars:,} of {n:,} rows are over the service's {lim.max_text_chars:,}-character limit "
+                "(DRIFTLINE_MAX_TEXT_CHARS); they will be refused and counted"
+            )
+        if self.batch_size > lim.max_texts_per_request:
+            out.append(
+                f"requests of {self.batch_size} texts are over the service's limit of {lim.max_texts_per_request} "
+                "(DRIFTLINE_MAX_TEXTS_PER_REQUEST); each will be refused and its rows sent one by one"
+            )
+        if self.requests_over_body:
+            out.append(
+                f"{self.requests_over_body:,} of {self.requests:,} requests ({self.batch_size} texts each) are over "
+                f"the service's {lim.max_body_bytes:,}-byte body limit (DRIFTLINE_MAX_BODY_BYTES); their rows "
+                "will be sent one by one"
+            )
+        if self.rows_over_body:
+            out.append(
+                f"{self.rows_over_body:,} of {n:,} rows are over the body limit on their own; they will not be "
+                "sent, and are counted as refused"
+            )
+        if not out:
+            body = f", {lim.max_body_bytes:,} bytes per request" if lim.max_body_bytes else ""
+            out.append(
+                f"service limits: {lim.max_text_chars:,} characters per text{body}; no row is over them"
+            )
+        if self.long_texts:
+            head = f"the first {self.max_length} tokens" if self.max_length else "its first max_length tokens"
+            out.append(
+                f"{self.long_texts:,} of {n:,} rows are longer than {self.long_chars:,} characters; the model "
+                f"reads {head} of each"
+            )
+        return out
+
+
+def preflight(
+    rows: Sequence[StreamRow],
+    limits: ServiceLimits,
+    *,
+    batch_size: int,
+    long_chars: int = LONG_TEXT_CHARS,
+    max_length: int | None = None,
+) -> Preflight:
+    """Count, without sending anything, the rows and requests that are over the service's limits."""
+    lengths = [len(r.text) for r in rows]
+    requests = len(range(0, len(rows), batch_size))
+    over_body = alone_over = 0
+    if limits.max_body_bytes is not None:
+        # a body is {"texts":[...]}: 12 bytes, the texts as JSON strings, a comma between two
+        sizes = [len(encode_body(r.text)) for r in rows]
+        alone_over = sum(12 + size > limits.max_body_bytes for size in sizes)
+        for first in range(0, len(rows), batch_size):
+            chunk = sizes[first : first + batch_size]
+            over_body += 12 + sum(chunk) + len(chunk) - 1 > limits.max_body_bytes
+    return Preflight(
+        limits=limits,
+        rows=len(rows),
+        batch_size=batch_size,
+        over_chars=sum(n > limits.max_text_chars for n in lengths),
+        long_texts=sum(n > long_chars for n in lengths),
+        long_chars=long_chars,
+        requests=requests,
+        requests_over_body=over_body,
+        rows_over_body=alone_over,
+        max_length=max_length,
+    )
 
 
 class DriftlineClient:
@@ -108,12 +338,17 @@ class DriftlineClient:
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise DriftlineError(
-                f"{method} {path} answered {response.status_code}: {response.text[:300]}",
-                code=ErrorCode.UNAVAILABLE,
-            )
+        status = response.status_code
+        if status >= 400:
+            message = f"{method} {path} answered {status}: {response.text[:300]}"
+            if status < 500 and status not in NOT_ABOUT_ROWS:
+                raise RequestRefused(message, refusal=Refusal.of(response))
+            raise ServiceError(message, status=status)
         return response.json()
+
+    def _post(self, path: str, body: Any) -> Any:
+        headers = {"Content-Type": "application/json"}
+        return self._json("POST", path, content=encode_body(body), headers=headers)
 
     def wait_ready(self, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> None:
         deadline = time.monotonic() + timeout_s
@@ -129,11 +364,12 @@ class DriftlineClient:
         raise DriftlineError(f"the service was not ready after {timeout_s:.0f} s", code=ErrorCode.UNAVAILABLE)
 
     def predict(self, texts: Sequence[str]) -> tuple[int, list[dict[str, Any]]]:
-        body = self._json("POST", "/predict", json={"texts": list(texts)})
+        """Raises :class:`RequestRefused` on a 4xx, :class:`ServiceError` on a 5xx."""
+        body = self._post("/predict", {"texts": list(texts)})
         return int(body["model_version"]), body["predictions"]
 
     def feedback(self, items: Sequence[dict[str, Any]]) -> int:
-        return int(self._json("POST", "/feedback", json={"items": list(items)})["accepted"])
+        return int(self._post("/feedback", {"items": list(items)})["accepted"])
 
     def request_check(self) -> int:
         return int(self._json("POST", "/api/checks", json={"model_name": self.model_name})["id"])
@@ -163,21 +399,36 @@ class DriftlineClient:
 Progress = Callable[[str], None]
 
 
+def ended_early_reason(exc: BaseException) -> str:
+    """Why a replay stopped before its end, in one line."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C or SIGTERM)"
+    if isinstance(exc, httpx.TransportError):
+        return f"lost the connection to the service ({type(exc).__name__}: {exc})"
+    if isinstance(exc, DriftlineError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
 class Replayer:
     def __init__(self, client: DriftlineClient, options: ReplayOptions, progress: Progress = print) -> None:
         self.client = client
         self.options = options
         self.say = progress
         self.log = ReplayLog()
-        self._pending: deque[tuple[int, dict[str, Any]]] = deque()  # (row index due, feedback item)
+        # (row index due, row index, feedback item)
+        self._pending: deque[tuple[int, int, dict[str, Any]]] = deque()
         self._rng = random.Random(options.seed)
         self._last_poll = 0.0
         self._held_s = 0.0
+        self._reasons_said: set[str] = set()
 
     def run(
         self, rows: Sequence[StreamRow], *, on_batch: Callable[[ReplayLog], None] | None = None
     ) -> ReplayLog:
-        """Send every row; returns the log (also kept on Ctrl-C, with ``interrupted`` set)."""
+        """Send every row; returns the log. Rows and labels the service refuses are counted and skipped; a
+        5xx, a lost connection or Ctrl-C ends the replay early, with ``interrupted`` and ``ended_early`` set
+        and what was replayed kept."""
         opts = self.options
         start = time.monotonic()
         self.log.started_at = datetime.now(UTC)
@@ -206,9 +457,22 @@ class Replayer:
             self._release_labels(due=len(rows) + opts.label_delay)
         except KeyboardInterrupt:
             self.log.interrupted = True
+            self.log.ended_early = "interrupted (Ctrl-C or SIGTERM)"
             self.say("interrupted: keeping what was replayed so far")
+        except (DriftlineError, httpx.TransportError) as exc:
+            self.end_early(exc, rows=len(rows))
         self.log.seconds = time.monotonic() - start
         return self.log
+
+    def end_early(self, exc: BaseException, *, rows: int | None = None) -> None:
+        """Record why the replay stops before its end; what was replayed is kept."""
+        self.log.interrupted = True
+        self.log.ended_early = ended_early_reason(exc)
+        done = len(self.log.served) + len(self.log.refused_rows)
+        of = f" of {rows:,}" if rows is not None else ""
+        logger.warning("replay ended early after %d rows: %s", done, self.log.ended_early)
+        self.say(f"the replay ended early after {done:,}{of} rows: {self.log.ended_early}")
+        self.say("keeping what was replayed so far")
 
     def _pace(self, start: float, row: int) -> None:
         if self.options.rate:
@@ -217,7 +481,33 @@ class Replayer:
                 time.sleep(wait)
 
     def _send(self, batch: Sequence[StreamRow], first: int, start: float) -> None:
-        version, predictions = self.client.predict([r.text for r in batch])
+        """One /predict request; if the service refuses it (a 4xx), its rows again one by one, so that
+        only the rows it refuses on their own are counted as refused. A request over the service's body
+        limit is not sent at all (the service would answer 413 without reading it)."""
+        texts = [r.text for r in batch]
+        limit = self.options.max_body_bytes
+        if limit is not None and predict_body_bytes(texts) > limit:
+            if len(batch) == 1:
+                self._refuse_row(
+                    first,
+                    f"not sent: a request with this text alone is over the service's body limit of {limit} "
+                    "bytes (DRIFTLINE_MAX_BODY_BYTES)",
+                )
+            else:
+                logger.info("rows %d-%d are over the body limit together", first, first + len(batch) - 1)
+                self._send_one_by_one(batch, first, start)
+            return
+        try:
+            version, predictions = self.client.predict(texts)
+        except RequestRefused as exc:
+            if len(batch) == 1:
+                self._refuse_row(first, exc.refusal.reason)
+            else:
+                logger.info(
+                    "rows %d-%d refused together (%s)", first, first + len(batch) - 1, exc.refusal.reason
+                )
+                self._send_one_by_one(batch, first, start)
+            return
         at = time.monotonic() - start
         for offset, (row, pred) in enumerate(zip(batch, predictions, strict=True)):
             index = first + offset
@@ -227,14 +517,42 @@ class Replayer:
             )
             if labeled:
                 item = {"prediction_id": pred["prediction_id"], "label": row.label, "domain": row.domain}
-                self._pending.append((index + self.options.label_delay, item))
+                self._pending.append((index + self.options.label_delay, index, item))
+
+    def _send_one_by_one(self, batch: Sequence[StreamRow], first: int, start: float) -> None:
+        for offset, row in enumerate(batch):
+            self._send([row], first + offset, start)
+
+    def _refuse_row(self, index: int, reason: str) -> None:
+        self._rng.random()  # the draw a served row makes: which rows get labels does not depend on refusals
+        self.log.refused_rows.append(Refused(index, reason))
+        self._say_first(f"row {index} refused by /predict", reason)
+
+    def _say_first(self, what: str, reason: str) -> None:
+        logger.info("%s: %s", what, reason)
+        if reason not in self._reasons_said:  # one line per reason, not one per row
+            self._reasons_said.add(reason)
+            self.say(f"  {what}: {reason} (counted; the replay goes on)")
 
     def _release_labels(self, due: int) -> None:
         items = []
         while self._pending and self._pending[0][0] <= due:
-            items.append(self._pending.popleft()[1])
-        for chunk in range(0, len(items), 256):
-            self.log.labels_sent += self.client.feedback(items[chunk : chunk + 256])
+            items.append(self._pending.popleft()[1:])
+        for chunk in range(0, len(items), FEEDBACK_CHUNK):
+            self._send_labels(items[chunk : chunk + FEEDBACK_CHUNK])
+
+    def _send_labels(self, items: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """One /feedback request (all or nothing); if it is refused, its items again one by one."""
+        try:
+            self.log.labels_sent += self.client.feedback([item for _, item in items])
+        except RequestRefused as exc:
+            if len(items) == 1:
+                self.log.refused_labels.append(Refused(items[0][0], exc.refusal.reason))
+                self._say_first(f"the label of row {items[0][0]} refused by /feedback", exc.refusal.reason)
+                return
+            logger.info("%d labels refused together (%s)", len(items), exc.refusal.reason)
+            for item in items:
+                self._send_labels([item])
 
     def finish_runs(self, *, row: int) -> None:
         """Wait for the runs still running at the end of the stream (and any hot swap). Call it once the
@@ -245,7 +563,10 @@ class Replayer:
             )
         except KeyboardInterrupt:
             self.log.interrupted = True
+            self.log.ended_early = "interrupted (Ctrl-C or SIGTERM) while waiting for the last run"
             self.say("interrupted: not waiting for the last run")
+        except (DriftlineError, httpx.TransportError) as exc:
+            self.end_early(exc)
 
     def _check_now(self, *, row: int, start: float) -> None:
         """Ask the scheduler for a drift check, wait for it, then wait for any run it queued."""

@@ -29,7 +29,18 @@ import httpx
 import pandas as pd
 
 from driftline.processes import start_processes
-from driftline.replay import DriftlineClient, Replayer, ReplayLog, ReplayOptions, StreamRow
+from driftline.replay import (
+    DriftlineClient,
+    Preflight,
+    Replayer,
+    ReplayLog,
+    ReplayOptions,
+    ServiceError,
+    ServiceLimits,
+    StreamRow,
+    ended_early_reason,
+    preflight,
+)
 from driftline.summary import StreamSummary, score_promotions, summarize, write_index, write_timeline
 from registry.errors import InvalidInputError
 from registry.settings import Settings
@@ -115,7 +126,7 @@ class SessionConfig:
 class Stream:
     bootstrap: pd.DataFrame
     rows: list[StreamRow]
-    labels: tuple[str, ...]
+    labels: tuple[str, ...]  # the whole file's label set (strings; integer labels as str(int)): v1's classes
 
 
 def load_stream(config: SessionConfig, cache_dir: Path) -> Stream:
@@ -182,8 +193,9 @@ def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say:
     stream.bootstrap[["text", "label", "domain"] + (["time"] if timed else [])].to_parquet(path, index=False)
     log_path = settings.home / "bootstrap.log"
     say(f"[1/4] bootstrap v1 on {len(stream.bootstrap)} rows; log: {log_path}")
+    # max_length from the data unless the session says (as `driftline bootstrap` does); runs keep v1's
     train = TrainConfig.from_dict(
-        {"test_size": config.bootstrap_heldout, "seed": config.seed, **config.train}
+        {"test_size": config.bootstrap_heldout, "seed": config.seed, "max_length": "auto", **config.train}
     )
     with open(log_path, "w") as log, contextlib.redirect_stderr(log):  # progress bars, Trainer logs
         result = bootstrap(
@@ -194,6 +206,9 @@ def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say:
                 ),
                 train=train,
                 model_name=settings.model_name,
+                # the whole file's classes, not only the bootstrap rows': a class that first appears late
+                # in the stream is one v1 knows, so /feedback takes its labels
+                labels=stream.labels,
                 actor="driftline replay",
             ),
             Registry.open(settings),
@@ -250,6 +265,35 @@ def copy_v1(source: Path, home: Path, say: Say) -> None:
     say(f"[1/4] version 1 copied from {source}")
 
 
+def session_env(config: SessionConfig, settings: Settings) -> dict[str, str]:
+    """The environment of the session's service and scheduler: this one without its DRIFTLINE_* values,
+    then exactly the session's (its workspace, the monitor's settings and ``config.monitor``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env.update(
+        {
+            "DRIFTLINE_HOME": str(settings.home),
+            "DRIFTLINE_DATABASE_URL": settings.database_url,
+            "DRIFTLINE_ARTIFACT_ROOT": settings.artifact_root,
+            "DRIFTLINE_CACHE_DIR": str(settings.cache_dir),
+            **config.scheduler_env(),
+        }
+    )
+    return env
+
+
+def check_limits(stream: Stream, config: SessionConfig, env: dict[str, str]) -> Preflight:
+    """Count the rows over the limits of the service this session starts (read from its environment)."""
+    from retrain.config import TrainConfig
+
+    max_length = TrainConfig.from_dict({"max_length": "auto", **config.train}).max_length
+    return preflight(
+        stream.rows,
+        ServiceLimits.from_env(env),
+        batch_size=config.batch_size,
+        max_length=max_length if isinstance(max_length, int) else None,
+    )
+
+
 def _interrupt_on_sigterm() -> None:
     """SIGTERM (a supervisor, ``kill``) ends a session as Ctrl-C does: its processes stopped, what was
     replayed kept."""
@@ -272,22 +316,16 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
     home = fresh_workspace(out).absolute()
     settings = session_settings(home)
     say(f"workspace: {home}")
+    env = session_env(config, settings)
+    report = check_limits(stream, config, env)  # said before anything is trained or started
+    for line in report.lines():
+        say(line)
     if config.v1_workspace is not None:
         copy_v1(Path(config.v1_workspace), home, say)
     else:
         bootstrap_v1(settings, stream, config, say)
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    env.update(
-        {
-            "DRIFTLINE_HOME": str(home),
-            "DRIFTLINE_DATABASE_URL": settings.database_url,
-            "DRIFTLINE_ARTIFACT_ROOT": settings.artifact_root,
-            "DRIFTLINE_CACHE_DIR": str(settings.cache_dir),
-            **config.scheduler_env(),
-        }
-    )
     log_path = home / "processes.log"
     clock = (
         f"drift checks every {config.check_interval_s:g} s"
@@ -303,6 +341,7 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
         check_every=None if config.realtime or config.policy == "every-window" else config.check_every,
         run_every=config.window if config.policy == "every-window" else None,
         seed=config.seed,
+        max_body_bytes=report.limits.max_body_bytes,
     )
     log = ReplayLog()
     with open(log_path, "w") as process_log:
@@ -322,14 +361,19 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
             if procs.scheduler is not None and not log.interrupted:
                 procs.stop(procs=[procs.scheduler])  # no new checks; a run it started finishes on its own
                 replayer.finish_runs(row=len(log.served))
-        except (KeyboardInterrupt, httpx.TransportError) as exc:  # Ctrl-C reaches the children too
+        # Ctrl-C reaches the children too; the replay itself keeps its log on a 5xx or a lost connection,
+        # these are the same outside it (waiting for the service, stopping the scheduler)
+        except (KeyboardInterrupt, httpx.TransportError, ServiceError) as exc:
             log.interrupted = True
+            log.ended_early = log.ended_early or ended_early_reason(exc)
             say(f"interrupted ({type(exc).__name__}): keeping what was replayed so far")
         finally:
             client.close()
             procs.stop()
     say("[4/4] summary")
     summary = summarize(settings, log, window=config.window, seconds=time.monotonic() - started)
+    summary.stream_rows = len(stream.rows)
+    summary.preflight = report.to_dict()
     score_promotions(settings, [r.text for r in stream.rows], summary, log)
     write_outputs(summary, settings, config, out)
     for line in summary.lines():

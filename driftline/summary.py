@@ -7,16 +7,18 @@ from __future__ import annotations
 import bisect
 import html
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from driftline.replay import ReplayLog, ServedRow
+from driftline.replay import Refused, ReplayLog, ServedRow
 from registry.settings import Settings
 from registry.store import Registry
+
+EXAMPLES = 5  # row indexes kept per refusal reason
 
 
 @dataclass
@@ -38,6 +40,17 @@ class StreamSummary:
     labels_used: int = 0  # training rows of the versions this stream's runs made (new labels + replay)
     training_seconds: float = 0.0
     recovery: dict[str, Any] | None = None
+    # Rows /predict refused (not served: outside every score) and labels /feedback refused, by reason
+    # (the service's error code and message, row-specific numbers folded), with a few row indexes each.
+    rows_refused: int = 0
+    rows_refused_reasons: dict[str, int] = field(default_factory=dict)
+    rows_refused_examples: dict[str, list[int]] = field(default_factory=dict)
+    labels_refused: int = 0
+    labels_refused_reasons: dict[str, int] = field(default_factory=dict)
+    labels_refused_examples: dict[str, list[int]] = field(default_factory=dict)
+    ended_early: str | None = None  # why the replay stopped before the end of the stream
+    stream_rows: int | None = None  # rows in the stream (served + refused + not reached)
+    preflight: dict[str, Any] = field(default_factory=dict)  # rows over the service's limits, counted first
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -51,6 +64,31 @@ class StreamSummary:
         out = [
             f"{self.rows} rows served in {self.seconds / 60:.1f} min, {self.labels_sent} labels sent; "
             f"served accuracy {self.accuracy:.3f}, macro-F1 {self.macro_f1:.3f}",
+        ]
+        if self.ended_early:
+            of = f" of {self.stream_rows:,}" if self.stream_rows is not None else ""
+            reached = self.rows + self.rows_refused
+            out.append(f"ended early after {reached:,}{of} rows: {self.ended_early}")
+        for what, n, reasons, examples in (
+            (
+                "rows refused by /predict (not served, not scored)",
+                self.rows_refused,
+                self.rows_refused_reasons,
+                self.rows_refused_examples,
+            ),
+            (
+                "labels refused by /feedback",
+                self.labels_refused,
+                self.labels_refused_reasons,
+                self.labels_refused_examples,
+            ),
+        ):
+            if n:
+                out.append(f"{n:,} {what}:")
+                for reason, count in reasons.items():
+                    rows = ", ".join(map(str, examples.get(reason, [])))
+                    out.append(f"  {count:,} x {reason} (rows {rows}{', ...' if count > EXAMPLES else ''})")
+        out += [
             "",
             f"  {'domain':<10}{'rows':>6}{'accuracy':>10}   by serving version",
         ]
@@ -94,6 +132,17 @@ class StreamSummary:
                 + "; ".join(d["reasons"])
             )
         return out
+
+
+def _refusals(refused: list[Refused]) -> tuple[int, dict[str, int], dict[str, list[int]]]:
+    """How many, how many per reason (most frequent first), and the first few row indexes of each."""
+    counts = Counter(r.reason for r in refused)
+    examples: dict[str, list[int]] = defaultdict(list)
+    for r in refused:
+        if len(examples[r.reason]) < EXAMPLES:
+            examples[r.reason].append(r.index)
+    reasons = dict(counts.most_common())
+    return len(refused), reasons, {reason: examples[reason] for reason in reasons}
 
 
 def _accuracy(rows: list[ServedRow]) -> float:
@@ -228,7 +277,16 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
         )
     finally:
         registry.close()
+    rows_refused, rows_reasons, rows_examples = _refusals(log.refused_rows)
+    labels_refused, labels_reasons, labels_examples = _refusals(log.refused_labels)
     return StreamSummary(
+        rows_refused=rows_refused,
+        rows_refused_reasons=rows_reasons,
+        rows_refused_examples=rows_examples,
+        labels_refused=labels_refused,
+        labels_refused_reasons=labels_reasons,
+        labels_refused_examples=labels_examples,
+        ended_early=log.ended_early,
         macro_f1=_macro_f1(served),
         counts={
             "checks": len(checks),
@@ -400,6 +458,21 @@ def write_index(summary: StreamSummary, settings: Settings, out_dir: Path) -> Pa
         f"<td>{_link(settings, d['report'], out_dir)}</td></tr>"
         for d in summary.decisions
     )
+    notes = []
+    if summary.ended_early:
+        notes.append(f"<p><b>The replay ended early</b>: {esc(summary.ended_early)}</p>")
+    if summary.rows_refused:
+        notes.append(
+            f"<p>{summary.rows_refused} rows refused by the service (not served, not scored): "
+            + "; ".join(f"{esc(r)} ({n})" for r, n in summary.rows_refused_reasons.items())
+            + ".</p>"
+        )
+    if summary.labels_refused:
+        notes.append(
+            f"<p>{summary.labels_refused} labels refused by /feedback: "
+            + "; ".join(f"{esc(r)} ({n})" for r, n in summary.labels_refused_reasons.items())
+            + ".</p>"
+        )
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Driftline demo</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}
@@ -408,6 +481,7 @@ th{{background:#f5f5f5}}</style></head><body>
 <h1>Driftline: one pass of the loop</h1>
 <p>{summary.rows} rows served in {summary.seconds / 60:.1f} min; {summary.labels_sent} labels sent;
 served accuracy {summary.accuracy:.3f}{" (interrupted)" if summary.interrupted else ""}.</p>
+{"".join(notes)}
 <img src="timeline.png" alt="timeline" style="max-width:100%">
 <h2>Served accuracy per domain</h2>
 <table><tr><th>domain</th><th>rows</th><th>accuracy</th><th>by serving version</th></tr>{rows_domains}</table>

@@ -1,14 +1,31 @@
-"""A replay's stream: time order, the bootstrap cut by rows or by time, integer labels, flag checks."""
+"""A replay's stream: time order, the bootstrap cut by rows or by time, integer labels, flag checks; v1
+declares the whole file's label set; a session that a 5xx ends early still writes its metrics."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 
-from driftline.session import SessionConfig, copy_v1, load_stream
+from driftline.replay import DriftlineClient, StreamRow
+from driftline.session import (
+    SessionConfig,
+    Stream,
+    bootstrap_v1,
+    copy_v1,
+    load_stream,
+    run_session,
+    session_settings,
+)
 from registry.errors import InvalidInputError
+from registry.settings import Settings
+from registry.store import Registry
 
 
 def config(tmp_path: Path, data: Path, **overrides: object) -> SessionConfig:
@@ -70,3 +87,101 @@ def test_a_prepared_v1_must_hold_records_and_artifacts(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="not a prepared workspace \\(missing artifacts\\)"):
         copy_v1(source, home, say=lambda _: None)
     assert list(home.iterdir()) == []  # nothing copied
+
+
+def test_v1_is_bootstrapped_with_the_whole_files_label_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class that first appears late in the stream is one of v1's classes, so /feedback takes its labels;
+    integer labels are their string form in the stream and in the bootstrap alike."""
+    import retrain.bootstrap
+
+    data = tmp_path / "s.csv"
+    labels = [i % 2 for i in range(40)] + [2] * 5  # class 2 only after the bootstrap rows
+    pd.DataFrame({"body": [f"t {i}" for i in range(45)], "y": labels}).to_csv(data, index=False)
+    cfg = config(tmp_path, data, bootstrap_rows=30)
+    stream = load_stream(cfg, tmp_path / "cache")
+    assert stream.labels == ("0", "1", "2") and set(stream.bootstrap["label"]) == {"0", "1"}
+    assert [r.label for r in stream.rows[-5:]] == ["2"] * 5
+
+    seen: list[Any] = []
+
+    def fake_bootstrap(request: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(request)
+        metrics = {"accuracy": 1.0, "macro_f1": 1.0}
+        return SimpleNamespace(metrics=metrics, seconds=0.0, n_heldout=6)
+
+    monkeypatch.setattr(retrain.bootstrap, "bootstrap", fake_bootstrap)
+    home = tmp_path / "home"
+    home.mkdir()
+    bootstrap_v1(session_settings(home), stream, cfg, say=lambda _: None)
+    (request,) = seen
+    assert request.labels == ("0", "1", "2")
+    written = pd.read_parquet(request.data)
+    assert set(written["label"]) == {"0", "1"} and written["label"].map(type).eq(str).all()
+
+
+def fake_v1(settings: Settings, *args: Any, **kwargs: Any) -> None:
+    """The registered model and nothing else: the summary reads the (empty) records."""
+    registry = Registry.open(settings)
+    registry.ensure_model(settings.model_name)
+    registry.close()
+
+
+class FakeProcesses:
+    token = None
+    scheduler = None
+    service = SimpleNamespace(poll=lambda: None)
+
+    def stop(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def test_a_5xx_mid_stream_still_writes_metrics_for_what_was_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import driftline.session as session
+
+    requests = {"predict": 0}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/readyz":
+            return httpx.Response(200)
+        if request.url.path == "/api/runs":
+            return httpx.Response(200, json=[])
+        if request.url.path == "/feedback":
+            n = len(json.loads(request.content)["items"])
+            return httpx.Response(200, json={"accepted": n, "label_ids": list(range(n))})
+        requests["predict"] += 1
+        if requests["predict"] == 4:
+            return httpx.Response(503, json={"error": "UNAVAILABLE", "message": "database is down"})
+        texts = json.loads(request.content)["texts"]
+        preds = [{"prediction_id": uuid.uuid4().hex, "label": "p"} for _ in texts]
+        return httpx.Response(200, json={"model": "sentiment", "model_version": 1, "predictions": preds})
+
+    def client(base_url: str, **kwargs: Any) -> DriftlineClient:
+        made = DriftlineClient(base_url, **kwargs)
+        made.http = httpx.Client(base_url=base_url, transport=httpx.MockTransport(handle))
+        return made
+
+    monkeypatch.setattr(session, "_interrupt_on_sigterm", lambda: None)
+    monkeypatch.setattr(session, "bootstrap_v1", fake_v1)
+    monkeypatch.setattr(session, "start_processes", lambda *args, **kwargs: FakeProcesses())
+    monkeypatch.setattr(session, "DriftlineClient", client)
+    rows = [StreamRow(f"t {i}", "p" if i % 2 else "n") for i in range(40)]
+    stream = Stream(bootstrap=pd.DataFrame(), rows=rows, labels=("n", "p"))
+    cfg = config(tmp_path, tmp_path / "unused.csv", check_every=1000, label_delay=2, window=10)
+    summary = run_session(cfg, say=lambda _: None, stream=stream)
+
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["interrupted"] is True and metrics["rows"] == 24 == summary.rows  # 3 batches of 8
+    assert (
+        metrics["ended_early"].startswith("POST /predict answered 503")
+        and "database is down" in (metrics["ended_early"])
+    )
+    assert metrics["rows_refused"] == 0 and metrics["stream_rows"] == 40
+    assert metrics["preflight"]["over_chars"] == 0
+    assert any(
+        line.startswith("ended early after 24 of 40 rows: POST /predict answered 503")
+        for line in summary.lines()
+    )
