@@ -61,13 +61,22 @@ class Timing:
         return {"median_s": self.median, "best_s": self.best, "runs_s": list(self.runs)}
 
 
-def repeat(fns: dict[str, Callable[[], object]], times: int) -> dict[str, Timing]:
+def repeat(
+    fns: dict[str, Callable[[], object]],
+    times: int,
+    prime: dict[str, Callable[[], object]] | None = None,
+) -> dict[str, Timing]:
     """Run each of ``fns`` ``times`` times, interleaved (a, b, c, a, b, c, ...), keeping each duration:
     a burst of load from elsewhere on a shared machine then hits one run of each, not all runs of one.
-    No warm-up: the caller decides."""
+    No warm-up: the caller decides. ``prime[name]``, where given, runs untimed just before each timed
+    run of ``name`` (e.g. one small batch after a large one, whose freed memory the small one would
+    otherwise pay to fault in again)."""
+    prime = prime or {}
     runs: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(times):
         for name, fn in fns.items():
+            if name in prime:
+                prime[name]()
             started = time.perf_counter()
             fn()
             runs[name].append(time.perf_counter() - started)

@@ -1,6 +1,8 @@
 """Serving benchmark: is Driftline's /predict as fast as the bare model allows?
 
-    .venv/bin/python -m bench.serve            # about 2.5 minutes; prints a table, writes bench/results/serve.json
+    .venv/bin/python -m bench.serve                 # (a)-(e), about 4 min, writes bench/results/serve.json
+    .venv/bin/python -m bench.serve --lengths-only  # (e) alone, 1.5 min: the "lengths" key of serve.json
+    .venv/bin/python -m bench.serve --quick         # smoke run of (e) alone (1-layer model): serve-quick.json
 
 Measured in one run, on one machine, with one model (MiniLM-L6, all 6 layers, 3 classes):
   (a) the bare model in-process: batches of 32, tokenization included;
@@ -9,12 +11,25 @@ Measured in one run, on one machine, with one model (MiniLM-L6, all 6 layers, 3 
   (d) p50 / p99 latency with requests arriving at half of (b)'s rate (open loop, Poisson), next to the
       latency of a single request on an idle server.
 Targets: (b)/(a) >= 0.90, (b)/(c) >= 0.95, p99 at half load <= 3 x single-request latency.
+
+(e) The cost per length, for choosing a model's max_length (Driftline picks 64, 128, 256 or 512 tokens
+    from the data): the bare model of (a) (eager, tokenization included, torch threads as in (a)) at
+    max_length 64, 128, 256 and 512, at batch 1 and batch 32, on texts that fill each length: the
+    demo sentences of (a)-(d), joined one after another until a text has at least that many tokens (so
+    every batch is max_length tokens wide, nothing padded), then truncated by the tokenizer as serving
+    does. Each timed run covers about ``--length-tokens`` tokens at batch 32 (a quarter of that at
+    batch 1), at least one batch; the eight (length, batch) runs are interleaved (64/1, 64/32, 128/1,
+    ..., 512/32, 64/1, ...) ``--lengths-repeats`` times after one untimed batch of each (and each
+    batch-1 run just after one untimed text: it follows a batch of 32), and the medians are reported:
+    texts/s and ms per batch, each also as a ratio to the 64-token figure of the same run and batch
+    size (on a shared machine, figures move by about 15 % from one run to the next).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -24,11 +39,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from bench.common import describe_machine, machine, parse_bench_args, repeat, write_json
 from bench.loadgen import LoadResult, closed_loop, open_loop, quiet_gc, sequential
+from retrain.lengths import CANDIDATES
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = {
@@ -37,6 +56,10 @@ OFFLINE = {
     "DO_NOT_TRACK": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
+LENGTHS = CANDIDATES  # the lengths `--max-length auto` chooses from
+LENGTH_BATCHES = (1, 32)  # batch 1: one request alone; batch 32: the batch size of (a)
+# Quick: a smoke run of (e) only: a 1-layer model, one batch per timed run, two runs each.
+QUICK = {"lengths_only": True, "layers": 1, "length_tokens": 1, "lengths_repeats": 2}
 
 
 def load_texts(n: int, seed: int) -> list[str]:
@@ -50,8 +73,9 @@ def load_texts(n: int, seed: int) -> list[str]:
     return texts[:n]
 
 
-def make_home(home: Path, seed: int) -> None:
-    """A registry whose champion is MiniLM-L6 with a 3-class head (weights do not matter for speed)."""
+def make_home(home: Path, seed: int, layers: int | None = None) -> None:
+    """A registry whose champion is MiniLM-L6 with a 3-class head (weights do not matter for speed),
+    cut to ``layers`` encoder layers if given (all 6 otherwise)."""
     from registry.artifacts import LocalArtifactStore
     from registry.entities import CHAMPION, NewModelVersion
     from registry.modelio import save_classifier
@@ -61,7 +85,7 @@ def make_home(home: Path, seed: int) -> None:
     from retrain.train import load_base, resolve_base_model
 
     labels = ("negative", "neutral", "positive")
-    cfg = TrainConfig(seed=seed)
+    cfg = TrainConfig(seed=seed, num_hidden_layers=layers)
     model, tokenizer = load_base(resolve_base_model(cfg.base_model), labels, cfg)
     settings = Settings(home=home)
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +102,8 @@ def make_home(home: Path, seed: int) -> None:
     )
 
 
-def bare_model(home: Path, texts: list[str], batch: int) -> dict[str, float]:
+def load_champion(home: Path) -> Any:
+    """The champion as serving loads it (``registry.modelio.load_version``), torch at one thread per core."""
     import torch
 
     from registry.artifacts import LocalArtifactStore
@@ -90,13 +115,24 @@ def bare_model(home: Path, texts: list[str], batch: int) -> dict[str, float]:
     version = Registry.open(settings).get_version_by_alias("sentiment", "champion")
     loaded = load_version(LocalArtifactStore(settings.artifact_root), version)
     torch.set_num_threads(len(os.sched_getaffinity(0)))
+    return loaded
+
+
+def forward(loaded: Any, chunk: list[str], max_length: int) -> None:
+    """One batch through the bare model: tokenize (truncate at ``max_length``, pad), forward, softmax."""
+    import torch
+
+    enc = loaded.tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        torch.softmax(loaded.model(**enc).logits, dim=-1).numpy()
+
+
+def bare_model(home: Path, texts: list[str], batch: int) -> dict[str, float]:
+    loaded = load_champion(home)
+    version = loaded.version
 
     def run(chunk: list[str]) -> None:
-        enc = loaded.tokenizer(
-            chunk, truncation=True, max_length=loaded.max_length, padding=True, return_tensors="pt"
-        )
-        with torch.inference_mode():
-            torch.softmax(loaded.model(**enc).logits, dim=-1).numpy()
+        forward(loaded, chunk, loaded.max_length)
 
     def timed(fn) -> dict[str, float]:  # type: ignore[no-untyped-def]
         for i in range(3):
@@ -111,6 +147,141 @@ def bare_model(home: Path, texts: list[str], batch: int) -> dict[str, float]:
 
     serving = ServingModel(loaded, version, trace=True)
     return {"eager": timed(run), "traced": {**timed(serving.predict), "traced_ok": serving.traced}}
+
+
+def filled_texts(tokenizer: Any, sentences: list[str], length: int, n: int) -> tuple[list[str], float]:
+    """``n`` texts of at least ``length`` tokens (special tokens included), each made of consecutive
+    ``sentences`` joined with spaces up to the one that brings it to ``length`` tokens (from the first
+    sentence again when they run out), and their mean token count before truncation. Checked:
+    truncated at ``length``, every one is ``length`` tokens long, none padded."""
+    counts = [len(ids) for ids in tokenizer(sentences, add_special_tokens=False)["input_ids"]]
+    special = tokenizer.num_special_tokens_to_add()
+    texts, total, i = [], 0, 0
+    for _ in range(n):
+        parts, tokens = [], special
+        while tokens < length:
+            parts.append(sentences[i % len(sentences)])
+            tokens += counts[i % len(sentences)]
+            i += 1
+        texts.append(" ".join(parts))
+        total += tokens
+    enc = tokenizer(texts, truncation=True, max_length=length, padding=True)
+    short = [
+        t for t, mask in zip(texts, enc["attention_mask"], strict=True) if len(mask) != length or 0 in mask
+    ]
+    if short:
+        raise RuntimeError(f"{len(short)} of {n} texts do not fill {length} tokens, e.g. {short[0][:200]!r}")
+    return texts, total / n
+
+
+def timed_runs(length: int, batch: int, length_tokens: int) -> int:
+    """Batches per timed run: about ``length_tokens`` tokens at batch 32 (a quarter at batch 1), >= 1."""
+    budget = length_tokens if batch >= 32 else length_tokens // 4
+    return max(1, budget // (batch * length))
+
+
+def per_length(home: Path, sentences: list[str], *, repeats: int, length_tokens: int) -> dict[str, Any]:
+    """(e): texts/s and ms per batch of the bare model at each of ``LENGTHS`` x ``LENGTH_BATCHES``, the
+    runs interleaved, medians kept, each against the 64-token figure of the same run."""
+    loaded = load_champion(home)
+    plan = {
+        (length, batch): timed_runs(length, batch, length_tokens)
+        for length in LENGTHS
+        for batch in LENGTH_BATCHES
+    }
+    pools = {
+        length: filled_texts(
+            loaded.tokenizer, sentences, length, max(plan[length, b] * b for b in LENGTH_BATCHES)
+        )
+        for length in LENGTHS
+    }
+    texts = {length: pool[0] for length, pool in pools.items()}
+
+    def job(length: int, batch: int) -> Callable[[], None]:
+        chosen = texts[length][: plan[length, batch] * batch]
+        chunks = [chosen[i : i + batch] for i in range(0, len(chosen), batch)]
+
+        def run() -> None:
+            for chunk in chunks:
+                forward(loaded, chunk, length)
+
+        return run
+
+    jobs = {f"{length}/{batch}": job(length, batch) for length in LENGTHS for batch in LENGTH_BATCHES}
+    for length in LENGTHS:  # one untimed batch of each shape: first-call costs in torch
+        for batch in LENGTH_BATCHES:
+            forward(loaded, texts[length][:batch], length)
+    # Batch-1 runs follow a batch-32 run (and 64/1 the 512/32 one): one untimed text first, or their
+    # first text pays to fault in again the memory the large batch freed (2-3x its time, seen here).
+    prime = {
+        f"{length}/1": functools.partial(forward, loaded, texts[length][:1], length) for length in LENGTHS
+    }
+    timings = repeat(jobs, repeats, prime)
+
+    rows = []
+    for length in LENGTHS:
+        row: dict[str, Any] = {
+            "max_length": length,
+            "texts_mean_tokens_untruncated": pools[length][1],
+        }
+        for batch in LENGTH_BATCHES:
+            t, batches = timings[f"{length}/{batch}"], plan[length, batch]
+            row[f"batch_{batch}"] = {
+                "batch": batch,
+                "batches_per_run": batches,
+                "texts_per_run": batches * batch,
+                "texts_per_s": batches * batch / t.median,
+                "ms_per_batch": 1000 * t.median / batches,
+                **t.to_dict(),
+            }
+        rows.append(row)
+    for batch in LENGTH_BATCHES:
+        first = rows[0][f"batch_{batch}"]
+        for row in rows:
+            cell = row[f"batch_{batch}"]
+            cell["texts_per_s_ratio_to_64"] = cell["texts_per_s"] / first["texts_per_s"]
+            cell["ms_per_batch_ratio_to_64"] = cell["ms_per_batch"] / first["ms_per_batch"]
+    layers = loaded.model.config.num_hidden_layers
+    return {
+        "machine": machine(["transformers", "tokenizers"]),
+        "model": f"MiniLM-L6 ({layers} layer{'s' if layers > 1 else ''}), 3 classes, eager, as (a)",
+        "lengths": list(LENGTHS),
+        "batches": list(LENGTH_BATCHES),
+        "repeats": repeats,
+        "length_tokens": length_tokens,
+        "texts": (
+            "demo sentences joined until each text has at least max_length tokens; truncated at "
+            "max_length, so every batch is max_length tokens wide"
+        ),
+        "rows": rows,
+    }
+
+
+def print_lengths(section: dict[str, Any]) -> None:
+    batches, width = section["batches"], 40
+    runs = f"{section['repeats']} interleaved run{'s' if section['repeats'] > 1 else ''}"
+    rule = "-" * (10 + (2 + width) * len(batches))
+    print()
+    print(describe_machine(section["machine"]))
+    print(f"(e) cost per length: {section['model']}, tokenization included, texts filling each length")
+    print(f"    median of {runs}; x64 = this length's figure / the 64-token figure (same run, same batch)")
+    print()
+    print(" " * 10 + "".join(f"  {f' batch {b} ':-^{width}}" for b in batches))
+    cols = ("texts/s", "ms/batch", "x64 t/s", "x64 ms")
+    print(f"{'max_length':>10}" + "".join("  " + "".join(f"{c:>10}" for c in cols) for _ in batches))
+    print(rule)
+    for row in section["rows"]:
+        line = f"{row['max_length']:>10}"
+        for b in batches:
+            c = row[f"batch_{b}"]
+            line += (
+                f"  {c['texts_per_s']:>10.1f}{c['ms_per_batch']:>10.1f}"
+                f"{c['texts_per_s_ratio_to_64']:>10.2f}{c['ms_per_batch_ratio_to_64']:>10.2f}"
+            )
+        print(line)
+    print(rule)
+    print("(a) pads each batch to its longest sentence (most are far shorter than 64 tokens): its texts/s")
+    print("is not the 64 row's, where every text fills 64 tokens")
 
 
 class Server:
@@ -180,24 +351,68 @@ def summarize(r: LoadResult) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement time per phase")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.json")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--lengths-only",
+        action="store_true",
+        help="run (e) alone and update the 'lengths' key of the result file, keeping its other keys",
+    )
+    parser.add_argument("--lengths-repeats", type=int, default=5, help="(e): interleaved runs of each")
+    parser.add_argument(
+        "--length-tokens",
+        type=int,
+        default=16384,
+        help="(e): tokens per timed run at batch 32 (1/4 at batch 1)",
+    )
+    parser.add_argument(
+        "--layers", type=int, default=None, help="encoder layers of the model (default: all 6)"
+    )
+    args = parse_bench_args(parser, argv, name="serve", quick=QUICK)
+    if args.lengths_repeats < 1 or args.length_tokens < 1:
+        parser.error("--lengths-repeats and --length-tokens must be >= 1")
+    return args
+
+
+def lengths_only(args: argparse.Namespace, command: str) -> None:
+    """(e) alone: the result file keeps what the last full run wrote; only its "lengths" key is replaced."""
+    texts = load_texts(4000, args.seed)
+    with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
+        home = Path(tmp) / "home"
+        make_home(home, args.seed, args.layers)
+        print("(e) bare model at max_length 64 / 128 / 256 / 512 ...", flush=True)
+        section = per_length(home, texts, repeats=args.lengths_repeats, length_tokens=args.length_tokens)
+    section.update(command=command, quick=args.quick)
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    report["lengths"] = section
+    write_json(args.out, report)
+    print_lengths(section)
+    print(f"\nwrote {args.out}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
     os.environ.update(OFFLINE)
+    command = " ".join(["python -m bench.serve", *(argv if argv is not None else sys.argv[1:])])
+    if args.lengths_only:
+        lengths_only(args, command)
+        return
 
     texts = load_texts(4000, args.seed)
     with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
         home = Path(tmp) / "home"
-        make_home(home, args.seed)
+        make_home(home, args.seed, args.layers)
         print("(a) bare model, batch 32 ...", flush=True)
         both = bare_model(home, texts[:1024], 32)
         bare, traced = both["eager"], both["traced"]
+        print("(e) bare model at max_length 64 / 128 / 256 / 512 ...", flush=True)
+        lengths = per_length(home, texts, repeats=args.lengths_repeats, length_tokens=args.length_tokens)
+        lengths.update(command=command, quick=args.quick)
 
         port = free_port()
         server = Server(home, port, log_predictions=True)
@@ -245,7 +460,7 @@ def main() -> None:
             "platform": platform.platform(),
             "python": sys.version.split()[0],
         },
-        "model": "MiniLM-L6 (6 layers), 3 classes, max_length 64",
+        "model": f"MiniLM-L6 ({args.layers or 6} layers), 3 classes, max_length 64",
         "clients": args.clients,
         "seconds_per_phase": args.seconds,
         "a_bare_model": bare,
@@ -258,9 +473,9 @@ def main() -> None:
         "ratios": ratios,
         "targets": targets,
         "met": met,
+        "lengths": lengths,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    write_json(args.out, report)
 
     print()
     print(f"{'measurement':<48}{'value':>14}")
@@ -283,6 +498,7 @@ def main() -> None:
         ("p99_half_over_single", "p99(d)/single  target <= 3"),
     ):
         print(f"{label:<48}{ratios[key]:>10.2f}  {'met' if met[key] else 'NOT met'}")
+    print_lengths(lengths)
     print(f"\nwrote {args.out}")
 
 

@@ -1,5 +1,6 @@
-"""The benchmarks' smoke runs: ``python -m bench.monitor --quick`` and ``python -m bench.train --quick``
-finish and write the fields their tables promise. Timings are not checked (tiny sizes, shared cores):
+"""The benchmarks' smoke runs: ``python -m bench.monitor --quick``, ``python -m bench.train --quick`` and
+``python -m bench.serve --quick`` (its per-length section only) finish and write the fields their tables
+promise. Timings are not checked (tiny sizes, shared cores):
 this only keeps the scripts from rotting while the code they measure changes."""
 
 from __future__ import annotations
@@ -67,3 +68,28 @@ def test_train_quick(tmp_path: Path) -> None:
     assert abs(a["loss"] - b["loss"]) < 0.1
     assert c["n_validation"] > 0  # the full protocol did validate
     assert {"trainer_over_plain", "full_over_plain", "loss_a_minus_b"} <= report["ratios"].keys()
+
+
+def test_serve_lengths_quick(tmp_path: Path) -> None:
+    out = tmp_path / "serve.json"
+    earlier = {"a_bare_model": {"texts_per_s": 1.0}, "lengths": {"stale": True}}
+    out.write_text(json.dumps(earlier))  # what a full run wrote: kept, but for the "lengths" key
+    report = run_quick("bench.serve", out)
+    assert report["a_bare_model"] == earlier["a_bare_model"]
+    section = report["lengths"]
+    assert section["quick"] is True and "stale" not in section
+    assert {"cpus", "torch_threads", "platform", "versions"} <= section["machine"].keys()
+    rows = section["rows"]
+    assert [r["max_length"] for r in rows] == [64, 128, 256, 512]
+    assert section["batches"] == [1, 32]
+    for row in rows:
+        assert row["texts_mean_tokens_untruncated"] >= row["max_length"]
+        for batch in (1, 32):
+            cell = row[f"batch_{batch}"]
+            assert cell["batch"] == batch and cell["texts_per_run"] == cell["batches_per_run"] * batch
+            assert cell["texts_per_s"] > 0 and cell["ms_per_batch"] > 0
+            assert len(cell["runs_s"]) == section["repeats"]
+            assert cell["texts_per_s_ratio_to_64"] > 0 and cell["ms_per_batch_ratio_to_64"] > 0
+    for batch in (1, 32):
+        assert rows[0][f"batch_{batch}"]["texts_per_s_ratio_to_64"] == 1.0
+        assert rows[0][f"batch_{batch}"]["ms_per_batch_ratio_to_64"] == 1.0
