@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from monitor.check import CheckConfig, Window, compute_check
-from monitor.policy import Decision, PolicyConfig, PolicyInput, decide
+from monitor.policy import Decision, PolicyConfig, PolicyInput, align_with_run, decide
 from registry.artifacts import ArtifactStore
 from registry.entities import CHAMPION, DriftCheck, Prediction, RetrainRun, RunStatus
 from registry.errors import ConflictError, InvalidInputError
@@ -32,7 +32,9 @@ class MonitorConfig:
     window_size: int = 500
     check: CheckConfig = field(default_factory=CheckConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    run_config: dict[str, Any] = field(default_factory=dict)  # recorded on the runs it queues
+    # Recorded on the runs it queues; its ``assembly`` and ``gate`` figures also size the policy's label
+    # count (align_with_run), and each queued run gets the policy's floor as its ``min_new_labels``.
+    run_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ def run_drift_check(
         )
         report_uri = artifacts.put_report(Path(tmp), name) + "/drift_report.html"
 
-    previous = registry.list_drift_checks(model_name, limit=config.policy.persistence)
+    policy = align_with_run(config.policy, config.run_config)
+    previous = registry.list_drift_checks(model_name, limit=policy.persistence)
     streak = 1 if outcome.drifted_signals else 0
     if streak:
         for check in previous:
@@ -124,17 +127,19 @@ def run_drift_check(
     last_attempt_labels = new_labels - registry.count_labels(since=max(attempts)) if attempts else None
     estimated = outcome.signal("estimated_accuracy_drop")
     realized = outcome.signal("realized_accuracy_drop")
+    measured = realized is not None and not np.isnan(realized.score)  # enough labels in the window
     state = PolicyInput(
         drift_streak=streak,
         drifted_signals=outcome.drifted_signals,
         estimated_drop=estimated.score if estimated else None,
-        realized_drop=realized.score if realized and not np.isnan(realized.score) else None,
+        realized_drop=realized.score if realized and measured else None,
         new_labels=new_labels,
         active_run=any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in runs),
         since_last_run=datetime.now(UTC) - max(finished) if finished else None,
         last_attempt_labels=last_attempt_labels,
+        realized_labels=int(realized.details.get("labeled", 0)) if realized and measured else None,
     )
-    decision = decide(state, config.policy)
+    decision = decide(state, policy)
     first, last = rows[0][0].created_at, rows[-1][0].created_at
     record = {
         "model_name": model_name,
@@ -146,7 +151,8 @@ def run_drift_check(
         "n_current": len(rows),
         "scores": {
             **outcome.scores(),
-            "policy": asdict(state) | {"since_last_run": str(state.since_last_run)},
+            "policy": asdict(state)
+            | {"since_last_run": str(state.since_last_run), "labels_needed": decision.labels_needed},
             "window": _window_facts(rows),
         },
         "drifted": bool(outcome.drifted_signals),
@@ -154,7 +160,7 @@ def run_drift_check(
         "reason": decision.reason,
         "report_uri": report_uri,
     }
-    queue = {**config.run_config, "reason": decision.reason} if decision.retrain else None
+    queue = _run_config(config.run_config, policy, decision) if decision.retrain else None
     try:
         check, run = registry.add_drift_check(record, queue_run=queue)
     except ConflictError as exc:  # another monitor queued a run since we looked
@@ -163,6 +169,13 @@ def run_drift_check(
         decision = Decision(False, record["reason"])
     logger.info("drift check %s on %s v%s: %s", check.id, model_name, champion.version, decision.reason)
     return CheckRecord(check=check, run=run, decision=decision)
+
+
+def _run_config(run_config: dict[str, Any], policy: PolicyConfig, decision: Decision) -> dict[str, Any]:
+    """What a queued run records: the monitor's run config, the reason, and the policy's floor as the
+    run's own minimum of new labels (its default, 200, would skip a run a large drop queued sooner)."""
+    assembly = {**(run_config.get("assembly") or {}), "min_new_labels": policy.min_labels_floor}
+    return {**run_config, "assembly": assembly, "reason": decision.reason}
 
 
 def _window_facts(rows: list[tuple[Prediction, str | None]]) -> dict[str, Any]:

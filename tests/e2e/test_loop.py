@@ -39,7 +39,7 @@ def test_drift_to_promotion(served_home: Path, monkeypatch: pytest.MonkeyPatch) 
             window_size=160,
             min_window_rows=50,
             drift_persistence=2,
-            min_new_labels=100,
+            min_labels_floor=100,
             cooldown_s=0,
             retrain={
                 "train": {"epochs": 3, "learning_rate": 5e-4, "max_length": 32, "seed": 3},

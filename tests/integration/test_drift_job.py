@@ -38,7 +38,7 @@ def drifted_texts(n: int) -> list[str]:
 def test_drift_persists_then_queues_exactly_one_run(served_home: Path) -> None:
     store = Registry.open(Settings(home=served_home))
     artifacts = LocalArtifactStore(Settings(home=served_home).artifact_root)
-    policy = PolicyConfig(persistence=2, min_new_labels=50, cooldown=timedelta(0))  # bootstrap was just now
+    policy = PolicyConfig(persistence=2, min_labels_floor=50, cooldown=timedelta(0))  # bootstrap was just now
     config = MonitorConfig(window_size=200, policy=policy)
 
     serve(served_home, [r["text"] for r in topic_rows(120, seed=99)], wrong_labels=False)
@@ -62,6 +62,11 @@ def test_drift_persists_then_queues_exactly_one_run(served_home: Path) -> None:
     assert second.run.trigger is RunTrigger.DRIFT and second.run.status is RunStatus.QUEUED
     assert second.run.drift_check_id == second.check.id
     assert second.check.reason.endswith("retrain queued")
+    # every label is wrong: the realized drop is so large that the power calculation asks for fewer
+    # labels than the floor, and the run is told that floor (not its own default, 200)
+    assert "a decisive gate on a " in second.check.reason and "needs 50 (the floor; " in second.check.reason
+    assert second.check.scores["policy"]["labels_needed"] == 50
+    assert second.run.config["assembly"] == {"min_new_labels": 50}
 
     third = run_drift_check(store, artifacts, "sentiment", config)
     assert third.run is None and "already queued or running" in third.check.reason
@@ -70,12 +75,16 @@ def test_drift_persists_then_queues_exactly_one_run(served_home: Path) -> None:
     ]
 
     # The gate refuses that run's challenger: the champion stays, and a retry waits until the labels
-    # since the champion have doubled (the 120 quiet + 200 drifted rows the run had: 640).
+    # since the champion have doubled (the 120 quiet + 200 drifted rows the run had: 640), though the
+    # power calculation alone would queue again at once.
     store.claim_run(second.run.id)
     store.finish_run(second.run.id, RunStatus.SUCCEEDED)
     fourth = run_drift_check(store, artifacts, "sentiment", config)
     assert fourth.run is None and "320 new labels" in fourth.check.reason
-    assert "fewer than 640 new labels (the last run on this champion had 320" in fourth.check.reason
+    assert (
+        "the last run on this champion had 320 and did not replace it: a retry waits for 2x that, and 50 "
+        "more at least (640): fewer than 640 new labels" in fourth.check.reason
+    )
     serve(served_home, drifted_texts(100), wrong_labels=True)
     fifth = run_drift_check(store, artifacts, "sentiment", config)
     assert fifth.run is None and "fewer than 640 new labels" in fifth.check.reason

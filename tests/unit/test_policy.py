@@ -1,30 +1,57 @@
-"""The trigger policy: persistence, quality drop, minimum labels, active run, cooldown."""
+"""The trigger policy: persistence, quality drop, labels for a decisive gate, active run, cooldown."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import timedelta
 
-from monitor.policy import PolicyConfig, PolicyInput, decide
+import numpy as np
+import pytest
 
-CONFIG = PolicyConfig(persistence=3, quality_margin=0.03, min_new_labels=200, cooldown=timedelta(minutes=30))
+from monitor.policy import (
+    PolicyConfig,
+    PolicyInput,
+    align_with_run,
+    decide,
+    heldout_rows_for_decisive_gate,
+    label_plan,
+    labels_for_decisive_gate,
+)
+from retrain.assemble import AssemblyConfig
+from retrain.gate import GateConfig, PairedPredictions, evaluate_gate
+
+CONFIG = PolicyConfig(persistence=3, quality_margin=0.03, cooldown=timedelta(minutes=30))
 READY = PolicyInput(
     drift_streak=3,
     drifted_signals=("embedding_drift",),
     estimated_drop=0.074,
     realized_drop=None,
-    new_labels=412,
+    new_labels=700,
     active_run=False,
     since_last_run=timedelta(hours=2),
 )
+DEFAULTS = {
+    "holdout_fraction": 0.2,
+    "alpha": 0.025,
+    "power": 0.8,
+    "min_improvement": 0.01,
+    "break_rate": 0.01,
+    "floor": 100,
+    "cap": 2000,
+}
+
+
+def labels(drop: float, **overrides: float) -> int:
+    return labels_for_decisive_gate(drop, **{**DEFAULTS, **overrides})  # type: ignore[arg-type]
 
 
 def test_retrains_when_everything_lines_up_and_says_why() -> None:
     d = decide(READY, CONFIG)
-    assert d.retrain
-    assert (
-        d.reason
-        == "drift on embedding_drift for 3 checks, estimated accuracy -7.4 pts, 412 new labels: retrain queued"
+    assert d.retrain and d.labels_needed == 635
+    assert d.reason == (
+        "drift on embedding_drift for 3 checks, estimated accuracy -7.4 pts, 700 new labels; a decisive gate "
+        "on a 7.4-pt drop (estimated) needs 635 (80 % power, 20 % held out): retrain queued"
     )
 
 
@@ -33,7 +60,7 @@ def test_each_condition_holds_it_back() -> None:
         "no drift": replace(READY, drifted_signals=(), drift_streak=0),
         "waiting for 3 consecutive checks": replace(READY, drift_streak=2),
         "quality has not dropped": replace(READY, estimated_drop=0.01),
-        "fewer than 200 new labels": replace(READY, new_labels=150),
+        "needs 635 (80 % power, 20 % held out): fewer than 635 new labels": replace(READY, new_labels=634),
         "already queued or running": replace(READY, active_run=True),
         "cooling down (600 s left)": replace(READY, since_last_run=timedelta(minutes=20)),
     }
@@ -44,28 +71,143 @@ def test_each_condition_holds_it_back() -> None:
 
 
 def test_realized_drop_or_drift_alone_also_count() -> None:
-    realized = replace(READY, estimated_drop=0.0, realized_drop=0.05)
-    assert decide(realized, CONFIG).retrain
-    assert "realized accuracy -5.0 pts" in decide(realized, CONFIG).reason
+    realized = replace(READY, estimated_drop=0.0, realized_drop=0.05, new_labels=1060, realized_labels=120)
+    d = decide(realized, CONFIG)
+    assert d.retrain, d.reason
+    assert "realized accuracy -5.0 pts" in d.reason
+    assert "a 5.0-pt drop (realized on 120 labeled rows) needs 1060" in d.reason
     flat = replace(READY, estimated_drop=0.0)
     assert not decide(flat, CONFIG).retrain
-    assert decide(flat, replace(CONFIG, drift_alone=True)).retrain
+    alone = decide(flat, replace(CONFIG, drift_alone=True))  # no drop: sized on the quality margin, capped
+    assert not alone.retrain and "needs 2000 (the cap; 2145 for 80 % power" in alone.reason
+    assert decide(replace(flat, new_labels=2000), replace(CONFIG, drift_alone=True)).retrain
     assert decide(replace(READY, since_last_run=None), CONFIG).retrain  # never retrained: no cooldown
 
 
-def test_a_retry_on_the_same_champion_waits_for_geometrically_more_labels() -> None:
-    after_refusal = replace(READY, last_attempt_labels=300)  # 412 labels now; the refused run had 300
-    d = decide(after_refusal, CONFIG)
-    assert not d.retrain
+def test_a_large_drop_queues_with_fewer_labels_than_the_old_fixed_200_and_a_small_one_waits() -> None:
+    large = replace(READY, estimated_drop=0.25, new_labels=150)
+    d = decide(large, CONFIG)
+    assert d.retrain and d.labels_needed is not None and d.labels_needed < 200, d.reason
+    assert "a decisive gate on a 25.0-pt drop (estimated) needs 135 (80 % power, 20 % held out)" in d.reason
+    small = replace(READY, estimated_drop=0.05, new_labels=412)
+    d = decide(small, CONFIG)
+    assert not d.retrain and d.labels_needed is not None and d.labels_needed > 412
+    assert "needs 1060 (80 % power, 20 % held out): fewer than 1060 new labels" in d.reason
+
+
+def test_the_realized_drop_wins_when_measured_and_the_margin_bounds_it_below() -> None:
+    both = replace(READY, estimated_drop=0.30, realized_drop=0.10)
+    plan = label_plan(both, CONFIG)
+    assert plan.drop == 0.10 and plan.source == "realized" and plan.labels == 435
+    tiny = label_plan(replace(READY, estimated_drop=0.30, realized_drop=0.01), CONFIG)
+    assert tiny.drop == CONFIG.quality_margin and tiny.source == "the quality margin; realized drop 1.0 pts"
     assert (
-        "fewer than 600 new labels (the last run on this champion had 300; a retry waits for 2x" in d.reason
+        label_plan(replace(READY, estimated_drop=None), CONFIG).source
+        == "the quality margin; no drop measured"
+    )
+
+
+def test_the_floor_and_the_cap_hold() -> None:
+    assert labels(0.9) == 100 and labels(1.0) == 100  # a huge drop: the floor
+    assert labels(0.9, floor=0) == 10
+    assert labels(0.03) == 2000  # 2145 by power
+    assert labels(0.01) == labels(0.005) == labels(-0.2) == 2000  # the gate's 1-pt minimum: never decisive
+    assert math.isinf(
+        heldout_rows_for_decisive_gate(0.01, alpha=0.025, power=0.8, min_improvement=0.01, break_rate=0)
+    )
+    floor = decide(replace(READY, estimated_drop=0.6, new_labels=99), CONFIG)
+    assert not floor.retrain and "needs 100 (the floor; 30 for 80 % power, 20 % held out)" in floor.reason
+    never = decide(replace(READY, estimated_drop=0.2), replace(CONFIG, gate_min_improvement=0.25))
+    assert never.labels_needed == 2000 and "no number of rows makes a gain of at most the gate's 25.0-pt" in (
+        never.reason
+    )
+    # a floor above the cap lifts the cap with it
+    assert (
+        label_plan(replace(READY, estimated_drop=0.01), replace(CONFIG, min_labels_floor=2500)).labels == 2500
+    )
+
+
+def test_labels_fall_as_the_drop_grows_and_rise_with_power_and_a_smaller_held_out_share() -> None:
+    drops = np.linspace(0.0, 1.0, 401)
+    needed = [labels(float(d), floor=0, cap=10**9) for d in drops]
+    assert all(a >= b for a, b in zip(needed, needed[1:], strict=False))
+    assert needed[0] == 10**9 and needed[-1] == 0
+    for d in (0.05, 0.1, 0.3):
+        assert labels(d, power=0.9) > labels(d) > labels(d, power=0.5)
+        assert labels(d, holdout_fraction=0.1) > labels(d) > labels(d, holdout_fraction=0.4)
+        assert labels(d, break_rate=0.05) > labels(d) > labels(d, break_rate=0.0)
+        assert labels(d, alpha=0.005) > labels(d)
+
+
+def test_the_formula_is_the_paired_difference_sample_size() -> None:
+    # n = sigma^2 ((z_a + z_b) / gain)^2, sigma^2 = psi - gain^2, psi = gain + 2 break_rate
+    z = 1.959964 + 0.841621
+    rows = heldout_rows_for_decisive_gate(0.1, alpha=0.025, power=0.8, min_improvement=0.0, break_rate=0.02)
+    assert rows == pytest.approx((0.14 - 0.01) * (z / 0.1) ** 2, rel=1e-5)
+    # close to the gate's 1-pt minimum, that minimum sets the rows: n = sigma^2 (z_b / (gain - m))^2
+    rows = heldout_rows_for_decisive_gate(0.012, alpha=0.025, power=0.8, min_improvement=0.01, break_rate=0.0)
+    assert rows == pytest.approx((0.012 - 0.012**2) * (0.841621 / 0.002) ** 2, rel=1e-5)
+
+
+def test_the_gate_passes_about_as_often_as_the_declared_power() -> None:
+    """Rows drawn as the docstring assumes (the challenger right where the champion is wrong on
+    gain + break_rate of them, the reverse on break_rate; balanced binary labels), as many as the
+    calculation asks for: the real gate passes about 80 % of such challengers."""
+    gain, brk, both_wrong = 0.15, 0.01, 0.15
+    rows = math.ceil(
+        heldout_rows_for_decisive_gate(gain, alpha=0.025, power=0.8, min_improvement=0.01, break_rate=brk)
+    )
+    rng = np.random.default_rng(5)
+    trials, passed = 200, 0
+    for _ in range(trials):
+        y = rng.integers(0, 2, rows)
+        u = rng.random(rows)
+        fixed = u < gain + brk
+        broken = (u >= gain + brk) & (u < gain + 2 * brk)
+        neither = (u >= gain + 2 * brk) & (u < gain + 2 * brk + both_wrong)
+        champion = np.where(fixed | neither, 1 - y, y)
+        challenger = np.where(broken | neither, 1 - y, y)
+        config = GateConfig(bootstrap_samples=300, seed=int(rng.integers(1 << 30)))
+        passed += evaluate_gate(PairedPredictions(y, champion, challenger), config=config).passed
+    assert 0.7 <= passed / trials <= 0.92, (rows, passed / trials)
+
+
+def test_a_retry_on_the_same_champion_waits_for_the_larger_of_power_and_geometric_growth() -> None:
+    big = replace(READY, estimated_drop=0.5, new_labels=412)  # the power asks for the floor only
+    after_refusal = replace(big, last_attempt_labels=300)  # the refused run had 300
+    d = decide(after_refusal, CONFIG)
+    assert not d.retrain and d.labels_needed == 600
+    assert (
+        "the last run on this champion had 300 and did not replace it: a retry waits for 2x that, and 100 "
+        "more at least (600): fewer than 600 new labels" in d.reason
     )
     assert decide(replace(after_refusal, new_labels=600), CONFIG).retrain
-    # ... and at least min_new_labels more than the attempt had, however small it was
-    small = replace(READY, last_attempt_labels=50, new_labels=249)
-    assert "fewer than 250 new labels" in decide(small, CONFIG).reason
-    assert decide(replace(small, new_labels=250), CONFIG).retrain
+    # ... and at least min_labels_floor more than the attempt had, however small it was
+    small = replace(big, last_attempt_labels=50, new_labels=149)
+    assert "fewer than 150 new labels" in decide(small, CONFIG).reason
+    assert decide(replace(small, new_labels=150), CONFIG).retrain
     assert decide(replace(after_refusal, new_labels=500), replace(CONFIG, retry_label_growth=1.0)).retrain
+    # when the power asks for more than the growth rule, the power wins
+    slow = decide(replace(READY, last_attempt_labels=200, new_labels=500), CONFIG)
+    assert not slow.retrain and slow.labels_needed == 635 and "fewer than 635 new labels" in slow.reason
+
+
+def test_the_policy_takes_the_figures_of_the_runs_it_queues() -> None:
+    assert CONFIG.holdout_fraction == AssemblyConfig().holdout_fraction
+    assert CONFIG.gate_min_improvement == GateConfig().min_improvement
+    assert CONFIG.gate_confidence == GateConfig().confidence
+    run = {"assembly": {"holdout_fraction": 0.4, "min_new_labels": 150}, "gate": {"min_improvement": 0.02}}
+    aligned = align_with_run(CONFIG, run)
+    assert (aligned.holdout_fraction, aligned.min_labels_floor, aligned.gate_min_improvement) == (
+        0.4,
+        150,
+        0.02,
+    )
+    assert align_with_run(CONFIG, {"assembly": {"min_new_labels": 50}}).min_labels_floor == 100  # never lower
+    assert align_with_run(CONFIG, {}) is CONFIG
+    assert (
+        "20 % held out" in decide(READY, CONFIG).reason and "40 % held out" in decide(READY, aligned).reason
+    )
 
 
 def test_retraining_on_drift_can_be_off_and_the_check_still_says_what_it_saw() -> None:
@@ -74,3 +216,27 @@ def test_retraining_on_drift_can_be_off_and_the_check_still_says_what_it_saw() -
     assert d.reason.startswith("drift on embedding_drift for 3 checks") and d.reason.endswith(
         "retraining on drift is off"
     )
+
+
+def test_settings_build_the_policy_and_read_the_old_fixed_count_as_the_floor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from monitor.settings import MonitorSettings
+
+    policy = MonitorSettings().monitor_config().policy
+    assert (policy.min_labels_floor, policy.max_labels_wait, policy.gate_power, policy.break_rate) == (
+        100,
+        2000,
+        0.8,
+        0.01,
+    )
+    assert (
+        MonitorSettings(min_labels_floor=40, max_labels_wait=30).monitor_config().policy.max_labels_wait == 40
+    )
+    monkeypatch.setenv("DRIFTLINE_MIN_NEW_LABELS", "10")
+    monkeypatch.setenv("DRIFTLINE_TRIGGER_POWER", "0.9")
+    monkeypatch.setenv("MIN_LABELS_FLOOR", "7")  # without the prefix: not ours
+    settings = MonitorSettings()
+    assert (settings.min_labels_floor, settings.trigger_power) == (10, 0.9)
+    monkeypatch.setenv("DRIFTLINE_MIN_LABELS_FLOOR", "60")
+    assert MonitorSettings().monitor_config().policy.min_labels_floor == 60
