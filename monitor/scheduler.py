@@ -6,7 +6,9 @@ replica that does not hold it stands by. The jobs' state lives in Driftline's ow
 runs), so the job store is in memory: APScheduler 3 does not coordinate processes that share a
 SQLAlchemy job store, and the interval jobs are declared anew at every start.
 
-Jobs: the drift check (``DRIFTLINE_CHECK_INTERVAL_S``); the dispatcher (``DRIFTLINE_DISPATCH_INTERVAL_S``),
+Jobs: the drift check (``DRIFTLINE_CHECK_INTERVAL_S``), each one preceded by the post-promotion guard
+(``monitor.guard``: a promoted champion significantly worse than the version it replaced, on the
+labeled rows it served since, is rolled back); the dispatcher (``DRIFTLINE_DISPATCH_INTERVAL_S``),
 which runs the drift checks asked for through the control API (``check_requests``), notices at once
 when a run process it launched died, and starts the oldest queued run through a
 :class:`monitor.launch.Launcher`, one at a time (``DRIFTLINE_LAUNCHER=none``: it only queues); and the
@@ -27,6 +29,7 @@ import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from monitor.guard import CachedScorer, GuardOutcome, GuardStatus, guard_champion
 from monitor.job import CheckRecord, NothingNew, run_drift_check
 from monitor.launch import Launcher, describe_exit, make_launcher
 from monitor.settings import MonitorSettings
@@ -57,6 +60,8 @@ class MonitorScheduler:
         self.settings = settings
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._scheduler = None
+        self._scorer = CachedScorer(artifacts)
+        self.last_guard: GuardOutcome | None = None
 
     def is_leader(self) -> bool:
         """Take or renew the lease; False when another replica holds it."""
@@ -65,9 +70,31 @@ class MonitorScheduler:
             logger.debug("%s stands by: another scheduler holds the lease", self.holder)
         return lease is not None
 
+    def guard_job(self, model_name: str | None = None) -> GuardOutcome | None:
+        """Judge the latest promotion (the leader only calls this); roll it back on harm. Never raises:
+        a guard that cannot judge now judges at the next check."""
+        config = self.settings.guard_config()
+        if config is None:
+            return None
+        try:
+            outcome = guard_champion(
+                self.registry, self.artifacts, model_name or self.model_name, config, self._scorer
+            )
+        except DriftlineError as exc:
+            logger.warning("guard skipped: %s", exc.message)
+            return None
+        except Exception:  # noqa: BLE001 - the guard must not stop drift checks
+            logger.exception("guard failed")
+            return None
+        if outcome is None or outcome.verdict.status in (GuardStatus.CLEARED, GuardStatus.ROLLBACK):
+            self._scorer.release()
+        self.last_guard = outcome
+        return outcome
+
     def check_job(self) -> CheckRecord | None:
         if not self.is_leader():
             return None
+        self.guard_job()
         try:
             return run_drift_check(
                 self.registry,
@@ -141,6 +168,7 @@ class MonitorScheduler:
         """
         handled = []
         for request in self.registry.list_check_requests(CheckRequestStatus.PENDING, limit=limit):
+            self.guard_job(request.model_name)  # a check on demand sees the champion the guard left
             try:
                 record = run_drift_check(
                     self.registry, self.artifacts, request.model_name, self.settings.monitor_config()

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from monitor.check import CheckConfig
+from monitor.guard import GuardConfig
 from monitor.job import MonitorConfig
 from monitor.policy import PolicyConfig
 
 
 class MonitorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="ignore")
+    # populate_by_name: a field with an alias (min_labels_floor) is still set by its name in Python.
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="ignore", populate_by_name=True)
 
     check_interval_s: float = Field(300.0, gt=0)
     dispatch_interval_s: float = Field(5.0, gt=0)
@@ -24,12 +26,39 @@ class MonitorSettings(BaseSettings):
     quality_margin: float = Field(0.03, ge=0)
     drift_alone: bool = False
     retrain_on_drift: bool = Field(True, description="false: checks record drift but never queue a run")
-    min_new_labels: int = Field(200, ge=0)
+    min_labels_floor: int = Field(
+        100,
+        ge=1,
+        validation_alias=AliasChoices("DRIFTLINE_MIN_LABELS_FLOOR", "DRIFTLINE_MIN_NEW_LABELS"),
+        description="fewest new labels a drift-triggered run waits for, however large the drop (the queued "
+        "run's own assembly.min_new_labels); DRIFTLINE_MIN_NEW_LABELS, the fixed count this replaces, is "
+        "read as this floor",
+    )
+    max_labels_wait: int = Field(
+        2000,
+        ge=1,
+        description="most new labels a first run on a champion waits for, however small the drop (a retry's "
+        "retry_label_growth may ask for more)",
+    )
+    trigger_power: float = Field(
+        0.8,
+        gt=0,
+        lt=1,
+        description="a run waits for the labels whose recent held-out share lets the gate pass, with this "
+        "probability, a challenger that recovers the observed drop",
+    )
+    trigger_break_rate: float = Field(
+        0.01,
+        ge=0,
+        lt=1,
+        description="assumed share of held-out rows the challenger gets wrong where the champion was right "
+        "(the discordance of the power calculation)",
+    )
     retry_label_growth: float = Field(
         2.0,
         ge=1.0,
         description="after a run on this champion that did not replace it, a retry waits until the labels "
-        "since the champion have grown this many times over what that run had (and by min_new_labels)",
+        "since the champion have grown this many times over what that run had (and by min_labels_floor)",
     )
     cooldown_s: float = Field(1800.0, ge=0)
     lease_ttl_s: float = Field(0.0, ge=0, description="0: three check intervals")
@@ -46,6 +75,19 @@ class MonitorSettings(BaseSettings):
     retry_backoff_s: float = Field(
         60.0, ge=0, description="wait before a retry; doubles with every attempt (60 s, 120 s, ...)"
     )
+    guard: bool = Field(True, description="false: no post-promotion guard (promotions are never rolled back)")
+    guard_min_labels: int = Field(
+        50, ge=1, description="labeled rows a new champion serves before the guard's first look"
+    )
+    guard_watch_labels: int = Field(
+        400, ge=1, description="the guard's last look: it ends there for a promotion that did no harm"
+    )
+    guard_margin: float = Field(
+        0.01, ge=0, description="an accuracy loss beyond this against the replaced version is harm, if significant"
+    )
+    guard_alpha: float = Field(
+        0.05, gt=0, lt=1, description="significance of the guard's test over all its looks of one promotion"
+    )
     launcher: Literal["subprocess", "none"] = Field(
         "subprocess",
         description="how the dispatcher starts queued runs: a child process, or 'none' (queue only: "
@@ -61,11 +103,24 @@ class MonitorSettings(BaseSettings):
                 persistence=self.drift_persistence,
                 quality_margin=self.quality_margin,
                 drift_alone=self.drift_alone,
-                min_new_labels=self.min_new_labels,
+                min_labels_floor=self.min_labels_floor,
+                max_labels_wait=max(self.min_labels_floor, self.max_labels_wait),
+                gate_power=self.trigger_power,
+                break_rate=self.trigger_break_rate,
                 retry_label_growth=self.retry_label_growth,
                 cooldown=timedelta(seconds=self.cooldown_s),
                 retrain_on_drift=self.retrain_on_drift,
             ),
+        )
+
+    def guard_config(self) -> GuardConfig | None:
+        if not self.guard:
+            return None
+        return GuardConfig(
+            min_labels=self.guard_min_labels,
+            watch_labels=max(self.guard_min_labels, self.guard_watch_labels),
+            margin=self.guard_margin,
+            alpha=self.guard_alpha,
         )
 
     @property

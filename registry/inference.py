@@ -30,3 +30,23 @@ class PooledClassifier(torch.nn.Module):
 
 def input_names(encoded: Any) -> tuple[str, ...]:
     return tuple(name for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded)
+
+
+def predict_labels(loaded: Any, texts: list[str], *, batch_size: int = 32) -> list[str]:
+    """The label ``loaded`` (a :class:`registry.modelio.LoadedClassifier`) gives each text, in batches,
+    tokenized as serving and training do (the head of a long text, ``max_length`` tokens)."""
+    device = next(loaded.model.parameters()).device
+    out: list[str] = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            enc = loaded.tokenizer(
+                texts[start : start + batch_size],
+                truncation=True,
+                max_length=loaded.max_length,
+                padding=True,
+                return_tensors="pt",
+            ).to(device)
+            logits = loaded.model(**enc).logits
+            out.extend(loaded.labels[i] for i in logits.argmax(dim=-1).tolist())
+    return out
+

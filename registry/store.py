@@ -279,13 +279,31 @@ class Registry:
                 query = query.where(AliasEventRow.alias == alias)
             return [r.to_entity() for r in s.scalars(query)]
 
-    def rollback(self, model_name: str, *, actor: str, reason: str) -> e.AliasEvent:
-        """Point ``champion`` back at the version it pointed to before its latest move."""
+    def rollback(
+        self,
+        model_name: str,
+        *,
+        actor: str,
+        reason: str,
+        expected_version: int | None = None,
+        report_uri: str | None = None,
+    ) -> e.AliasEvent:
+        """Point ``champion`` back at the version it pointed to before its latest move. With
+        ``expected_version``, only if the champion is still that version (else :class:`ConflictError`):
+        a rollback decided on evidence about one version never moves another."""
         with self._tx() as s:
-            current = s.get(AliasRow, (model_name, e.CHAMPION))
+            current = s.scalar(
+                select(AliasRow)
+                .where(AliasRow.model_name == model_name, AliasRow.alias == e.CHAMPION)
+                .with_for_update()
+            )
             if current is None:
                 _model_row(s, model_name)
                 raise NotFoundError(f"model '{model_name}' has no champion to roll back")
+            if expected_version is not None and current.version != expected_version:
+                raise ConflictError(
+                    f"model '{model_name}' champion is v{current.version}, not v{expected_version}: not rolled back"
+                )
             last = s.scalar(
                 select(AliasEventRow)
                 .where(AliasEventRow.model_name == model_name, AliasEventRow.alias == e.CHAMPION)
@@ -296,7 +314,9 @@ class Registry:
                 raise ConflictError(
                     f"model '{model_name}' champion v{current.version} has no previous champion to roll back to"
                 )
-            return self._move_alias(s, model_name, e.CHAMPION, last.from_version, actor=actor, reason=reason)
+            return self._move_alias(
+                s, model_name, e.CHAMPION, last.from_version, actor=actor, reason=reason, report_uri=report_uri
+            )
 
     # --- drift checks and promotion decisions ---------------------------------------------------
 
@@ -678,6 +698,32 @@ class Registry:
                 ):
                     labels[pid] = label
             return [(r.to_entity(), labels.get(r.id)) for r in rows]
+
+    def labeled_predictions(
+        self, model_name: str, model_version: int, *, since: datetime, limit: int = 10_000
+    ) -> list[tuple[e.Prediction, str]]:
+        """Predictions served by one version since ``since`` that have a label, oldest first, each with
+        the last label given for it: what the post-promotion guard judges a new champion on."""
+        with self._tx() as s:
+            latest = (
+                select(LabelRow.prediction_id, func.max(LabelRow.id).label("label_id"))
+                .where(LabelRow.prediction_id.is_not(None))
+                .group_by(LabelRow.prediction_id)
+                .subquery()
+            )
+            query = (
+                select(PredictionRow, LabelRow.label)
+                .join(latest, latest.c.prediction_id == PredictionRow.id)
+                .join(LabelRow, LabelRow.id == latest.c.label_id)
+                .where(
+                    PredictionRow.model_name == model_name,
+                    PredictionRow.model_version == model_version,
+                    PredictionRow.created_at >= since,
+                )
+                .order_by(PredictionRow.created_at, PredictionRow.id)
+                .limit(limit)
+            )
+            return [(row.to_entity(), label) for row, label in s.execute(query)]
 
     def count_labels(self, *, since: datetime | None = None) -> int:
         with self._tx() as s:

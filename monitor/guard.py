@@ -1,0 +1,313 @@
+"""The post-promotion guard: a promoted champion against the version it replaced, on the labeled rows
+the new champion served since its promotion. If it is significantly worse, the guard rolls it back.
+
+The decision is a pure function of paired predictions (:func:`judge`); :func:`guard_champion` is the
+thin job the scheduler's leader runs before each drift check: it finds the latest champion move, loads
+the labeled rows served since, scores them with the replaced version (in the scheduler's process, off
+the request path: the service does no extra work), judges, and on harm moves ``champion`` back with
+actor ``guard``, the evidence in the reason and a report, like any other move.
+
+The test is an exact one-sided McNemar test: of the rows where exactly one model is right, does the
+replaced one win significantly more often than half? Harm is that, at level ``alpha``, together with an
+observed accuracy loss beyond ``margin``. The guard looks at fixed numbers of labeled rows
+(``min_labels``, doubling up to ``watch_labels``: 50, 100, 200, 400 by default) and judges the first
+that many rows at each look, so a champion is tested a known number of times and ``alpha`` is split
+between the looks (Bonferroni): noise on a champion as good as the replaced one rolls it back with
+probability below ``alpha`` over the whole watch, not per tick. After the last look without harm the
+guard ends for that promotion.
+
+Usage::
+
+    verdict = judge(y_true, champion_pred, replaced_pred, GuardConfig())
+    verdict.status, verdict.reason   # "rollback", "v3 is worse than v2 on the same 100 labeled rows: ..."
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from registry.artifacts import ArtifactStore
+from registry.entities import CHAMPION, AliasEvent, ModelVersion
+from registry.errors import ConflictError
+from registry.store import Registry
+
+logger = logging.getLogger(__name__)
+
+GUARD_ACTOR = "guard"
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    min_labels: int = 50  # labeled rows the new champion must have served before its first look
+    watch_labels: int = 400  # the last look: the guard ends here for this promotion if nothing was wrong
+    margin: float = 0.01  # an accuracy loss beyond this (0.01 = 1 pt) counts as harm, if significant
+    alpha: float = 0.05  # over all looks of one watch (split between them)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_labels <= self.watch_labels:
+            raise ValueError(f"guard: need 1 <= min_labels ({self.min_labels}) <= watch_labels ({self.watch_labels})")
+        if not 0 < self.alpha < 1 or self.margin < 0:
+            raise ValueError(f"guard: alpha {self.alpha} must be in (0, 1) and margin {self.margin} >= 0")
+
+    def looks(self) -> tuple[int, ...]:
+        """Labeled-row counts at which the champion is judged: ``min_labels`` doubling, ending at
+        ``watch_labels``."""
+        out, n = [], self.min_labels
+        while n < self.watch_labels:
+            out.append(n)
+            n *= 2
+        return (*out, self.watch_labels)
+
+    @property
+    def alpha_per_look(self) -> float:
+        return self.alpha / len(self.looks())
+
+
+class GuardStatus(enum.StrEnum):
+    WAITING = "waiting"  # fewer labeled rows than the first look
+    WATCHING = "watching"  # judged at a look: no harm so far
+    ROLLBACK = "rollback"  # significantly worse: roll back
+    CLEARED = "cleared"  # no harm at the last look: the guard ends
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    status: GuardStatus
+    reason: str
+    labeled: int  # labeled rows served by the champion since its promotion
+    look: int  # rows judged (the latest look reached; 0 while waiting)
+    champion_accuracy: float | None = None
+    replaced_accuracy: float | None = None
+    difference: float | None = None  # champion - replaced, on the judged rows
+    champion_only_right: int = 0  # rows only the champion got right
+    replaced_only_right: int = 0  # rows only the replaced version got right
+    p_value: float | None = None
+    alpha_per_look: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _pts(x: float) -> str:
+    return f"{x * 100:+.1f} pts"
+
+
+def judge(
+    y_true: Sequence[str],
+    champion_pred: Sequence[str],
+    replaced_pred: Sequence[str],
+    config: GuardConfig,
+    *,
+    names: tuple[str, str] = ("the champion", "the replaced version"),
+    labeled: int | None = None,
+) -> GuardVerdict:
+    """The guard's decision on rows in serving order (labels and both models' predicted labels).
+    ``labeled``: how many labeled rows there are in all, when only the first ones are passed (the
+    latest look's)."""
+    from scipy.stats import binomtest
+
+    n = len(y_true)
+    if len(champion_pred) != n or len(replaced_pred) != n:
+        raise ValueError(
+            f"paired predictions need equal lengths: {n} labels, {len(champion_pred)} champion, "
+            f"{len(replaced_pred)} replaced"
+        )
+    total = n if labeled is None else labeled
+    reached = [look for look in config.looks() if look <= n]
+    if not reached:
+        return GuardVerdict(
+            GuardStatus.WAITING,
+            f"{total} labeled rows since the promotion; the first look is at {config.min_labels}",
+            labeled=total,
+            look=0,
+            alpha_per_look=config.alpha_per_look,
+        )
+    look = reached[-1]
+    y, a, b = y_true[:look], champion_pred[:look], replaced_pred[:look]
+    champion_right = [p == t for p, t in zip(a, y, strict=True)]
+    replaced_right = [p == t for p, t in zip(b, y, strict=True)]
+    only_champion = sum(c and not r for c, r in zip(champion_right, replaced_right, strict=True))
+    only_replaced = sum(r and not c for c, r in zip(champion_right, replaced_right, strict=True))
+    discordant = only_champion + only_replaced
+    p_value = binomtest(only_replaced, discordant, 0.5, alternative="greater").pvalue if discordant else 1.0
+    acc_a, acc_b = sum(champion_right) / look, sum(replaced_right) / look
+    diff = acc_a - acc_b
+    level = config.alpha_per_look
+    new, old = names
+    evidence = (
+        f"on the same {look} labeled rows {new} scores {acc_a:.3f} and {old} {acc_b:.3f} ({_pts(diff)}); "
+        f"only {new} right on {only_champion}, only {old} on {only_replaced}: one-sided exact McNemar "
+        f"p = {p_value:.2g} (level {level:.3g} per look, {len(config.looks())} looks)"
+    )
+    common = {
+        "labeled": total,
+        "look": look,
+        "champion_accuracy": acc_a,
+        "replaced_accuracy": acc_b,
+        "difference": diff,
+        "champion_only_right": only_champion,
+        "replaced_only_right": only_replaced,
+        "p_value": float(p_value),
+        "alpha_per_look": level,
+    }
+    if diff < -config.margin and p_value < level:
+        return GuardVerdict(
+            GuardStatus.ROLLBACK,
+            f"{new} is worse than {old} by more than {config.margin * 100:.1f} pts, significantly: {evidence}",
+            **common,
+        )
+    if look >= config.watch_labels:
+        return GuardVerdict(GuardStatus.CLEARED, f"no harm at the last look: {evidence}; the guard ends", **common)
+    return GuardVerdict(GuardStatus.WATCHING, f"no significant harm yet: {evidence}", **common)
+
+
+# --- the job --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GuardOutcome:
+    champion: int
+    replaced: int
+    promoted_at: datetime
+    verdict: GuardVerdict
+    rollback: AliasEvent | None = None
+
+
+Scorer = Callable[[ModelVersion, Sequence[str], Sequence[str]], list[str]]
+"""``scorer(version, prediction_ids, texts)``: the label ``version`` gives each text."""
+
+
+def last_guarded_move(registry: Registry, model_name: str) -> AliasEvent | None:
+    """The champion move the guard watches: the latest one, if it came from another version and was not
+    the guard's own rollback."""
+    events = registry.list_alias_events(model_name, CHAMPION, limit=1)
+    if not events:
+        return None
+    event = events[0]
+    if event.from_version is None or event.actor == GUARD_ACTOR or event.from_version == event.to_version:
+        return None
+    return event
+
+
+def guard_champion(
+    registry: Registry,
+    artifacts: ArtifactStore,
+    model_name: str,
+    config: GuardConfig,
+    scorer: Scorer,
+) -> GuardOutcome | None:
+    """Judge the latest promotion of ``model_name``; roll it back on harm. None when there is nothing
+    to guard (no promotion, the guard's own rollback, or the champion moved since)."""
+    event = last_guarded_move(registry, model_name)
+    if event is None or event.to_version is None:
+        return None
+    champion = registry.get_version_by_alias(model_name, CHAMPION)
+    if champion.version != event.to_version:
+        return None
+    replaced = registry.get_version(model_name, event.from_version)  # type: ignore[arg-type]
+    rows = registry.labeled_predictions(
+        model_name, champion.version, since=event.created_at, limit=config.watch_labels
+    )
+    labels = [label for _, label in rows]
+    served = [p.label for p, _ in rows]
+    upto = max([look for look in config.looks() if look <= len(rows)], default=0)
+    judged = rows[:upto]  # only the replaced version's predictions on the latest look's rows are needed
+    replaced_pred = scorer(replaced, [p.id for p, _ in judged], [p.text for p, _ in judged]) if judged else []
+    verdict = judge(
+        labels[:upto],
+        served[:upto],
+        replaced_pred,
+        config,
+        names=(f"v{champion.version}", f"v{replaced.version}"),
+        labeled=len(rows),
+    )
+    outcome = GuardOutcome(champion.version, replaced.version, event.created_at, verdict)
+    if verdict.status is not GuardStatus.ROLLBACK:
+        logger.info("guard %s v%s: %s", model_name, champion.version, verdict.reason)
+        return outcome
+    report_uri = _write_report(artifacts, model_name, outcome, judged, replaced_pred)
+    try:
+        move = registry.rollback(
+            model_name,
+            actor=GUARD_ACTOR,
+            reason=f"guard: {verdict.reason}",
+            expected_version=champion.version,
+            report_uri=report_uri,
+        )
+    except ConflictError as exc:  # the champion moved while the guard judged: nothing to undo
+        logger.info("guard %s v%s: not rolled back: %s", model_name, champion.version, exc.message)
+        return outcome
+    logger.warning(
+        "guard %s: rolled back v%s to v%s: %s", model_name, champion.version, replaced.version, verdict.reason
+    )
+    return GuardOutcome(champion.version, replaced.version, event.created_at, verdict, move)
+
+
+def _write_report(
+    artifacts: ArtifactStore,
+    model_name: str,
+    outcome: GuardOutcome,
+    rows: Sequence[tuple[Any, str]],
+    replaced_pred: Sequence[str],
+) -> str:
+    """The evidence, for a person: JSON and a page (every row the two models disagree on)."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    disagreements = [
+        {"prediction_id": p.id, "text": p.text[:500], "label": label, "champion": p.label, "replaced": old}
+        for (p, label), old in zip(rows, replaced_pred, strict=True)
+        if p.label != old
+    ]
+    facts = {
+        "model_name": model_name,
+        "champion_version": outcome.champion,
+        "replaced_version": outcome.replaced,
+        "promoted_at": outcome.promoted_at.isoformat(),
+        "verdict": outcome.verdict.to_dict(),
+        "disagreements": disagreements,
+    }
+    env = Environment(loader=PackageLoader("monitor", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    name = f"guard/{model_name}-v{outcome.champion}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    with tempfile.TemporaryDirectory(prefix="driftline-guard-") as tmp:
+        Path(tmp, "guard.json").write_text(json.dumps(facts, indent=1, default=str))
+        Path(tmp, "guard.html").write_text(env.get_template("guard.html.j2").render(**facts))
+        artifacts.put_report(Path(tmp), name)
+    return f"{name}/guard.html"
+
+
+class CachedScorer:
+    """Scores rows with a registered version, loaded once and kept (one version at a time), and
+    remembers each prediction id's answer: the guard's looks re-judge the same first rows."""
+
+    def __init__(self, artifacts: ArtifactStore, *, batch_size: int = 32) -> None:
+        self.artifacts = artifacts
+        self.batch_size = batch_size
+        self._version: tuple[str, int] | None = None
+        self._loaded: Any = None
+        self._answers: dict[str, str] = {}
+
+    def __call__(self, version: ModelVersion, prediction_ids: Sequence[str], texts: Sequence[str]) -> list[str]:
+        from registry.inference import predict_labels
+        from registry.modelio import load_version
+
+        key = (version.model_name, version.version)
+        if key != self._version:
+            self._loaded = load_version(self.artifacts, version)
+            self._version, self._answers = key, {}
+        missing = [i for i, pid in enumerate(prediction_ids) if pid not in self._answers]
+        if missing:
+            answers = predict_labels(self._loaded, [texts[i] for i in missing], batch_size=self.batch_size)
+            self._answers.update({prediction_ids[i]: a for i, a in zip(missing, answers, strict=True)})
+        return [self._answers[pid] for pid in prediction_ids]
+
+    def release(self) -> None:
+        """Forget the loaded version (the guard has nothing to watch)."""
+        self._version, self._loaded, self._answers = None, None, {}
