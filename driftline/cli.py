@@ -672,6 +672,13 @@ def up(host: str, port: int, no_scheduler: bool) -> None:
 @click.option("--base-model", default="minilm-l6", show_default=True, help="Local HF folder or 'minilm-l6'.")
 @click.option("--num-hidden-layers", type=int, default=None, help="Keep only the first N encoder layers.")
 @click.option("--epochs", type=float, default=None, help="Fine-tuning epochs (v1 and runs).")
+@click.option(
+    "--max-length",
+    type=_MaxLength(),
+    default="auto",
+    show_default=True,
+    help="Tokens per text for v1 (runs keep v1's): 'auto' picks 64/128/256/512 from the bootstrap rows.",
+)
 @click.option("--limit", type=int, default=None, help="Replay at most N rows after the bootstrap.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -685,6 +692,7 @@ def replay(
     base_model: str,
     num_hidden_layers: int | None,
     epochs: float | None,
+    max_length: int | str,
     **options: Any,
 ) -> None:
     """Replay a labeled file through a fresh Driftline (service + scheduler in OUT/workspace): the first
@@ -692,7 +700,7 @@ def replay(
     Writes OUT/metrics.json, OUT/timeline.png and OUT/index.html."""
     from driftline.session import SessionConfig, run_session
 
-    train: dict[str, Any] = {"base_model": base_model}
+    train: dict[str, Any] = {"base_model": base_model, "max_length": max_length}
     if num_hidden_layers is not None:
         train["num_hidden_layers"] = num_hidden_layers
     if epochs is not None:

@@ -63,9 +63,11 @@ class ReplayOptions:
     run_every: int | None = None
     check_timeout_s: float = 300.0
     poll_interval_s: float = 1.0  # how often the replay looks for queued or running runs
-    run_timeout_s: float = 1200.0  # the longest a hold may last
+    # the longest a hold may last: a run on long texts (512 tokens) on a small CPU takes tens of minutes
+    run_timeout_s: float = 3600.0
     swap_timeout_s: float = 300.0
     seed: int = 0
+    run_config: dict[str, Any] = field(default_factory=dict)  # recorded on the runs the replay queues
     # The service's DRIFTLINE_MAX_BODY_BYTES: a request over it is not sent; its rows go one by one, and a
     # row over it on its own is counted as refused without being sent. None: no limit known.
     max_body_bytes: int | None = None
@@ -377,8 +379,16 @@ class DriftlineClient:
     def check_request(self, request_id: int) -> dict[str, Any]:
         return self._json("GET", f"/api/checks/requests/{request_id}")
 
-    def queue_run(self, reason: str) -> int:
-        body = {"model_name": self.model_name, "reason": reason}
+    def queue_run(self, reason: str, config: dict[str, Any] | None = None) -> int:
+        """Queue a run; ``config`` is a run config (``train``, ``assembly``, ``gate``, ``mode``)."""
+        config = config or {}
+        body = {
+            "model_name": self.model_name,
+            "reason": reason,
+            "config": config.get("train", {}),
+            "assembly": config.get("assembly", {}),
+            "gate": config.get("gate", {}),
+        }
         return int(self._json("POST", "/api/runs", json=body)["id"])
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
@@ -449,7 +459,7 @@ class Replayer:
                     opts.run_every
                     and sent // opts.run_every > (sent - len(rows[first:sent])) // opts.run_every
                 ):
-                    run_id = self.client.queue_run(f"policy every-window: row {sent}")
+                    run_id = self.client.queue_run(f"policy every-window: row {sent}", self.options.run_config)
                     self.say(f"  row {sent}: run {run_id} queued (every window)")
                     self._hold_while_training(row=sent, start=start)
                 elif opts.hold_during_runs and time.monotonic() - self._last_poll >= opts.poll_interval_s:
@@ -569,7 +579,9 @@ class Replayer:
             self.end_early(exc)
 
     def _check_now(self, *, row: int, start: float) -> None:
-        """Ask the scheduler for a drift check, wait for it, then wait for any run it queued."""
+        """Ask the scheduler for a drift check, wait for it, then wait for any run it queued. The
+        scheduler's guard runs before the check: when it rolled the champion back, wait for the swap."""
+        champion_before = self.client.champion_version()
         request_id = self.client.request_check()
         deadline = time.monotonic() + self.options.check_timeout_s
         while (request := self.client.check_request(request_id))["status"] == "pending":
@@ -581,6 +593,10 @@ class Replayer:
                 )
             time.sleep(0.2)
         self.log.checks.append({"row": row, "request": request_id, **request})
+        champion_after = self.client.champion_version()
+        if champion_after is not None and champion_after != champion_before:
+            self.say(f"  row {row}: champion moved v{champion_before} -> v{champion_after} (a rollback)")
+            self._wait_for_swap(champion_after)
         self._hold_while_training(row=row, start=start)
 
     def _hold_while_training(self, *, row: int, start: float, statuses: tuple[str, ...] = IN_FLIGHT) -> None:

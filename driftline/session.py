@@ -74,7 +74,9 @@ class SessionConfig:
     bootstrap_heldout: float = 0.2  # of the bootstrap rows: v1's evaluation and its reference profile
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig values for v1 and for every run
     run_train: dict[str, Any] = field(default_factory=dict)  # ... and over them, for the runs only
-    min_new_labels: int = 100  # labels a run needs: for the trigger policy and for the run itself
+    # The fewest labels a run waits for: the trigger policy's floor (DRIFTLINE_MIN_NEW_LABELS is read as
+    # DRIFTLINE_MIN_LABELS_FLOOR; a large drop needs no more) and the run's own minimum.
+    min_new_labels: int = 100
     monitor: dict[str, str] = field(default_factory=dict)  # extra DRIFTLINE_* settings for the scheduler
     # A workspace that already holds version 1 of this stream (``prepare_v1``): copied instead of
     # training v1 again, so sessions that compare policies start from the very same model.
@@ -100,6 +102,13 @@ class SessionConfig:
         if self.bootstrap_until is not None and self.time_col is None:
             raise InvalidInputError("--bootstrap-until needs --time-col")
 
+    def run_config(self) -> dict[str, Any]:
+        """What every run of this session records, whoever queues it (the monitor, or the replay for
+        ``every-window``): the training values (v1's max_length is kept unless ``run_train`` sets one)
+        and the labels a run needs."""
+        train = {k: v for k, v in self.train.items() if k != "max_length"}
+        return {"train": {**train, **self.run_train}, "assembly": {"min_new_labels": self.min_new_labels}}
+
     def scheduler_env(self) -> dict[str, str]:
         """The monitor's settings for this session: the trigger policy, the window, the clock."""
         env = {
@@ -111,12 +120,7 @@ class SessionConfig:
             "DRIFTLINE_MIN_NEW_LABELS": str(self.min_new_labels),
             "DRIFTLINE_COOLDOWN_S": "0",
             "DRIFTLINE_RETRAIN_ON_DRIFT": "true" if self.policy == "drift" else "false",
-            "DRIFTLINE_RETRAIN": json.dumps(
-                {
-                    "train": {**self.train, **self.run_train},
-                    "assembly": {"min_new_labels": self.min_new_labels},
-                }
-            ),
+            "DRIFTLINE_RETRAIN": json.dumps(self.run_config()),
             "DRIFTLINE_POLL_INTERVAL_S": "1",
         }
         return {**env, **self.monitor}
@@ -340,6 +344,7 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
         rate=config.rate if config.realtime else None,
         check_every=None if config.realtime or config.policy == "every-window" else config.check_every,
         run_every=config.window if config.policy == "every-window" else None,
+        run_config=config.run_config(),
         seed=config.seed,
         max_body_bytes=report.limits.max_body_bytes,
     )

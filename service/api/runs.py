@@ -18,6 +18,10 @@ class RetrainRequest(BaseModel):
     model_name: str | None = Field(default=None, description="Defaults to DRIFTLINE_MODEL_NAME.")
     reason: str = Field(default="manual retrain", max_length=2000)
     config: dict[str, Any] = Field(default_factory=dict, description="Training config overrides.")
+    assembly: dict[str, Any] = Field(
+        default_factory=dict, description="Data assembly overrides, e.g. {\"min_new_labels\": 100}."
+    )
+    gate: dict[str, Any] = Field(default_factory=dict, description="Promotion gate overrides.")
 
 
 @router.get("", response_model=list[e.RetrainRun])
@@ -38,5 +42,11 @@ def queue_retrain(body: RetrainRequest, registry: RegistryDep, actor: WriterDep)
     return registry.create_run(
         name,
         trigger=e.RunTrigger.MANUAL,
-        config={"train": body.config, "reason": body.reason, "requested_by": actor},
+        config={
+            "train": body.config,
+            "assembly": body.assembly,
+            "gate": body.gate,
+            "reason": body.reason,
+            "requested_by": actor,
+        },
     )

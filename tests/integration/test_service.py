@@ -182,9 +182,13 @@ def test_control_api_reads_and_guards_writes(client: TestClient) -> None:
     assert bad.status_code == 422
     assert client.get("/api/docs").status_code == 200
     assert "/models/{name}/promote" in client.get("/api/openapi.json").json()["paths"]
-    queued = client.post("/api/runs", json={"reason": "try"}, headers=AUTH)
+    queued = client.post(
+        "/api/runs", json={"reason": "try", "config": {"epochs": 2}, "assembly": {"min_new_labels": 50}}, headers=AUTH
+    )
     assert queued.status_code == 201 and queued.json()["status"] == "queued"
-    assert client.get(f"/api/runs/{queued.json()['id']}").json()["trigger"] == "manual"
+    run = client.get(f"/api/runs/{queued.json()['id']}").json()
+    assert run["trigger"] == "manual"
+    assert run["config"]["train"] == {"epochs": 2} and run["config"]["assembly"] == {"min_new_labels": 50}
     assert client.post("/api/checks", json={}).status_code == 401
     asked = client.post("/api/checks", json={}, headers=AUTH)
     assert asked.status_code == 202 and asked.json()["status"] == "pending"

@@ -185,3 +185,36 @@ def test_a_5xx_mid_stream_still_writes_metrics_for_what_was_replayed(
         line.startswith("ended early after 24 of 40 rows: POST /predict answered 503")
         for line in summary.lines()
     )
+
+
+def test_every_run_of_a_session_records_the_same_run_config(tmp_path: Path) -> None:
+    """The monitor's runs and the replay's every-window runs train alike; runs keep v1's max_length."""
+    cfg = config(
+        tmp_path,
+        tmp_path / "x.csv",
+        train={"epochs": 2, "max_length": "auto"},
+        run_train={"learning_rate": 1e-4},
+        min_new_labels=100,
+    )
+    expected = {"train": {"epochs": 2, "learning_rate": 1e-4}, "assembly": {"min_new_labels": 100}}
+    assert cfg.run_config() == expected
+    assert json.loads(cfg.scheduler_env()["DRIFTLINE_RETRAIN"]) == expected
+
+    sent: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(201, json={"id": 7})
+
+    client = DriftlineClient("http://x", model_name="m", token=None)
+    client.http = httpx.Client(base_url="http://x", transport=httpx.MockTransport(handler))
+    assert client.queue_run("policy every-window: row 300", cfg.run_config()) == 7
+    assert sent == [
+        {
+            "model_name": "m",
+            "reason": "policy every-window: row 300",
+            "config": {"epochs": 2, "learning_rate": 1e-4},
+            "assembly": {"min_new_labels": 100},
+            "gate": {},
+        }
+    ]
