@@ -16,7 +16,7 @@ export BENTOML_DO_NOT_TRACK := True
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test test-slow bench lint clean clean-demo
+.PHONY: venv demo test test-slow bench bench-streams lint clean clean-demo
 
 venv: $(STAMP)
 
@@ -46,6 +46,11 @@ bench: venv
 	$(BIN)/python -m bench.monitor
 	$(BIN)/python -m bench.train
 	$(BIN)/python -m bench.learning --demo
+
+# The three policies on each public stream of bench/streams.py (topic change, label-prior shift, style over
+# time, a shuffled control); fetches its packages with pip the first time; writes bench/results/streams/.
+bench-streams: venv
+	$(BIN)/python -m bench.streams
 
 lint: venv
 	$(BIN)/ruff check .

@@ -14,19 +14,73 @@ Writes ``bench/results/learning.json`` and ``learning.md`` (a table per policy) 
 drift >= every-window's prequential accuracy - 1 pt with at most half its retrains; drift beats never on
 the drifted domains; no promotion is more than 1 pt worse than the champion it replaced, on the rows
 the promoted model served.
+
+The machinery is reusable: :class:`StreamSpec` says what a stream is and how it is replayed,
+:class:`ModelSpec` how the models are trained, and :func:`compare_policies` runs the policies on it and
+returns the figures that :func:`markdown` tabulates (``bench.streams`` runs it on several public streams).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, ROOT, describe_machine, go_offline, machine, write_json
 
 POLICIES = ("drift", "never", "every-window")
+PROMOTED = ("promoted", "approved")
+GUARD_ACTOR = "guard"  # the post-promotion guard's name on the alias moves it makes (DESIGN.md)
+# What each policy's entry in a result file keeps of its session's summary.
+SUMMARY_KEYS = (
+    "accuracy",
+    "macro_f1",
+    "domains",
+    "counts",
+    "labels_sent",
+    "labels_used",
+    "training_seconds",
+    "wall_s",
+    "recovery",
+    "promotion_checks",
+    "windows",
+)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One labeled, time-ordered file and how it is replayed: its columns, v1's rows (the first
+    ``bootstrap_rows``, after sorting by ``time_col`` when there is one), the monitor's cadence and the
+    training values this stream needs (``train``: e.g. ``max_length`` for long texts)."""
+
+    name: str
+    data: Path
+    text_col: str = "text"
+    label_col: str = "label"
+    domain_col: str | None = "domain"
+    time_col: str | None = None
+    bootstrap_rows: int = 2000
+    window: int = 300
+    check_every: int = 150
+    label_delay: int = 50
+    limit: int | None = None  # stream rows replayed (None: all)
+    min_new_labels: int = 100
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How v1 and every run are trained: MiniLM-L6 with ``layers`` encoder layers (None: all 6), the
+    epochs, the seed, and any other TrainConfig values (``train``, over the stream's)."""
+
+    epochs: float = 2.0
+    run_epochs: float = 2.0
+    layers: int | None = None
+    seed: int = 7
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 def demo_file(out: Path, args: argparse.Namespace) -> Path:
@@ -47,59 +101,144 @@ def demo_file(out: Path, args: argparse.Namespace) -> Path:
     return path
 
 
-def bootstrap_domains(data: Path, args: argparse.Namespace) -> set[str]:
+def bootstrap_domains(stream: StreamSpec) -> set[str]:
     """Domains version 1 was trained on: the stream's other domains are the drifted ones."""
     from retrain.data import ColumnSpec, load_labeled_file
 
-    columns = ColumnSpec(text=args.text_col, label=args.label_col, time=args.time_col, domain=args.domain_col)
-    frame = load_labeled_file(data, columns).frame
-    if args.time_col:
+    columns = ColumnSpec(
+        text=stream.text_col, label=stream.label_col, time=stream.time_col, domain=stream.domain_col
+    )
+    frame = load_labeled_file(stream.data, columns).frame
+    if stream.time_col:
         frame = frame.sort_values("time", kind="stable")
-    return {str(d) for d in frame["domain"].iloc[: args.bootstrap_rows].dropna().unique()}
+    return {str(d) for d in frame["domain"].iloc[: stream.bootstrap_rows].dropna().unique()}
 
 
-def session_config(policy: str, data: Path, args: argparse.Namespace, out: Path) -> Any:
+def session_config(policy: str, stream: StreamSpec, model: ModelSpec, out: Path) -> Any:
     from driftline.session import SessionConfig
 
-    train: dict[str, Any] = {"epochs": args.epochs}
-    if args.layers is not None:
-        train["num_hidden_layers"] = args.layers
+    train: dict[str, Any] = {**stream.train, "epochs": model.epochs}
+    if model.layers is not None:
+        train["num_hidden_layers"] = model.layers
+    train.update(model.train)
     return SessionConfig(
-        data=data,
-        text_col=args.text_col,
-        label_col=args.label_col,
-        domain_col=args.domain_col,
-        time_col=args.time_col,
+        data=stream.data,
+        text_col=stream.text_col,
+        label_col=stream.label_col,
+        domain_col=stream.domain_col,
+        time_col=stream.time_col,
         out=out,
-        bootstrap_rows=args.bootstrap_rows,
-        window=args.window,
-        check_every=args.check_every,
-        label_delay=args.label_delay,
+        bootstrap_rows=stream.bootstrap_rows,
+        window=stream.window,
+        check_every=stream.check_every,
+        label_delay=stream.label_delay,
+        limit=stream.limit,
+        min_new_labels=stream.min_new_labels,
         policy=policy,
-        seed=args.seed,
+        seed=model.seed,
         train=train,
-        run_train={"epochs": args.run_epochs},
+        run_train={"epochs": model.run_epochs},
     )
 
 
-def prepare_v1(data: Path, args: argparse.Namespace, out: Path) -> tuple[Path, float]:
+def prepare_v1(stream: StreamSpec, model: ModelSpec, out: Path) -> tuple[Path, float]:
     """Version 1, trained once for every policy: the same starting model by construction."""
     from driftline.session import prepare_v1 as prepare
 
     started = time.monotonic()
     home = prepare(
-        session_config(POLICIES[0], data, args, out / "v1"), say=lambda line: print(f"[v1] {line}")
+        session_config(POLICIES[0], stream, model, out / "v1"), say=lambda line: print(f"[v1] {line}")
     )
     return home, time.monotonic() - started
 
 
-def run_policy(policy: str, data: Path, args: argparse.Namespace, out: Path, v1: Path) -> dict[str, Any]:
+def run_policy(policy: str, stream: StreamSpec, model: ModelSpec, out: Path, v1: Path) -> dict[str, Any]:
     from driftline.session import run_session
 
-    config = replace(session_config(policy, data, args, out / policy), v1_workspace=v1)
+    config = replace(session_config(policy, stream, model, out / policy), v1_workspace=v1)
     started = time.monotonic()
     summary = run_session(config, say=lambda line: print(f"[{policy}] {line}", flush=True))
     return {"wall_s": time.monotonic() - started, **summary.to_dict()}
+
+
+def registry_facts(workspace: Path) -> dict[str, Any]:
+    """What the session's registry holds beyond its summary: the guard's rollbacks (champion moves by
+    actor ``guard``; none until a guard exists) and when each run was queued."""
+    from driftline.session import session_settings
+    from registry.store import Registry
+
+    settings = session_settings(workspace)
+    registry = Registry.open(settings, create_if_empty=False)
+    try:
+        events = registry.list_alias_events(settings.model_name, alias="champion", limit=10_000)
+        runs = registry.list_runs(settings.model_name, limit=10_000)
+    finally:
+        registry.close()
+    rollbacks = [
+        {"from": ev.from_version, "to": ev.to_version, "reason": ev.reason, "at": ev.created_at.isoformat()}
+        for ev in reversed(events)
+        if ev.actor == GUARD_ACTOR
+    ]
+    return {"rollbacks": rollbacks, "run_queued_at": {r.id: r.created_at.isoformat() for r in runs}}
+
+
+def drifted_domains(results: dict[str, dict[str, Any]], boot_domains: set[str]) -> list[str]:
+    first = next(iter(results.values()))
+    return [d for d in first["domains"] if d not in boot_domains]
+
+
+def change_row(result: dict[str, Any], drifted: list[str]) -> int | None:
+    """The first stream row of a drifted domain: where the change begins (None: no drifted domain)."""
+    rows = [d["first_row"] for name, d in result["domains"].items() if name in drifted]
+    return min(rows) if rows else None
+
+
+def harm(result: dict[str, Any]) -> float | None:
+    """The worst promoted-minus-replaced accuracy, on the rows each promoted model served (None: no
+    promotion was scored)."""
+    deltas = [p["promoted_accuracy"] - p["replaced_accuracy"] for p in result.get("promotion_checks", [])]
+    return min(deltas) if deltas else None
+
+
+def time_to_recover(
+    result: dict[str, Any], change: int | None, facts: dict[str, Any]
+) -> dict[str, Any] | None:
+    """From the change to the first promotion at or after it whose model beat the one it replaced on the
+    rows it served: in rows (from the change row), and in seconds from the first record at or after the
+    change (a drift check; for ``every-window``, which checks nothing, the run it queued) to the
+    promotion. None when the stream has no change."""
+    if change is None:
+        return None
+    helped = {
+        p["promoted"]: p["promoted_accuracy"] - p["replaced_accuracy"]
+        for p in result.get("promotion_checks", [])
+    }
+    promotion = next(
+        (
+            d
+            for d in result["decisions"]
+            if d["status"] in PROMOTED and d["row"] >= change and helped.get(d["candidate_version"], -1.0) > 0
+        ),
+        None,
+    )
+    if promotion is None:
+        return {"change_row": change, "promotion_row": None, "rows": None, "seconds": None}
+    queued = facts.get("run_queued_at", {})
+    anchors = [(c["row"], c["at"]) for c in result["checks"]]
+    anchors += [(r["row"], queued[r["id"]]) for r in result["runs"] if r["id"] in queued]
+    later = sorted((row, at) for row, at in anchors if row >= change)
+    seconds = None
+    if later:
+        start = datetime.fromisoformat(later[0][1])
+        seconds = round((datetime.fromisoformat(promotion["at"]) - start).total_seconds(), 1)
+    return {
+        "change_row": change,
+        "promoted_version": promotion["candidate_version"],
+        "promotion_row": promotion["row"],
+        "rows": promotion["row"] - change,
+        "seconds": seconds,
+        "seconds_from_row": later[0][0] if later else None,
+    }
 
 
 def drifted_accuracy(result: dict[str, Any], drifted: list[str]) -> float:
@@ -120,7 +259,7 @@ def compare(results: dict[str, dict[str, Any]], drifted: list[str]) -> dict[str,
             "runs_every_window": runs_every,
             "met": drift["accuracy"] >= every["accuracy"] - 0.01 and runs_drift <= runs_every / 2,
         }
-    if drift and never:
+    if drift and never and drifted:
         a, b = drifted_accuracy(drift, drifted), drifted_accuracy(never, drifted)
         targets["drift vs never on drifted domains"] = {"drift": a, "never": b, "met": a > b + 0.01}
     worst = [
@@ -136,40 +275,97 @@ def compare(results: dict[str, dict[str, Any]], drifted: list[str]) -> dict[str,
     return targets
 
 
-def markdown(results: dict[str, dict[str, Any]], drifted: list[str], targets: dict[str, Any]) -> str:
-    domains = sorted({d for r in results.values() for d in r["domains"]})
+def compare_policies(stream: StreamSpec, model: ModelSpec, policies: list[str], out: Path) -> dict[str, Any]:
+    """Train v1 once, run each policy's session on ``stream`` from a copy of it, and return the
+    comparison: the drifted domains, the targets and each policy's figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    v1, v1_seconds = prepare_v1(stream, model, out)
+    results = {p: run_policy(p, stream, model, out, v1) for p in policies}
+    drifted = drifted_domains(results, bootstrap_domains(stream))
+    figures = {}
+    for policy, result in results.items():
+        facts = registry_facts(out / policy / "workspace")
+        change = change_row(result, drifted)
+        figures[policy] = {
+            **{k: result[k] for k in SUMMARY_KEYS},
+            "rollbacks": len(facts["rollbacks"]),
+            "rollback_events": facts["rollbacks"],
+            "time_to_recover": time_to_recover(result, change, facts),
+            "harm": harm(result),
+        }
+    return {
+        "stream": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(stream).items()},
+        "model": asdict(model),
+        "v1_seconds": v1_seconds,
+        "drifted": drifted,
+        "targets": compare(results, drifted),
+        "policies": figures,
+    }
+
+
+def _cell(value: float | int | None, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """A row per policy, then the drifted domains and the targets."""
+    results, drifted, targets = report["policies"], report["drifted"], report["targets"]
+    domains = list(dict.fromkeys(d for r in results.values() for d in r["domains"]))
     head = [
         "policy",
         "accuracy",
         "macro-F1",
         *[f"acc. {d}" for d in domains],
+        "drift alarms",
         "runs",
         "promoted",
+        "rollbacks",
         "labels used",
         "training s",
+        "recovery rows",
+        "recovery s",
+        "harm (pts)",
         "wall s",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for policy, r in results.items():
+        recovery = r.get("time_to_recover") or {}
+        worst = r.get("harm")
         cells = [
             policy,
             f"{r['accuracy']:.3f}",
             f"{r['macro_f1']:.3f}",
             *[f"{r['domains'][d]['accuracy']:.3f}" if d in r["domains"] else "" for d in domains],
+            str(r["counts"].get("drift_alarms", 0)),
             str(r["counts"]["runs"]),
             str(r["counts"]["promotions"]),
+            str(r.get("rollbacks", 0)),
             str(r["labels_used"]),
             f"{r['training_seconds']:.0f}",
+            _cell(recovery.get("rows"), "d") if recovery else "n/a",
+            _cell(recovery.get("seconds"), ".0f") if recovery else "n/a",
+            _cell(None if worst is None else worst * 100, "+.1f"),
             f"{r['wall_s']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"Drifted domains: {', '.join(drifted)}.")
+    lines.append(f"Drifted domains: {', '.join(drifted) if drifted else 'none (v1 saw every domain)'}.")
+    lines.append(
+        "Recovery: from the first row of a drifted domain to the first promotion after it that beat the "
+        "model it replaced on the rows it served (blank: none did; n/a: no drifted domain); seconds from "
+        "the first drift check (every-window: the first run) at or after that row. Harm: the worst "
+        "promoted-minus-replaced accuracy on those rows (blank: no promotion)."
+    )
     for name, t in targets.items():
         numbers = ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in t.items() if k != "met"
         )
         lines.append(f"- {name}: {numbers}: **{'met' if t['met'] else 'not met'}**")
+    lines.append("")
+    lines.append(
+        f"Version 1 was trained once ({report['v1_seconds']:.0f} s) and copied into each policy's "
+        "workspace; wall s excludes it."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -204,17 +400,22 @@ def main(argv: list[str] | None = None) -> int:
     go_offline()
     args.out.mkdir(parents=True, exist_ok=True)
     data = demo_file(args.out, args) if args.demo else args.data
-    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    v1, v1_seconds = prepare_v1(data, args, args.out)
-    results = {p: run_policy(p, data, args, args.out, v1) for p in policies}
-    first = next(iter(results.values()))
-    boot_domains = bootstrap_domains(data, args)
-    drifted = [d for d in first["domains"] if d not in boot_domains]
-    targets = compare(results, drifted)
-    table = markdown(results, drifted, targets) + (
-        f"\nVersion 1 was trained once ({v1_seconds:.0f} s) and copied into each policy's workspace; "
-        "wall s excludes it.\n"
+    stream = StreamSpec(
+        name="demo" if args.demo else Path(data).stem,
+        data=data,
+        text_col=args.text_col,
+        label_col=args.label_col,
+        domain_col=args.domain_col,
+        time_col=args.time_col,
+        bootstrap_rows=args.bootstrap_rows,
+        window=args.window,
+        check_every=args.check_every,
+        label_delay=args.label_delay,
     )
+    model = ModelSpec(epochs=args.epochs, run_epochs=args.run_epochs, layers=args.layers, seed=args.seed)
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    comparison = compare_policies(stream, model, policies, args.out)
+    table = markdown(comparison)
     info = machine(["transformers", "evidently", "bentoml"])
     print()
     print(describe_machine(info))
@@ -222,27 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "machine": info,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "targets": targets,
-        "v1_seconds": v1_seconds,
-        "policies": {
-            p: {
-                k: r[k]
-                for k in (
-                    "accuracy",
-                    "macro_f1",
-                    "domains",
-                    "counts",
-                    "labels_sent",
-                    "labels_used",
-                    "training_seconds",
-                    "wall_s",
-                    "recovery",
-                    "promotion_checks",
-                    "windows",
-                )
-            }
-            for p, r in results.items()
-        },
+        **comparison,
     }
     write_json(RESULTS / "learning.json", report)
     (RESULTS / "learning.md").write_text(describe_machine(info) + "\n\n" + table)
