@@ -8,13 +8,15 @@ the request path: the service does no extra work), judges, and on harm moves ``c
 actor ``guard``, the evidence in the reason and a report, like any other move.
 
 The test is an exact one-sided McNemar test: of the rows where exactly one model is right, does the
-replaced one win significantly more often than half? Harm is that, at level ``alpha``, together with an
-observed accuracy loss beyond ``margin``. The guard looks at fixed numbers of labeled rows
-(``min_labels``, doubling up to ``watch_labels``: 50, 100, 200, 400 by default) and judges the first
-that many rows at each look, so a champion is tested a known number of times and ``alpha`` is split
-between the looks (Bonferroni): noise on a champion as good as the replaced one rolls it back with
-probability below ``alpha`` over the whole watch, not per tick. After the last look without harm the
-guard ends for that promotion.
+replaced one win significantly more often than half? Harm is that, at the look's level, together with an
+observed accuracy loss beyond ``margin``. The guard looks at a fixed schedule of labeled-row counts:
+``min_labels`` doubling up to ``window_labels``, then every half window up to ``watch_labels`` (50, 100,
+200, 300, 450, ..., 1000 by default). Each look judges the latest ``window_labels`` rows it has (all of
+them at the early looks), so harm that begins after the promotion (the stream moves on to what the new
+champion handles worse) is seen as well as harm from the start. The schedule is known in advance, so
+``alpha`` is split between its looks (Bonferroni, valid however the overlapping windows correlate): a
+champion as good as the replaced one is rolled back with probability below ``alpha`` over the whole
+watch, not per tick. After the last look without harm the guard ends for that promotion.
 
 Usage::
 
@@ -47,23 +49,36 @@ GUARD_ACTOR = "guard"
 @dataclass(frozen=True)
 class GuardConfig:
     min_labels: int = 50  # labeled rows the new champion must have served before its first look
-    watch_labels: int = 400  # the last look: the guard ends here for this promotion if nothing was wrong
+    window_labels: int = 300  # the latest rows each look judges
+    watch_labels: int = 1000  # the last look: the guard ends here for this promotion if nothing was wrong
     margin: float = 0.01  # an accuracy loss beyond this (0.01 = 1 pt) counts as harm, if significant
     alpha: float = 0.05  # over all looks of one watch (split between them)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_labels <= self.watch_labels:
-            raise ValueError(f"guard: need 1 <= min_labels ({self.min_labels}) <= watch_labels ({self.watch_labels})")
+        if not 1 <= self.min_labels <= self.watch_labels or self.window_labels < self.min_labels:
+            raise ValueError(
+                f"guard: need 1 <= min_labels ({self.min_labels}) <= watch_labels ({self.watch_labels}) "
+                f"and window_labels ({self.window_labels}) >= min_labels"
+            )
         if not 0 < self.alpha < 1 or self.margin < 0:
             raise ValueError(f"guard: alpha {self.alpha} must be in (0, 1) and margin {self.margin} >= 0")
 
+    @property
+    def window(self) -> int:
+        return min(self.window_labels, self.watch_labels)
+
     def looks(self) -> tuple[int, ...]:
-        """Labeled-row counts at which the champion is judged: ``min_labels`` doubling, ending at
-        ``watch_labels``."""
+        """Labeled-row counts at which the champion is judged: ``min_labels`` doubling up to the window,
+        then every half window, ending at ``watch_labels``."""
         out, n = [], self.min_labels
-        while n < self.watch_labels:
+        while n < min(self.window, self.watch_labels):
             out.append(n)
             n *= 2
+        n = self.window
+        step = max(1, self.window // 2)
+        while n < self.watch_labels:
+            out.append(n)
+            n += step
         return (*out, self.watch_labels)
 
     @property
@@ -83,7 +98,8 @@ class GuardVerdict:
     status: GuardStatus
     reason: str
     labeled: int  # labeled rows served by the champion since its promotion
-    look: int  # rows judged (the latest look reached; 0 while waiting)
+    look: int  # the latest look reached (0 while waiting): its window of rows ends there
+    judged: int = 0  # rows in that window
     champion_accuracy: float | None = None
     replaced_accuracy: float | None = None
     difference: float | None = None  # champion - replaced, on the judged rows
@@ -131,25 +147,28 @@ def judge(
             alpha_per_look=config.alpha_per_look,
         )
     look = reached[-1]
-    y, a, b = y_true[:look], champion_pred[:look], replaced_pred[:look]
+    first = max(0, look - config.window)  # the look's window: its latest rows
+    y, a, b = y_true[first:look], champion_pred[first:look], replaced_pred[first:look]
+    judged = look - first
     champion_right = [p == t for p, t in zip(a, y, strict=True)]
     replaced_right = [p == t for p, t in zip(b, y, strict=True)]
     only_champion = sum(c and not r for c, r in zip(champion_right, replaced_right, strict=True))
     only_replaced = sum(r and not c for c, r in zip(champion_right, replaced_right, strict=True))
     discordant = only_champion + only_replaced
     p_value = binomtest(only_replaced, discordant, 0.5, alternative="greater").pvalue if discordant else 1.0
-    acc_a, acc_b = sum(champion_right) / look, sum(replaced_right) / look
+    acc_a, acc_b = sum(champion_right) / judged, sum(replaced_right) / judged
     diff = acc_a - acc_b
     level = config.alpha_per_look
     new, old = names
     evidence = (
-        f"on the same {look} labeled rows {new} scores {acc_a:.3f} and {old} {acc_b:.3f} ({_pts(diff)}); "
+        f"on the same {judged} labeled rows ({first + 1}-{look} since the promotion) {new} scores {acc_a:.3f} and {old} {acc_b:.3f} ({_pts(diff)}); "
         f"only {new} right on {only_champion}, only {old} on {only_replaced}: one-sided exact McNemar "
         f"p = {p_value:.2g} (level {level:.3g} per look, {len(config.looks())} looks)"
     )
     common = {
         "labeled": total,
         "look": look,
+        "judged": judged,
         "champion_accuracy": acc_a,
         "replaced_accuracy": acc_b,
         "difference": diff,
@@ -165,7 +184,9 @@ def judge(
             **common,
         )
     if look >= config.watch_labels:
-        return GuardVerdict(GuardStatus.CLEARED, f"no harm at the last look: {evidence}; the guard ends", **common)
+        return GuardVerdict(
+            GuardStatus.CLEARED, f"no harm at the last look: {evidence}; the guard ends", **common
+        )
     return GuardVerdict(GuardStatus.WATCHING, f"no significant harm yet: {evidence}", **common)
 
 
@@ -174,6 +195,7 @@ def judge(
 
 @dataclass(frozen=True)
 class GuardOutcome:
+    event_id: int  # the champion move judged
     champion: int
     replaced: int
     promoted_at: datetime
@@ -203,11 +225,14 @@ def guard_champion(
     model_name: str,
     config: GuardConfig,
     scorer: Scorer,
+    *,
+    ended: frozenset[int] | set[int] = frozenset(),
 ) -> GuardOutcome | None:
     """Judge the latest promotion of ``model_name``; roll it back on harm. None when there is nothing
-    to guard (no promotion, the guard's own rollback, or the champion moved since)."""
+    to guard (no promotion, the guard's own rollback, a move in ``ended`` (ids of champion moves whose
+    watch is over), or the champion moved since)."""
     event = last_guarded_move(registry, model_name)
-    if event is None or event.to_version is None:
+    if event is None or event.to_version is None or event.id in ended:
         return None
     champion = registry.get_version_by_alias(model_name, CHAMPION)
     if champion.version != event.to_version:
@@ -219,19 +244,22 @@ def guard_champion(
     labels = [label for _, label in rows]
     served = [p.label for p, _ in rows]
     upto = max([look for look in config.looks() if look <= len(rows)], default=0)
-    judged = rows[:upto]  # only the replaced version's predictions on the latest look's rows are needed
+    start = max(0, upto - config.window)
+    judged = rows[
+        start:upto
+    ]  # the latest look's window: only there are the replaced version's answers needed
     replaced_pred = scorer(replaced, [p.id for p, _ in judged], [p.text for p, _ in judged]) if judged else []
     verdict = judge(
         labels[:upto],
         served[:upto],
-        replaced_pred,
+        [""] * start + replaced_pred,  # rows before the window are not judged
         config,
         names=(f"v{champion.version}", f"v{replaced.version}"),
         labeled=len(rows),
     )
-    outcome = GuardOutcome(champion.version, replaced.version, event.created_at, verdict)
+    outcome = GuardOutcome(event.id, champion.version, replaced.version, event.created_at, verdict)
     if verdict.status is not GuardStatus.ROLLBACK:
-        logger.info("guard %s v%s: %s", model_name, champion.version, verdict.reason)
+        logger.debug("guard %s v%s: %s", model_name, champion.version, verdict.reason)
         return outcome
     report_uri = _write_report(artifacts, model_name, outcome, judged, replaced_pred)
     try:
@@ -248,7 +276,7 @@ def guard_champion(
     logger.warning(
         "guard %s: rolled back v%s to v%s: %s", model_name, champion.version, replaced.version, verdict.reason
     )
-    return GuardOutcome(champion.version, replaced.version, event.created_at, verdict, move)
+    return GuardOutcome(event.id, champion.version, replaced.version, event.created_at, verdict, move)
 
 
 def _write_report(
@@ -274,7 +302,9 @@ def _write_report(
         "verdict": outcome.verdict.to_dict(),
         "disagreements": disagreements,
     }
-    env = Environment(loader=PackageLoader("monitor", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    env = Environment(
+        loader=PackageLoader("monitor", "templates"), autoescape=select_autoescape(["html", "j2"])
+    )
     name = f"guard/{model_name}-v{outcome.champion}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     with tempfile.TemporaryDirectory(prefix="driftline-guard-") as tmp:
         Path(tmp, "guard.json").write_text(json.dumps(facts, indent=1, default=str))
@@ -294,7 +324,9 @@ class CachedScorer:
         self._loaded: Any = None
         self._answers: dict[str, str] = {}
 
-    def __call__(self, version: ModelVersion, prediction_ids: Sequence[str], texts: Sequence[str]) -> list[str]:
+    def __call__(
+        self, version: ModelVersion, prediction_ids: Sequence[str], texts: Sequence[str]
+    ) -> list[str]:
         from registry.inference import predict_labels
         from registry.modelio import load_version
 

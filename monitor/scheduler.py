@@ -62,6 +62,7 @@ class MonitorScheduler:
         self._scheduler = None
         self._scorer = CachedScorer(artifacts)
         self.last_guard: GuardOutcome | None = None
+        self._guard_ended: set[int] = set()  # champion moves whose watch is over (cleared)
 
     def is_leader(self) -> bool:
         """Take or renew the lease; False when another replica holds it."""
@@ -78,7 +79,12 @@ class MonitorScheduler:
             return None
         try:
             outcome = guard_champion(
-                self.registry, self.artifacts, model_name or self.model_name, config, self._scorer
+                self.registry,
+                self.artifacts,
+                model_name or self.model_name,
+                config,
+                self._scorer,
+                ended=self._guard_ended,
             )
         except DriftlineError as exc:
             logger.warning("guard skipped: %s", exc.message)
@@ -86,8 +92,15 @@ class MonitorScheduler:
         except Exception:  # noqa: BLE001 - the guard must not stop drift checks
             logger.exception("guard failed")
             return None
+        if outcome is not None and outcome.verdict.status is GuardStatus.CLEARED:
+            self._guard_ended.add(outcome.event_id)
         if outcome is None or outcome.verdict.status in (GuardStatus.CLEARED, GuardStatus.ROLLBACK):
             self._scorer.release()
+        last = self.last_guard.verdict if self.last_guard is not None else None
+        if outcome is not None and (
+            last is None or (last.status, last.look) != (outcome.verdict.status, outcome.verdict.look)
+        ):
+            logger.info("guard %s v%s: %s", self.model_name, outcome.champion, outcome.verdict.reason)
         self.last_guard = outcome
         return outcome
 

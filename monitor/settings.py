@@ -79,8 +79,11 @@ class MonitorSettings(BaseSettings):
     guard_min_labels: int = Field(
         50, ge=1, description="labeled rows a new champion serves before the guard's first look"
     )
+    guard_window_labels: int = Field(
+        300, ge=1, description="the latest labeled rows each of the guard's looks judges"
+    )
     guard_watch_labels: int = Field(
-        400, ge=1, description="the guard's last look: it ends there for a promotion that did no harm"
+        1000, ge=1, description="the guard's last look: it ends there for a promotion that did no harm"
     )
     guard_margin: float = Field(
         0.01, ge=0, description="an accuracy loss beyond this against the replaced version is harm, if significant"
@@ -118,6 +121,7 @@ class MonitorSettings(BaseSettings):
             return None
         return GuardConfig(
             min_labels=self.guard_min_labels,
+            window_labels=max(self.guard_min_labels, self.guard_window_labels),
             watch_labels=max(self.guard_min_labels, self.guard_watch_labels),
             margin=self.guard_margin,
             alpha=self.guard_alpha,

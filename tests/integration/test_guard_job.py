@@ -15,7 +15,7 @@ from registry.store import Registry
 from tests.models import serve_and_label
 from tests.textgen import topic_rows
 
-CONFIG = GuardConfig(min_labels=30, watch_labels=120)
+CONFIG = GuardConfig(min_labels=30, window_labels=60, watch_labels=120)  # looks at 30, 60, 90, 120
 
 
 def _open(home: Path) -> tuple[Registry, LocalArtifactStore]:
@@ -37,7 +37,7 @@ def test_a_harmful_promotion_is_rolled_back_with_its_evidence(served_home: Path)
     serve_and_label(served_home, [r["text"] for r in rows[20:]], [r["label"] for r in rows[20:]])
     outcome = guard_champion(registry, artifacts, "sentiment", CONFIG, scorer)
     assert outcome is not None and outcome.verdict.status is GuardStatus.ROLLBACK
-    assert outcome.verdict.look == 60 and outcome.verdict.labeled == 90
+    assert outcome.verdict.look == 90 and outcome.verdict.judged == 60 and outcome.verdict.labeled == 90
     assert outcome.verdict.replaced_accuracy > outcome.verdict.champion_accuracy + 0.3
     assert registry.get_version_by_alias("sentiment", CHAMPION).version == 1
     move = registry.list_alias_events("sentiment", CHAMPION, limit=1)[0]
@@ -62,4 +62,7 @@ def test_a_promotion_that_does_no_harm_is_watched_then_left_alone(served_home: P
     assert outcome is not None and outcome.verdict.status is GuardStatus.CLEARED
     assert outcome.verdict.look == 120 and outcome.rollback is None
     assert registry.get_version_by_alias("sentiment", CHAMPION).version == 2
+    # a watch that is over is not judged again
+    ended = {outcome.event_id}
+    assert guard_champion(registry, artifacts, "sentiment", CONFIG, CachedScorer(artifacts), ended=ended) is None
     registry.close()
