@@ -124,7 +124,7 @@ def compute_check(
         score = evidently_drift(reference, window, report_dir=report_dir)
         # Evidently scores one random train/test split: on a few hundred rows its AUC swings by +-0.08
         # and crossed the threshold on undrifted windows. A cross-validated AUC, where every row is
-        # scored once, must confirm it before the signal fires.
+        # scored once, must confirm it, above the threshold and significant, before the signal fires.
         confirm = embedding_drift(
             np.array(reference["embedding"].tolist(), dtype=np.float32),
             window.embeddings,
@@ -139,6 +139,7 @@ def compute_check(
                 {
                     "method": "Evidently EmbeddingsDrift (model), confirmed by a 5-fold cross-validated AUC",
                     "cross_validated_auc": confirm.score,
+                    "cross_validated_p_value": confirm.details["p_value"],
                     "rows": [len(reference), len(window.embeddings)],
                 },
             )

@@ -97,3 +97,17 @@ def test_a_realized_drop_must_be_significant() -> None:
     # Significant but smaller than the margin: not a drift either.
     tiny = realized_accuracy(*window(20000, 0.78), reference_accuracy=0.8, reference_n=20000, max_drop=0.03)
     assert not tiny.drifted and tiny.details["p_value"] < 0.01
+
+
+def test_embedding_drift_on_small_windows_needs_significance_not_just_the_threshold() -> None:
+    """60 reference rows against 120 current rows of one distribution: the AUC alone crosses 0.55 on
+    some draws; the significance test keeps those from firing, while a real shift of that size fires."""
+    rng = np.random.default_rng(4)
+    quiet = [embedding_drift(rng.normal(0, 1, (60, 32)), rng.normal(0, 1, (120, 32))) for _ in range(60)]
+    over_threshold = sum(s.score > 0.55 for s in quiet)
+    assert over_threshold >= 3  # the case the test exists for does occur at this size
+    assert sum(s.drifted for s in quiet) <= 2  # alpha = 0.01: about 0.6 expected
+    shifted = rng.normal(0, 1, (120, 32))
+    shifted[:, :4] += 0.8
+    moved = embedding_drift(rng.normal(0, 1, (60, 32)), shifted)
+    assert moved.drifted and moved.details["p_value"] < 1e-4
