@@ -18,6 +18,7 @@ import numpy as np
 
 from monitor.check import CheckConfig, Window, compute_check
 from monitor.policy import Decision, PolicyConfig, PolicyInput, align_with_run, decide
+from monitor.signals import REALIZED_DROP
 from registry.artifacts import ArtifactStore
 from registry.entities import CHAMPION, DriftCheck, Prediction, RetrainRun, RunStatus
 from registry.errors import ConflictError, InvalidInputError
@@ -126,7 +127,7 @@ def run_drift_check(
     ]
     last_attempt_labels = new_labels - registry.count_labels(since=max(attempts)) if attempts else None
     estimated = outcome.signal("estimated_accuracy_drop")
-    realized = outcome.signal("realized_accuracy_drop")
+    realized = outcome.signal(REALIZED_DROP)
     measured = realized is not None and not np.isnan(realized.score)  # enough labels in the window
     state = PolicyInput(
         drift_streak=streak,

@@ -27,10 +27,16 @@ from typing import Any
 
 from scipy.stats import norm
 
+from monitor.signals import REALIZED_DROP
+
 
 @dataclass(frozen=True)
 class PolicyConfig:
     persistence: int = 3  # consecutive drifted checks before acting
+    # Persistence guards against the label-free signals' false alarms. A realized accuracy drop that is
+    # significant (its own test, p < 0.01, and over the margin) is measured harm on labeled rows, not an
+    # alarm to confirm: it acts at once, and each check of waiting would cost served accuracy.
+    realized_drop_skips_persistence: bool = True
     quality_margin: float = 0.03  # estimated or realized accuracy drop that counts as "hurts"
     drift_alone: bool = False  # retrain on persistent drift even without a quality drop
     # Labels a run needs: enough that the gate, on the run's recent held-out share of them, passes with
@@ -268,8 +274,11 @@ def decide(state: PolicyInput, config: PolicyConfig) -> Decision:
     parts.append(f"{state.new_labels} new labels")
     summary = ", ".join(parts)
 
+    measured_harm = config.realized_drop_skips_persistence and REALIZED_DROP in state.drifted_signals
     if state.drift_streak < config.persistence:
-        return Decision(False, f"{summary}: waiting for {config.persistence} consecutive checks")
+        if not measured_harm:
+            return Decision(False, f"{summary}: waiting for {config.persistence} consecutive checks")
+        summary += f" (a significant realized drop: not waiting for {config.persistence} consecutive checks)"
     drops = [d for d in (state.estimated_drop, state.realized_drop) if d is not None]
     hurts = any(d > config.quality_margin for d in drops)
     if not hurts and not config.drift_alone:

@@ -25,6 +25,11 @@ class MonitorSettings(BaseSettings):
     drift_persistence: int = Field(3, ge=1)
     quality_margin: float = Field(0.03, ge=0)
     drift_alone: bool = False
+    realized_drop_skips_persistence: bool = Field(
+        True,
+        description="a significant realized accuracy drop (measured on labels) queues on its first check; "
+        "false: it waits for drift_persistence checks like the label-free signals",
+    )
     retrain_on_drift: bool = Field(True, description="false: checks record drift but never queue a run")
     min_labels_floor: int = Field(
         100,
@@ -104,6 +109,7 @@ class MonitorSettings(BaseSettings):
             check=CheckConfig(quality_margin=self.quality_margin, min_rows=self.min_window_rows),
             policy=PolicyConfig(
                 persistence=self.drift_persistence,
+                realized_drop_skips_persistence=self.realized_drop_skips_persistence,
                 quality_margin=self.quality_margin,
                 drift_alone=self.drift_alone,
                 min_labels_floor=self.min_labels_floor,

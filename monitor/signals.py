@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 
+REALIZED_DROP = "realized_accuracy_drop"  # the signal measured on labels, not estimated
+
 @dataclass(frozen=True)
 class Signal:
     name: str
@@ -206,7 +208,7 @@ def realized_accuracy(
     n = len(y_true)
     if n < min_labels:
         return Signal(
-            "realized_accuracy_drop",
+            REALIZED_DROP,
             float("nan"),
             max_drop,
             False,
@@ -223,7 +225,7 @@ def realized_accuracy(
         se = float(np.sqrt(reference_accuracy * (1 - reference_accuracy) / n))
     p_value = float(norm.sf(drop / se)) if se > 0 else (0.0 if drop > 0 else 1.0)
     return Signal(
-        "realized_accuracy_drop",
+        REALIZED_DROP,
         drop,
         max_drop,
         drop > max_drop and p_value < alpha,

@@ -38,7 +38,11 @@ def drifted_texts(n: int) -> list[str]:
 def test_drift_persists_then_queues_exactly_one_run(served_home: Path) -> None:
     store = Registry.open(Settings(home=served_home))
     artifacts = LocalArtifactStore(Settings(home=served_home).artifact_root)
-    policy = PolicyConfig(persistence=2, min_labels_floor=50, cooldown=timedelta(0))  # bootstrap was just now
+    # bootstrap was just now: no cooldown. The labels below are all wrong, so the realized drop would act
+    # at once (tests/unit/test_policy.py); this test is about persistence and the retry rule.
+    policy = PolicyConfig(
+        persistence=2, min_labels_floor=50, cooldown=timedelta(0), realized_drop_skips_persistence=False
+    )
     config = MonitorConfig(window_size=200, policy=policy)
 
     serve(served_home, [r["text"] for r in topic_rows(120, seed=99)], wrong_labels=False)

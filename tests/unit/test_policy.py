@@ -240,3 +240,16 @@ def test_settings_build_the_policy_and_read_the_old_fixed_count_as_the_floor(
     assert (settings.min_labels_floor, settings.trigger_power) == (10, 0.9)
     monkeypatch.setenv("DRIFTLINE_MIN_LABELS_FLOOR", "60")
     assert MonitorSettings().monitor_config().policy.min_labels_floor == 60
+
+
+def test_a_significant_realized_drop_does_not_wait_for_persistence() -> None:
+    """Persistence confirms label-free alarms; a realized drop that passed its own significance test is
+    measured harm and acts on the first check. Label-free signals alone still wait."""
+    first = replace(READY, drift_streak=1, realized_drop=0.2, realized_labels=150, new_labels=700)
+    alarm_only = replace(first, drifted_signals=("embedding_drift",))
+    harm = replace(first, drifted_signals=("embedding_drift", "realized_accuracy_drop"))
+    assert not decide(alarm_only, CONFIG).retrain
+    d = decide(harm, CONFIG)
+    assert d.retrain, d.reason
+    assert "a significant realized drop: not waiting for 3 consecutive checks" in d.reason
+    assert not decide(harm, replace(CONFIG, realized_drop_skips_persistence=False)).retrain
