@@ -16,7 +16,7 @@ export BENTOML_DO_NOT_TRACK := True
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test test-slow bench bench-streams lint clean clean-demo
+.PHONY: venv demo test test-slow bench bench-streams bench-soak lint clean clean-demo
 
 venv: $(STAMP)
 
@@ -51,6 +51,11 @@ bench: venv
 # time, a shuffled control); fetches its packages with pip the first time; writes bench/results/streams/.
 bench-streams: venv
 	$(BIN)/python -m bench.streams
+
+# Soak: 10 minutes of predictions, feedback and control-API reads at half the measured capacity; errors,
+# p50/p99 and the service's RSS per minute, logged == served at the end; writes bench/results/soak.json/.md.
+bench-soak: venv
+	$(BIN)/python -m bench.soak
 
 lint: venv
 	$(BIN)/ruff check .

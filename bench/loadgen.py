@@ -49,16 +49,26 @@ def quiet_gc():
         gc.unfreeze()
 
 
-def _request(host: str, port: int, path: str, body: bytes) -> bytes:
+def http_request(
+    host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    *,
+    method: str = "POST",
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     return (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"{extra}Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
 
 
-async def _exchange(
+async def exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> tuple[int, bytes]:
+) -> tuple[int, bytes, bytes]:
+    """Send ``request``, read the answer: (status, X-Driftline-Model-Version, body)."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
@@ -72,9 +82,7 @@ async def _exchange(
             length = int(value.strip())
         elif lname == b"x-driftline-model-version":
             version = value.strip()
-    if length:
-        await reader.readexactly(length)
-    return status, version
+    return status, version, await reader.readexactly(length) if length else b""
 
 
 def _bodies(texts: list[str], per_request: int) -> list[bytes]:
@@ -107,8 +115,8 @@ async def closed_loop(
                 sent = time.perf_counter()
                 if sent >= stop_at:
                     return
-                status, version = await _exchange(
-                    reader, writer, _request(host, port, path, bodies[i % len(bodies)])
+                status, version, _ = await exchange(
+                    reader, writer, http_request(host, port, path, bodies[i % len(bodies)])
                 )
                 done = time.perf_counter()
                 i += clients
@@ -155,7 +163,8 @@ async def open_loop(
     async def one(i: int, scheduled: float) -> None:
         reader, writer = await pool.get()
         try:
-            status, _ = await _exchange(reader, writer, _request(host, port, path, bodies[i % len(bodies)]))
+            request = http_request(host, port, path, bodies[i % len(bodies)])
+            status, _, _ = await exchange(reader, writer, request)
         finally:
             pool.put_nowait((reader, writer))
         done = time.perf_counter()

@@ -47,6 +47,8 @@ import httpx
 
 from bench.common import describe_machine, machine, parse_bench_args, repeat, write_json
 from bench.loadgen import LoadResult, closed_loop, open_loop, quiet_gc, sequential
+from driftline.lifeline import wrap
+from driftline.processes import bentoml_home
 from retrain.lengths import CANDIDATES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -285,24 +287,33 @@ def print_lengths(section: dict[str, Any]) -> None:
 
 
 class Server:
-    def __init__(self, home: Path, port: int, *, log_predictions: bool) -> None:
+    """``bentoml serve`` on ``home`` (its own BentoML home, ending with this process, as ``driftline up``
+    starts it); ``env``: more settings for it."""
+
+    def __init__(
+        self, home: Path, port: int, *, log_predictions: bool, env: dict[str, str] | None = None
+    ) -> None:
         env = {
             **os.environ,
             **OFFLINE,
             "DRIFTLINE_HOME": str(home),
             "DRIFTLINE_LOG_PREDICTIONS": "true" if log_predictions else "false",
+            "BENTOML_HOME": str(bentoml_home(home)),
+            **(env or {}),
         }
         self.log = open(home / f"serve-{port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("bentoml")),
-                "serve",
-                "service.app:Driftline",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            wrap(
+                [
+                    str(Path(sys.executable).with_name("bentoml")),
+                    "serve",
+                    "service.app:Driftline",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ]
+            ),
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

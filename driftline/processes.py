@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from driftline.lifeline import wrap
 from registry.entities import CHAMPION
 from registry.errors import NotFoundError
+from registry.permissions import PRIVATE_UMASK, secure_home
 from registry.settings import Settings
 from registry.store import Registry
 
@@ -26,6 +28,19 @@ logger = logging.getLogger(__name__)
 def bentoml_executable() -> str:
     candidate = Path(sys.executable).with_name("bentoml")
     return str(candidate) if candidate.exists() else "bentoml"
+
+
+def bentoml_home(home: Path) -> Path:
+    """The BentoML home of the workspace at ``home``: ``HOME/bentoml``, set as ``BENTOML_HOME`` for every
+    service Driftline starts (replacing one set in the environment).
+
+    BentoML keeps its Prometheus multiprocess files in ``BENTOML_HOME/prometheus_multiproc_dir`` and
+    empties that folder whenever a server starts: with the default ``~/bentoml`` shared by two workspaces,
+    starting one deleted the other's files, whose ``/metrics`` then showed the first one's values (a
+    replay once waited 300 s for a hot swap that ``/predict`` already answered with). Driftline keeps
+    nothing else there (models live in its own registry).
+    """
+    return (home / "bentoml").absolute()
 
 
 @dataclass
@@ -74,9 +89,13 @@ def start_processes(
     """Start ``bentoml serve`` (and ``driftline scheduler``) in ``env`` (default: this environment).
 
     Without a configured API token, one is generated for this run. ``output``: where the children's
-    stdout and stderr go (inherited when ``None``).
+    stdout and stderr go (inherited when ``None``). The children end when this process (this thread)
+    ends, however it ends, on Linux (``driftline.lifeline``, which says what is not covered elsewhere);
+    they create files private to this user (umask 077, ``registry.permissions``) and the service gets
+    this workspace's own BentoML home (:func:`bentoml_home`).
     """
     child_env = dict(os.environ if env is None else env)
+    child_env["BENTOML_HOME"] = str(bentoml_home(settings.home))
     token = child_env.get("DRIFTLINE_API_TOKEN") or (
         settings.api_token.get_secret_value() if settings.api_token else None
     )
@@ -86,15 +105,23 @@ def start_processes(
     cmd = [bentoml_executable(), "serve", "service.app:Driftline", "--host", host, "--port", str(port)]
     streams = {"stdout": output, "stderr": subprocess.STDOUT} if output is not None else {}
     running = Processes(token=token)
-    running.procs.append(subprocess.Popen(cmd, env=child_env, **streams))  # type: ignore[call-overload]
+    running.procs.append(
+        subprocess.Popen(wrap(cmd), env=child_env, umask=PRIVATE_UMASK, **streams)  # type: ignore[call-overload]
+    )
     if scheduler:
         running.procs.append(
-            subprocess.Popen([sys.executable, "-m", "driftline", "scheduler"], env=child_env, **streams)  # type: ignore[call-overload]
+            subprocess.Popen(  # type: ignore[call-overload]
+                wrap([sys.executable, "-m", "driftline", "scheduler"]),
+                env=child_env,
+                umask=PRIVATE_UMASK,
+                **streams,
+            )
         )
     return running
 
 
 def run_up(settings: Settings, *, host: str, port: int, scheduler: bool = True) -> int:
+    secure_home(settings)
     registry = Registry.open(settings)  # creates an empty database, refuses an old one
     try:
         champion = registry.get_version_by_alias(settings.model_name, CHAMPION)
@@ -115,6 +142,7 @@ def run_up(settings: Settings, *, host: str, port: int, scheduler: bool = True) 
             f"{settings.model_name}/rollback -H 'Content-Type: application/json' -d '{{\"reason\": \"...\"}}'",
             flush=True,
         )
+    print("named tokens (reader, labeler, reviewer, admin): driftline tokens create alice --role reviewer")
     print(f"API docs: http://{host}:{port}/api/docs   readiness: http://{host}:{port}/readyz", flush=True)
 
     def forward(signum: int, _frame: object) -> None:

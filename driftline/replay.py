@@ -41,6 +41,7 @@ LONG_TEXT_CHARS = 2000  # texts longer than this are reported before a replay: t
 # 4xx answers that are about the caller, not about what the request carries: no row would fare better alone
 NOT_ABOUT_ROWS = (401, 403)
 FEEDBACK_CHUNK = 256  # labels per /feedback request
+VERSION_PROBE = "driftline replay: which model version answers?"  # the text of served_version()
 
 
 @dataclass(frozen=True)
@@ -398,12 +399,11 @@ class DriftlineClient:
         response = self.http.get(f"/api/models/{self.model_name}/aliases/champion")
         return int(response.json()["version"]) if response.status_code == 200 else None
 
-    def served_version(self) -> int | None:
-        """The version the service has loaded, from its Prometheus gauge ``driftline_model_version``."""
-        text = self.http.get("/metrics").text
-        pattern = rf'^driftline_model_version\{{[^}}]*model="{re.escape(self.model_name)}"[^}}]*\}} (\S+)'
-        match = re.search(pattern, text, re.MULTILINE)
-        return int(float(match.group(1))) if match else None
+    def served_version(self) -> int:
+        """The version that answers ``/predict`` now: one probe text, which the service logs like any
+        prediction (a few unlabeled rows per hot swap the replay waits for). Not ``/metrics``: its gauge can
+        lag behind what serves (and did, when two workspaces shared BentoML's Prometheus files)."""
+        return self.predict([VERSION_PROBE])[0]
 
 
 Progress = Callable[[str], None]

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-
 REALIZED_DROP = "realized_accuracy_drop"  # the signal measured on labels, not estimated
+
 
 @dataclass(frozen=True)
 class Signal:

@@ -12,12 +12,21 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.errors import ConflictError, DatabaseError, DriftlineError, SchemaOutOfDateError
+from registry.errors import (
+    ConflictError,
+    DatabaseError,
+    DriftlineError,
+    InvalidInputError,
+    SchemaOutOfDateError,
+)
+from registry.permissions import create_private_file, sqlite_path
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 UPGRADE_COMMAND = "driftline db upgrade"
+# SQLSTATE numeric_value_out_of_range: PostgreSQL refuses a number its column (or LIMIT) cannot hold
+NUMERIC_OUT_OF_RANGE = "22003"
 
 
 def normalize_url(url: str) -> str:
@@ -32,14 +41,16 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for ``url``. SQLite gets WAL, foreign keys, a busy timeout and ``BEGIN IMMEDIATE``.
 
     ``BEGIN IMMEDIATE`` takes SQLite's write lock when a transaction starts, so two processes that
-    read-then-write (next version number, lease) queue behind each other instead of failing.
+    read-then-write (next version number, lease) queue behind each other instead of failing. A SQLite
+    file that does not exist yet is created at 0600 (see ``registry.permissions``).
     """
     parsed = make_url(normalize_url(url))
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, echo=echo, pool_pre_ping=True, hide_parameters=True)
 
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_path(url)
+    if database is not None:
+        create_private_file(database)
     engine = create_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
@@ -86,7 +97,9 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
     :class:`DatabaseError` says whether the failure is ``transient`` (the database is unreachable, busy,
     locked or not as expected: the same write may succeed later) or not (it refused these values:
-    retrying them fails the same way). A constraint violation is a :class:`ConflictError`.
+    retrying them fails the same way). A constraint violation is a :class:`ConflictError`. A number the
+    database cannot hold (sqlite3 refuses ints beyond 64 bits with ``OverflowError`` before sending them,
+    PostgreSQL answers SQLSTATE 22003 beyond its column's range) is the caller's: :class:`InvalidInputError`.
     """
     session = factory()
     try:
@@ -98,10 +111,15 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     except IntegrityError as exc:
         session.rollback()
         raise ConflictError(f"database constraint violated: {describe(exc)}") from exc
+    except OverflowError as exc:
+        session.rollback()
+        raise InvalidInputError(f"a number is out of range for the database: {describe(exc)}") from exc
     except (DataError, UnicodeError) as exc:
         # the database (or its driver, before sending) refuses these values: psycopg a NUL in text,
         # sqlite3 a lone surrogate, either a value too long for its column; the same values fail again
         session.rollback()
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) == NUMERIC_OUT_OF_RANGE:
+            raise InvalidInputError(f"a number is out of range for the database: {describe(exc)}") from exc
         raise DatabaseError(f"database refused a value: {describe(exc)}", transient=False) from exc
     except OperationalError as exc:
         session.rollback()

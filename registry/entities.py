@@ -45,6 +45,20 @@ class DecisionStatus(enum.StrEnum):
     REFUSED = "refused"
 
 
+class Role(enum.StrEnum):
+    """What an API token may do; each role may do everything the roles before it may."""
+
+    READER = "reader"  # GETs of the control API, where reads are closed
+    LABELER = "labeler"  # POST /feedback
+    REVIEWER = "reviewer"  # promote, rollback, approve, reject, queue a run, request a drift check
+    ADMIN = "admin"  # token management
+
+    def allows(self, needed: Role) -> bool:
+        """Whether this role may do what ``needed`` may."""
+        order = list(Role)
+        return order.index(self) >= order.index(needed)
+
+
 def as_dict(entity: Any) -> dict[str, Any]:
     """JSON-ready dict of an entity: datetimes as ISO 8601, enums as their values, bytes left out."""
     out: dict[str, Any] = {}
@@ -239,6 +253,18 @@ class Lease:
     holder: str
     acquired_at: datetime
     expires_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A named API token; its secret is shown once when it is made and only its hash is stored."""
+
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

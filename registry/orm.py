@@ -396,6 +396,30 @@ class PromotionDecisionRow(Base):
         )
 
 
+class ApiTokenRow(Base):
+    """A named API token: the sha256 of its secret, never the secret."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(StorableString(64), unique=True)
+    role: Mapped[str] = mapped_column(StorableString(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(StorableString(200))
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+    def to_entity(self) -> e.ApiToken:
+        return e.ApiToken(
+            id=self.id,
+            name=self.name,
+            role=e.Role(self.role),
+            created_at=self.created_at,
+            created_by=self.created_by,
+            revoked_at=self.revoked_at,
+        )
+
+
 class LeaseRow(Base):
     __tablename__ = "leases"
 

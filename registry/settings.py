@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,7 +23,15 @@ class Settings(BaseSettings):
     artifact_root: str = ""
     cache_dir: Path | None = None
     model_name: str = "sentiment"
-    api_token: SecretStr | None = None
+    api_token: SecretStr | None = None  # an admin token (actor 'api-token'); named ones: `driftline tokens`
+    # POST /feedback without a token (else it needs a labeler token): an explicit opt-in, off by default
+    open_feedback: bool = False
+    # GETs of the control API without a token; false: every read needs a reader token or above
+    open_reads: bool = True
+    # what one token holder may queue through the control API at once, per model: POST /api/runs and
+    # POST /api/checks answer 409 past these
+    max_pending_manual_runs: int = Field(3, ge=1, description="manual runs queued or running per model")
+    max_pending_check_requests: int = Field(3, ge=1, description="drift-check requests pending per model")
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -39,6 +40,13 @@ from registry.texts import clean_label, clean_text, label_hint, text_hash
 logger = logging.getLogger(__name__)
 
 MAX_LABEL_CHARS = 200  # the width of every label column
+# Names that end up in URLs, report paths, HTML and logs: aliases (champion, challenger) and model names
+# (sentiment) are plain words. A model name is checked when the model is created, so a model made
+# before this rule keeps working.
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+ALIAS_RULE = "1 to 63 lowercase letters, digits, '_' or '-', starting with a letter"
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+MODEL_NAME_RULE = "1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 REGISTER_ATTEMPTS = 8
 
@@ -68,13 +76,14 @@ class Registry:
     # --- models -----------------------------------------------------------------------------
 
     def ensure_model(self, name: str, description: str = "") -> e.RegisteredModel:
-        """Create the model if it does not exist yet; return it either way."""
-        _check_name("model name", name)
+        """Create the model if it does not exist yet (its name must match ``MODEL_NAME_PATTERN``); return
+        it either way."""
         for attempt in range(REGISTER_ATTEMPTS):
             try:
                 with self._tx() as s:
                     row = s.get(RegisteredModelRow, name)
                     if row is None:
+                        _check_name("model name", name, MODEL_NAME_PATTERN, MODEL_NAME_RULE)
                         row = RegisteredModelRow(name=name, description=description, created_at=self._clock())
                         s.add(row)
                         s.flush()
@@ -217,7 +226,7 @@ class Registry:
         reason: str,
         report_uri: str | None = None,
     ) -> e.AliasEvent:
-        _check_name("alias", alias)
+        _check_name("alias", alias, ALIAS_PATTERN, ALIAS_RULE)
         _version_row(s, model_name, version)
         row = s.scalar(
             select(AliasRow)
@@ -449,13 +458,27 @@ class Registry:
 
     # --- check requests ---------------------------------------------------------------------
 
-    def request_check(self, model_name: str, *, requested_by: str) -> e.CheckRequest:
+    def request_check(
+        self, model_name: str, *, requested_by: str, max_pending: int | None = None
+    ) -> e.CheckRequest:
         """Record that someone wants a drift check of ``model_name`` now; the scheduler's leader runs it.
 
         The service cannot run checks itself (it never imports ``monitor``); this row is how it asks.
+        With ``max_pending``, a model that already has that many pending requests refuses one more
+        (:class:`ConflictError`); its row is locked first, so two requests at once count each other.
         """
         with self._tx() as s:
-            _model_row(s, model_name)
+            _model_row(s, model_name, lock=max_pending is not None)
+            if max_pending is not None:
+                pending = s.scalars(
+                    select(CheckRequestRow.id)
+                    .where(
+                        CheckRequestRow.model_name == model_name,
+                        CheckRequestRow.status == e.CheckRequestStatus.PENDING.value,
+                    )
+                    .order_by(CheckRequestRow.id)
+                )
+                _check_pending(model_name, "drift-check requests pending", list(pending), max_pending)
             row = CheckRequestRow(
                 model_name=model_name,
                 requested_by=requested_by,
@@ -521,9 +544,27 @@ class Registry:
         config: dict[str, Any],
         status: e.RunStatus = e.RunStatus.QUEUED,
         drift_check_id: int | None = None,
+        max_pending: int | None = None,
     ) -> e.RetrainRun:
+        """Record a run. With ``max_pending``, a model that already has that many runs of this
+        ``trigger`` queued or running refuses one more (:class:`ConflictError`, :class:`NotFoundError`
+        for an unknown model); its row is locked first, so two requests at once count each other."""
         now = self._clock()
         with self._tx() as s:
+            if max_pending is not None:
+                _model_row(s, model_name, lock=True)
+                pending = s.scalars(
+                    select(RetrainRunRow.id)
+                    .where(
+                        RetrainRunRow.model_name == model_name,
+                        RetrainRunRow.trigger == trigger.value,
+                        RetrainRunRow.status.in_([e.RunStatus.QUEUED.value, e.RunStatus.RUNNING.value]),
+                    )
+                    .order_by(RetrainRunRow.id)
+                )
+                _check_pending(
+                    model_name, f"{trigger.value} runs queued or running", list(pending), max_pending
+                )
             row = RetrainRunRow(
                 model_name=model_name,
                 trigger=trigger.value,
@@ -912,13 +953,30 @@ def clean_label_item(item: e.NewLabel) -> e.NewLabel:
     )
 
 
-def _check_name(what: str, value: str) -> None:
+def _check_name(what: str, value: str, pattern: str | None = None, rule: str = "") -> None:
+    """1 to 100 characters (the width of every name column) and, with ``pattern``, matching it (``rule``
+    says the same in words); the error's ``field`` is ``what`` in snake case."""
+    field = what.replace(" ", "_")
     if not value or not value.strip() or len(value) > 100:
-        raise InvalidInputError(f"{what} {value!r} must be 1 to 100 characters")
+        raise InvalidInputError(f"{what} {value!r} must be 1 to 100 characters", field=field)
+    if pattern is not None and re.fullmatch(pattern, value) is None:
+        raise InvalidInputError(f"{what} {value!r} is not allowed: it must be {rule}", field=field)
 
 
-def _model_row(s: Session, name: str) -> RegisteredModelRow:
-    row = s.get(RegisteredModelRow, name)
+def _check_pending(model_name: str, what: str, pending: list[int], limit: int) -> None:
+    """Refuse one more of ``what`` when the ids in ``pending`` already reach ``limit``."""
+    if len(pending) >= limit:
+        raise ConflictError(
+            f"model '{model_name}' already has {len(pending)} {what} (ids {', '.join(map(str, pending))}); "
+            f"the limit is {limit} at once: wait until one is done",
+            pending=len(pending),
+            limit=limit,
+        )
+
+
+def _model_row(s: Session, name: str, *, lock: bool = False) -> RegisteredModelRow:
+    """The model's row; ``lock`` takes its row lock, so writers that count its records serialize."""
+    row = s.get(RegisteredModelRow, name, with_for_update=True if lock else None)
     if row is None:
         raise NotFoundError(f"model '{name}' does not exist")
     return row

@@ -17,10 +17,14 @@ class ServiceMetrics:
     swaps: Any
     refused_versions: Any
     log_depth: Any
+    log_capacity: Any
     log_dropped: Any
     log_written: Any
     log_write_errors: Any
     texts_truncated: Any
+    requests_shed: Any
+    requests_abandoned: Any
+    texts_computed: Any
 
 
 @functools.cache
@@ -38,7 +42,12 @@ def get_metrics() -> ServiceMetrics:
         refused_versions=Counter("driftline_model_refused", "New champions refused (checksum or load error)"),
         log_depth=Gauge(
             "driftline_prediction_log_queue_depth",
-            "Prediction-log rows waiting to be written",
+            "Prediction-log rows in memory, not yet durable (waiting or being written): what a crash loses",
+            multiprocess_mode="livesum",
+        ),
+        log_capacity=Gauge(
+            "driftline_prediction_log_queue_capacity",
+            "Most prediction-log rows held in memory (DRIFTLINE_LOG_QUEUE_SIZE per worker); more are dropped",
             multiprocess_mode="livesum",
         ),
         log_dropped=Counter(
@@ -52,4 +61,13 @@ def get_metrics() -> ServiceMetrics:
             "driftline_texts_truncated",
             "Texts longer than the model's max_length tokens: the model read their head",
         ),
+        requests_shed=Counter(
+            "driftline_requests_shed",
+            "Predictions refused 503 with Retry-After: the wait for the model was over DRIFTLINE_MAX_QUEUE_WAIT_MS",
+        ),
+        requests_abandoned=Counter(
+            "driftline_requests_abandoned",
+            "Predictions whose client went away before their batch started: not computed, not logged",
+        ),
+        texts_computed=Counter("driftline_texts_computed", "Texts the model has run on (batched)"),
     )

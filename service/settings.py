@@ -29,12 +29,20 @@ class ServeSettings(BaseSettings):
     # max_batch_size texts; when the model is idle it waits at most max_latency_ms for company
     max_batch_size: int = Field(64, ge=1)
     max_latency_ms: float = Field(0.0, ge=0)
+    # overload: while others are queued, a request that would wait longer than this for the model (the
+    # rest of the batch running and the texts queued, at the recent seconds per text) is answered 503
+    # with Retry-After at once instead of queued. An admitted one is answered within about twice this
+    # (its wait, then its batch, no larger than the queue). 500 ms is under one full batch of MiniLM-L6
+    # on 2 cores (64 texts, ~0.65 s): at 4x capacity answers came within 1.3 s at p99, and mostly within a
+    # 1 s client timeout; with 1000 ms most came too late for such clients (bench/overload.py).
+    max_queue_wait_ms: float = Field(500.0, gt=0)
     # batches in flight at once, each in its own thread; torch threads per batch = cores // workers
     inference_workers: int = Field(1, ge=1)
     torch_threads: int | None = Field(None, ge=1)
     device: str = "cpu"
     torchscript: bool = True  # trace the forward pass (checked against eager; falls back on any doubt)
-    # prediction log
+    # prediction log: answers are sent before their rows are durable; what a crash can lose is what
+    # is in memory then (driftline_prediction_log_queue_depth), never more than log_queue_size rows
     log_predictions: bool = True
     embedding_sample_rate: float = Field(1.0, ge=0.0, le=1.0)
     log_queue_size: int = Field(20_000, ge=1)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -19,6 +21,19 @@ class Problem:
         if self.limit is not None:
             details["limit"] = self.limit
         return {"error": "INVALID_INPUT", "message": f"{self.field}: {self.message}", "details": details}
+
+
+def input_problem(model: type[BaseModel], body: bytes) -> Problem | None:
+    """What is wrong with ``body`` as the request ``model`` (BentoML's input model of an API), if
+    anything: the first error, its field written as ``items[0].label``, or ``body`` when it is not JSON.
+    An empty body is ``{}``, as BentoML reads it."""
+    try:
+        model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_context=False, include_input=False)[0]
+        field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+        return Problem(field.lstrip(".") or "body", error["msg"])
+    return None
 
 
 def check_texts(

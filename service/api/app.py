@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from registry.errors import DriftlineError
 from service.api import checks, models, records, reports, runs
+from service.api.deps import require_open_reads_or_reader
 
 
 async def _driftline_error(request: Request, exc: Exception) -> JSONResponse:
@@ -24,5 +25,6 @@ def create_control_app() -> FastAPI:
     app.add_exception_handler(DriftlineError, _driftline_error)
     routers = (models.router, runs.router, checks.router, records.checks, records.decisions, reports.router)
     for router in routers:
-        app.include_router(router)
+        # reads are open unless DRIFTLINE_OPEN_READS=false; writes check their role on each route
+        app.include_router(router, dependencies=[Depends(require_open_reads_or_reader)])
     return app

@@ -14,24 +14,28 @@ from pydantic import BaseModel, Field
 from registry import entities as e
 from registry.settings import get_settings
 from service.api.deps import RegistryDep, WriterDep
+from service.api.params import Id
+from service.api.responses import EVERY_ROUTE, responses
 
-router = APIRouter(prefix="/checks", tags=["drift checks"])
+router = APIRouter(prefix="/checks", tags=["drift checks"], responses=EVERY_ROUTE)
 
 
 class CheckRequestBody(BaseModel):
     model_name: str | None = Field(default=None, description="Defaults to DRIFTLINE_MODEL_NAME.")
 
 
-@router.post("", response_model=e.CheckRequest, status_code=202)
+@router.post("", response_model=e.CheckRequest, status_code=202, responses=responses(404, 409, 422))
 def request_check(
     registry: RegistryDep, actor: WriterDep, body: CheckRequestBody | None = None
 ) -> e.CheckRequest:
-    """Queue a drift check; poll ``/api/checks/requests/{id}`` for its status and ``drift_check_id``."""
-    name = (body.model_name if body else None) or get_settings().model_name
-    return registry.request_check(name, requested_by=actor)
+    """Queue a drift check; poll ``/api/checks/requests/{id}`` for its status and ``drift_check_id``. A
+    model that already has ``DRIFTLINE_MAX_PENDING_CHECK_REQUESTS`` pending requests answers 409."""
+    settings = get_settings()
+    name = (body.model_name if body else None) or settings.model_name
+    return registry.request_check(name, requested_by=actor, max_pending=settings.max_pending_check_requests)
 
 
-@router.get("/requests", response_model=list[e.CheckRequest])
+@router.get("/requests", response_model=list[e.CheckRequest], responses=responses(422))
 def list_requests(
     registry: RegistryDep,
     status: e.CheckRequestStatus | None = None,
@@ -40,6 +44,6 @@ def list_requests(
     return registry.list_check_requests(status, limit=limit)
 
 
-@router.get("/requests/{request_id}", response_model=e.CheckRequest)
-def get_request(request_id: int, registry: RegistryDep) -> e.CheckRequest:
+@router.get("/requests/{request_id}", response_model=e.CheckRequest, responses=responses(404, 422))
+def get_request(request_id: Id, registry: RegistryDep) -> e.CheckRequest:
     return registry.get_check_request(request_id)

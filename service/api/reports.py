@@ -1,31 +1,52 @@
-"""Report files (drift reports, promotion reports) that records link to, served from the artifact store."""
+"""Report files (drift reports, promotion reports) that records link to, served from the artifact store.
+
+Only files inside ``<artifact root>/reports/`` are served: on a local filesystem a path with a symlink in
+it, or whose real path lies elsewhere, is answered like a missing file (other fsspec stores have no
+symlinks).
+"""
 
 from __future__ import annotations
 
 import mimetypes
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
 from registry.errors import InvalidInputError, NotFoundError
 from service.api.deps import ArtifactsDep
+from service.api.responses import EVERY_ROUTE, responses
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+router = APIRouter(prefix="/reports", tags=["reports"], responses=EVERY_ROUTE)
 
 REPORTS_PREFIX = "reports"
+LOCAL_PROTOCOLS = frozenset({"file", "local"})
 
 
-@router.get("/{path:path}")
+@router.get("/{path:path}", responses=responses(404, 422))
 def get_report(path: str, artifacts: ArtifactsDep) -> Response:
     """A file under ``<artifact root>/reports/``, e.g. ``/api/reports/drift/12/report.html``."""
     parts = PurePosixPath(path).parts
-    if not parts or any(p in ("..", ".") or p.startswith("/") for p in parts):
+    if not parts or "\x00" in path or any(p in ("..", ".") or p.startswith("/") for p in parts):
         raise InvalidInputError(f"report path '{path}' is not a plain relative path", field="path")
     fs = artifacts.fs  # type: ignore[attr-defined]
-    full = f"{artifacts._base}/{REPORTS_PREFIX}/{'/'.join(parts)}"  # type: ignore[attr-defined]
-    if not fs.isfile(full):
+    base = artifacts._base  # type: ignore[attr-defined]
+    full = f"{base}/{REPORTS_PREFIX}/{'/'.join(parts)}"
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    local = bool(protocols & LOCAL_PROTOCOLS)
+    if (local and not _inside_local_reports(Path(base, REPORTS_PREFIX), parts)) or not fs.isfile(full):
         raise NotFoundError(f"report '{path}' does not exist", field="path")
     media = mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
     with fs.open(full, "rb") as fh:
         return Response(fh.read(), media_type=media)
+
+
+def _inside_local_reports(folder: Path, parts: tuple[str, ...]) -> bool:
+    """Whether ``folder/parts`` has no symlink among its components under ``folder`` and its real path
+    lies inside the real ``folder`` (which may itself be reached through a symlink)."""
+    path = folder
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            return False
+    return path.resolve().is_relative_to(folder.resolve())

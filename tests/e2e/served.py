@@ -1,4 +1,5 @@
-"""A real `bentoml serve` process on a loopback port, for the end-to-end tests."""
+"""A real `bentoml serve` process on a loopback port, for the end-to-end tests: its own BentoML home under
+the Driftline home, and it ends with the test process (``driftline.lifeline``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+from driftline.lifeline import wrap
+from driftline.processes import bentoml_home
 
 TOKEN = "e2e-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -39,12 +43,23 @@ class Server:
             "HF_HUB_OFFLINE": "1",
             "BENTOML_DO_NOT_TRACK": "True",
             "DO_NOT_TRACK": "1",
+            "BENTOML_HOME": str(bentoml_home(home)),  # its own Prometheus files, as `driftline up` gives
             **(env or {}),
         }
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         bentoml = Path(sys.executable).with_name("bentoml")
         self.proc = subprocess.Popen(
-            [str(bentoml), "serve", "service.app:Driftline", "--host", "127.0.0.1", "--port", str(self.port)],
+            wrap(
+                [
+                    str(bentoml),
+                    "serve",
+                    "service.app:Driftline",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ]
+            ),
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

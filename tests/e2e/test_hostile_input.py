@@ -17,7 +17,7 @@ import pytest
 from registry.settings import Settings
 from registry.store import Registry
 from registry.texts import REPLACEMENT
-from tests.e2e.served import Server
+from tests.e2e.served import AUTH, Server
 
 BODY_LIMIT = 300_000
 JSON = {"Content-Type": "application/json"}
@@ -87,7 +87,7 @@ def test_unstorable_characters_are_cleaned_and_other_scripts_kept(server: Server
     feedback = json.dumps(
         {"items": [{"prediction_id": ids[0], "label": " weather "}, {"text": "nul \u0000 cake", "label": "food"}]}
     ).encode()
-    r = server.http.post("/feedback", content=feedback, headers=JSON)
+    r = server.http.post("/feedback", content=feedback, headers={**JSON, **AUTH})
     assert r.status_code == 200, r.text
     assert r.json()["accepted"] == 2
 

@@ -1,16 +1,20 @@
-"""`driftline up` serves the registry's champion, generates and prints a write token, stops cleanly."""
+"""`driftline up` serves the registry's champion, generates and prints a write token, stops cleanly; a
+SIGKILL of it ends its children too."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from monitor.scheduler import LEASE
 from registry.settings import Settings
@@ -77,3 +81,52 @@ def test_up_serves_with_a_generated_token(served_template: Path, tmp_path: Path)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+def test_sigkill_of_up_ends_the_service_its_workers_and_the_scheduler(
+    served_template: Path, tmp_path: Path
+) -> None:
+    """SIGKILL cannot be forwarded: the children must end on their own (the parent-death signal), the
+    scheduler releasing its lease, and the port must be free for the next `driftline up`."""
+    home = copy_home(served_template, tmp_path / "home")
+    port = free_port()
+    env = {**os.environ, "DRIFTLINE_HOME": str(home), "DRIFTLINE_API_TOKEN": "t"}
+    with open(tmp_path / "up.log", "wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("driftline")), "up", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "up.log").read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        store = Registry.open(Settings(home=home))
+        while store.get_lease(LEASE) is None and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert store.get_lease(LEASE) is not None  # the scheduler leads
+        children = psutil.Process(proc.pid).children(recursive=True)
+        commands = [" ".join(c.cmdline()) for c in children]
+        assert any("driftline scheduler" in c for c in commands), commands
+        assert any("_bentoml_impl.worker.service" in c for c in commands), commands  # BentoML's worker
+
+        proc.kill()
+        proc.wait()
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, [" ".join(p.cmdline()) for p in alive]
+        assert store.get_lease(LEASE) is None  # the scheduler stopped cleanly: the next one leads at once
+        store.close()
+        with socket.socket() as s:  # as a server binds (SO_REUSEADDR): fails only while one listens
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # what is left of the group, if the test failed

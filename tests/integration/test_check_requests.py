@@ -47,7 +47,7 @@ def test_requested_check_runs_on_the_leaders_dispatch_tick(api: TestClient, serv
     assert thin.json() | {"created_at": None} == {
         "id": thin.json()["id"],
         "model_name": "sentiment",
-        "requested_by": "api",
+        "requested_by": "api-token",  # DRIFTLINE_API_TOKEN's actor name
         "status": "pending",
         "drift_check_id": None,
         "error": None,

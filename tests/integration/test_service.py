@@ -132,6 +132,7 @@ def test_feedback_is_all_or_nothing(client: TestClient, served_home: Path) -> No
                 {"text": "The referee stopped the match.", "label": "sports", "domain": "news"},
             ]
         },
+        headers=AUTH,
     )
     assert ok.status_code == 200, ok.text
     assert ok.json()["accepted"] == 2
@@ -151,16 +152,18 @@ def test_feedback_is_all_or_nothing(client: TestClient, served_home: Path) -> No
                 {"prediction_id": "f" * 32, "label": "food"},
             ]
         },
+        headers=AUTH,
     )
     assert unknown_id.status_code == 404
     assert unknown_id.json()["details"]["unknown"] == ["f" * 32]
     unknown_label = client.post(
         "/feedback",
         json={"items": [{"prediction_id": ids[1], "label": "food"}, {"text": "hmm", "label": "politics"}]},
+        headers=AUTH,
     )
     assert unknown_label.status_code == 422
     assert "politics" in unknown_label.json()["message"]
-    neither = client.post("/feedback", json={"items": [{"label": "food"}]})
+    neither = client.post("/feedback", json={"items": [{"label": "food"}]}, headers=AUTH)
     assert neither.status_code == 422 and "items[0]" in neither.text
     assert len(store.list_labels()) == 2  # nothing of the refused requests was written
 
@@ -222,7 +225,8 @@ def test_promote_swaps_rollback_swaps_back_and_broken_versions_are_refused(clien
 def test_write_endpoints_refused_without_a_configured_token(served_home: Path) -> None:
     for c in _client():
         r = c.post("/api/models/sentiment/promote", json={"version": 2, "reason": "x"}, headers=AUTH)
-        assert r.status_code == 403
+        assert r.status_code == 401
+        assert "`driftline tokens create NAME --role reviewer`" in r.json()["message"]
         assert "DRIFTLINE_API_TOKEN" in r.json()["message"]
 
 

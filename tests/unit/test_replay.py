@@ -244,6 +244,13 @@ def test_a_lost_connection_ends_the_replay_early() -> None:
     assert log.served == []
 
 
+def test_the_served_version_is_asked_of_predict_not_of_metrics() -> None:
+    """/metrics can lag behind what serves; one probe /predict answers with the version that served it."""
+    service = HTTPService()  # answers 404 to /metrics
+    assert service.client().served_version() == 1
+    assert len(service.predict_bodies) == 1 and service.predicted == 1
+
+
 def test_requests_over_the_body_limit_are_split_and_a_row_over_it_alone_is_not_sent() -> None:
     stream = rows(8)
     stream[2] = StreamRow("é" * 600, "pos", "a")  # 1,200 bytes in UTF-8: over the limit on its own

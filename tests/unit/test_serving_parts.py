@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pytest
 
 from registry.errors import ChecksumMismatchError, DatabaseError
-from service.batching import MicroBatcher
+from service.batching import Abandoned, MicroBatcher, Overloaded
 from service.predlog import PredictionLog
 from service.runtime import ModelHolder
 from service.swap import ChampionWatcher
-from service.validation import check_feedback, check_texts
+from service.validation import check_feedback, check_texts, input_problem
 from tests.fakes import prediction_id, prediction_rows
 
 # --- validation ----------------------------------------------------------------------------------
@@ -37,6 +37,28 @@ def test_text_checks_name_field_and_limit(texts: list, field: str, limit: int | 
     assert body["details"]["field"] == field
     assert body["details"].get("limit") == limit
     assert words in body["message"] and body["message"].startswith(field)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        (b'{"texts": ["a"', "body", "Invalid JSON"),
+        (b"[]", "body", "Input should be an object"),
+        (b"", "texts", "Field required"),  # empty is {}, as BentoML reads it
+        (b'{"texts": "one"}', "texts", "valid array"),
+        (b'{"texts": ["ok", 5]}', "texts[1]", "valid string"),
+    ],
+)
+def test_input_problem_names_the_field(body: bytes, field: str, words: str) -> None:
+    from pydantic import BaseModel
+
+    class Input(BaseModel):
+        texts: list[str]
+
+    problem = input_problem(Input, body)
+    assert problem is not None and problem.field == field and words in problem.message
+    assert problem.body()["error"] == "INVALID_INPUT" and problem.body()["message"].startswith(field)
+    assert input_problem(Input, b'{"texts": ["fine"]}') is None
 
 
 def test_good_texts_pass() -> None:
@@ -121,6 +143,120 @@ def test_oversized_request_runs_alone() -> None:
     assert sorted(sizes) == [1, 3]
 
 
+def test_batcher_skips_requests_whose_client_left_or_whose_task_was_cancelled() -> None:
+    seen: list[list[str]] = []
+    gate = threading.Event()
+
+    def run(texts: list[str]) -> list[str]:
+        if not seen:
+            gate.wait(2)  # hold the first batch: the others queue behind it
+        seen.append(list(texts))
+        return texts
+
+    async def main() -> tuple[object, object, list[str], MicroBatcher[list[str]]]:
+        batcher: MicroBatcher[list[str]] = MicroBatcher(run, max_batch_size=8, max_latency_ms=0)
+        first = asyncio.create_task(batcher.submit(["first"]))
+        await asyncio.sleep(0.05)
+        left = asyncio.Event()
+        leaver = asyncio.create_task(batcher.submit(["left"], gone=left.wait))
+        cancelled = asyncio.create_task(batcher.submit(["cancelled"]))
+        stays = asyncio.create_task(batcher.submit(["stays"], gone=asyncio.Event().wait))
+        await asyncio.sleep(0.05)
+        left.set()  # the client of "left" goes away while its request waits
+        cancelled.cancel()
+        outcomes = await asyncio.gather(leaver, cancelled, return_exceptions=True)
+        gate.set()
+        out, start = await stays
+        await first
+        batcher.close()
+        return outcomes[0], outcomes[1], out[start:], batcher
+
+    leaver, cancelled, stays, batcher = asyncio.run(main())
+    assert isinstance(leaver, Abandoned)
+    assert isinstance(cancelled, asyncio.CancelledError)
+    assert stays == ["stays"]
+    assert seen == [["first"], ["stays"]]  # the texts of the two gone requests never reached the model
+    assert batcher.abandoned == 2 and batcher.texts_computed == 2
+
+
+def test_batcher_sheds_when_the_expected_wait_is_over_the_limit() -> None:
+    def run(texts: list[str]) -> list[str]:
+        time.sleep(0.2 * len(texts))  # 0.2 s per text
+        return texts
+
+    async def main() -> tuple[Overloaded, float, list[str], MicroBatcher[list[str]]]:
+        batcher: MicroBatcher[list[str]] = MicroBatcher(
+            run, max_batch_size=1, max_latency_ms=0, max_wait_ms=250
+        )
+        assert batcher.expected_wait_s() == 0.0  # nothing measured yet: nothing refused
+        await batcher.submit(["measured"])
+        running = asyncio.create_task(batcher.submit(["a"]))
+        await asyncio.sleep(0.02)  # "a" runs: a new request would wait what is left of it, < 0.2 s
+        queued = asyncio.create_task(batcher.submit(["b"]))
+        await asyncio.sleep(0)
+        estimate = batcher.expected_wait_s()  # the rest of "a" and all of "b": ~0.38 s
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit(["c"])
+        with pytest.raises(Overloaded):
+            batcher.admit()  # the same check, before a request is read
+        answered = [out[start] for out, start in await asyncio.gather(running, queued)]
+        batcher.close()
+        return refused.value, estimate, answered, batcher
+
+    refused, estimate, answered, batcher = asyncio.run(main())
+    assert 0.25 < estimate < 0.4
+    assert refused.limit_s == 0.25 and refused.expected_wait_s > 0.25
+    assert refused.retry_after_s == 1  # whole seconds, at least 1
+    assert "the limit is 250 ms" in str(refused)
+    assert answered == ["a", "b"] and batcher.shed == 2 and batcher.texts_computed == 3
+
+
+def test_batcher_refuses_nobody_while_nothing_is_queued() -> None:
+    """Light load: a request joins the next batch however long the running one still takes; the queue
+    behind a full batch ahead is what gets refused."""
+
+    def run(texts: list[str]) -> list[str]:
+        time.sleep(0.05 * len(texts))
+        return texts
+
+    async def main() -> MicroBatcher[list[str]]:
+        batcher: MicroBatcher[list[str]] = MicroBatcher(
+            run, max_batch_size=4, max_latency_ms=0, max_wait_ms=50
+        )
+        await batcher.submit(["measured"])
+        big = asyncio.create_task(batcher.submit(["a", "b", "c", "d"]))  # a 0.2 s batch
+        await asyncio.sleep(0.02)
+        assert batcher.expected_wait_s() > 0.05
+        batcher.admit()  # nothing queued: admitted, it waits for the rest of the big batch only
+        small = asyncio.create_task(batcher.submit(["e"]))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded):
+            batcher.admit()  # one queued, and the big batch will still run for over 50 ms
+        await asyncio.gather(big, small)
+        batcher.close()
+        return batcher
+
+    batcher = asyncio.run(main())
+    assert batcher.shed == 1 and batcher.texts_computed == 6
+
+
+def test_batcher_without_a_limit_queues_everything() -> None:
+    def run(texts: list[str]) -> list[str]:
+        time.sleep(0.02)
+        return texts
+
+    async def main() -> list[str]:
+        batcher: MicroBatcher[list[str]] = MicroBatcher(run, max_batch_size=1, max_latency_ms=0)
+        results = await asyncio.gather(
+            *(batcher.submit([str(i)], gone=asyncio.Event().wait) for i in range(10))
+        )
+        batcher.close()
+        assert batcher.shed == 0 and batcher.abandoned == 0
+        return [out[start] for out, start in results]
+
+    assert asyncio.run(main()) == [str(i) for i in range(10)]
+
+
 # --- prediction log ------------------------------------------------------------------------------
 
 
@@ -163,6 +299,24 @@ def test_log_survives_database_outage_and_counts_overflow() -> None:
     assert log.flush(5.0)
     assert store.written == [prediction_id(i) for i in range(100)]
     assert log.close(2.0) and log.depth == 0
+
+
+def test_log_depth_counts_the_rows_being_written() -> None:
+    """What a crash loses is what is in memory: rows waiting and rows in a write not yet committed."""
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_write(batch) -> None:  # type: ignore[no-untyped-def]
+        writing.set()
+        release.wait(5)
+
+    log = PredictionLog(slow_write, capacity=1000, batch_size=10, flush_interval_s=0.05)
+    log.offer(prediction_rows(10))
+    assert writing.wait(5)
+    log.offer(prediction_rows(5, start=10))
+    assert log.depth == 15  # 10 in the write under way, 5 waiting
+    release.set()
+    assert log.flush(5.0) and log.depth == 0 and log.written == 15
+    log.close(1.0)
 
 
 def test_log_close_flushes_what_is_waiting() -> None:
