@@ -113,6 +113,23 @@ class JSONOnly:
         await self.app(scope, receive, send)
 
 
+class ApiPathGuard:
+    """ASGI middleware: BentoML mounts the control API with the route ``^/api/(?P<path>.*)$``, whose ``.``
+    stops at a line break, so an ``/api`` path with a control character in it (``%0A`` in a parameter)
+    matched nothing and got BentoML's text/plain 404: it gets the API's error body instead."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith("/api/") and any(ord(c) < 32 for c in path):
+            body = {"error": "NOT_FOUND", "message": "no route matches a path with control characters"}
+            await JSONResponse(body, status_code=404)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class ShedEarly:
     """ASGI middleware: while a prediction sent now would wait over ``DRIFTLINE_MAX_QUEUE_WAIT_MS`` for the
     model (the batcher's estimate), ``POST /predict`` is answered 503 with ``Retry-After`` before its body
@@ -507,6 +524,7 @@ Driftline.add_asgi_middleware(
     RouteMetrics, spec=_openapi_spec, mounts={path: app for app, path, _ in Driftline.mount_apps}
 )
 Driftline.add_asgi_middleware(ShedEarly)
+Driftline.add_asgi_middleware(ApiPathGuard)
 Driftline.add_asgi_middleware(DocumentedErrors, spec=_openapi_spec)
 Driftline.add_asgi_middleware(JSONOnly)
 Driftline.add_asgi_middleware(

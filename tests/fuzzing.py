@@ -8,22 +8,18 @@ database, and its cache (a Unicode table it would write to ``./.hypothesis``) li
 
 from __future__ import annotations
 
-import errno
 import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import hypothesis
 import pytest
 import schemathesis
 from hypothesis import HealthCheck
 from schemathesis.checks import not_a_server_error
-from schemathesis.core.failures import ServerError
-from schemathesis.openapi.checks import UndefinedContentType, UndefinedStatusCode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -82,62 +78,7 @@ class KnownDefect:
     error: Callable[[BaseException, schemathesis.Case], bool] = field(default=lambda exc, case: False)
 
 
-def _has_newline(value: Any) -> bool:
-    """A newline in a path parameter, as generated or already percent-encoded (by the coverage phase)."""
-    return isinstance(value, str) and ("\n" in value or "%0a" in value.lower())
-
-
-def _too_long(case: schemathesis.Case) -> bool:
-    """A report path with a part over NAME_MAX (255 bytes) or over PATH_MAX (4096) in all."""
-    path = unquote(str((case.path_parameters or {}).get("path", ""))).encode("utf-8", "surrogatepass")
-    return len(path) > 4000 or any(len(part) > 255 for part in path.split(b"/"))
-
-
-def _reports(case: schemathesis.Case) -> bool:
-    return case.operation.path.endswith("/reports/{path}")
-
-
-KNOWN_DEFECTS = {
-    "non-utf8-body": KnownDefect(
-        "control API: a POST body that is not UTF-8 answers FastAPI's undocumented 400 "
-        "{'detail': 'There was an error parsing the body'}",
-        failure=lambda failure, case, response: (
-            isinstance(failure, UndefinedStatusCode)
-            and response.status_code == 400
-            and b"There was an error parsing the body" in response.content
-        ),
-    ),
-    "report-content-type": KnownDefect(
-        "control API: GET /reports/{path} documents its 200 as application/json and answers the file's type",
-        failure=lambda failure, case, response: (
-            isinstance(failure, UndefinedContentType) and _reports(case) and response.status_code == 200
-        ),
-    ),
-    "newline-in-path": KnownDefect(
-        "control API: a path with a newline in a path parameter matches no route (Starlette's route regexes "
-        "stop at a newline: BentoML's /api mount '^/api/(?P<path>.*)$' for every route, the '{path:path}' "
-        "convertor of /reports in process): 404 with Starlette's text/plain 'Not Found' through `bentoml "
-        "serve`, FastAPI's {'detail': 'Not Found'} in process; neither is the documented error body",
-        failure=lambda failure, case, response: (
-            response.status_code == 404
-            and response.content in (b"Not Found", b'{"detail":"Not Found"}')
-            and any(_has_newline(value) for value in (case.path_parameters or {}).values())
-        ),
-    ),
-    "report-name-too-long": KnownDefect(
-        "control API: GET /reports/{path} with a part over 255 bytes (or over 4096 in all) answers 500: "
-        "OSError ENAMETOOLONG from Path.is_symlink() in service/api/reports.py",
-        failure=lambda failure, case, response: (
-            isinstance(failure, ServerError)
-            and response.status_code == 500
-            and _reports(case)
-            and _too_long(case)
-        ),
-        error=lambda exc, case: (
-            isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG and _reports(case)
-        ),
-    ),
-}
+KNOWN_DEFECTS: dict[str, KnownDefect] = {}
 
 
 class Tally:

@@ -15,7 +15,7 @@ from registry import entities as e
 from registry.settings import get_settings
 from service.api.deps import RegistryDep, WriterDep
 from service.api.params import Id
-from service.api.responses import EVERY_ROUTE, responses
+from service.api.responses import EVERY_ROUTE, WRITE, responses
 
 router = APIRouter(prefix="/checks", tags=["drift checks"], responses=EVERY_ROUTE)
 
@@ -24,7 +24,7 @@ class CheckRequestBody(BaseModel):
     model_name: str | None = Field(default=None, description="Defaults to DRIFTLINE_MODEL_NAME.")
 
 
-@router.post("", response_model=e.CheckRequest, status_code=202, responses=responses(404, 409, 422))
+@router.post("", response_model=e.CheckRequest, status_code=202, responses=WRITE)
 def request_check(
     registry: RegistryDep, actor: WriterDep, body: CheckRequestBody | None = None
 ) -> e.CheckRequest:

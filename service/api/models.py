@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from registry import entities as e
 from service.api.deps import RegistryDep, WriterDep
 from service.api.params import AliasName, Id
-from service.api.responses import EVERY_ROUTE, responses
+from service.api.responses import EVERY_ROUTE, WRITE, responses
 
 router = APIRouter(prefix="/models", tags=["models"], responses=EVERY_ROUTE)
 
@@ -57,11 +57,11 @@ def list_events(
     return registry.list_alias_events(name, alias, limit=limit)
 
 
-@router.post("/{name}/promote", response_model=e.AliasEvent, responses=responses(404, 409, 422))
+@router.post("/{name}/promote", response_model=e.AliasEvent, responses=WRITE)
 def promote(name: str, body: PromoteRequest, registry: RegistryDep, actor: WriterDep) -> e.AliasEvent:
     return registry.set_alias(name, body.alias, body.version, actor=actor, reason=body.reason)
 
 
-@router.post("/{name}/rollback", response_model=e.AliasEvent, responses=responses(404, 409, 422))
+@router.post("/{name}/rollback", response_model=e.AliasEvent, responses=WRITE)
 def rollback(name: str, body: RollbackRequest, registry: RegistryDep, actor: WriterDep) -> e.AliasEvent:
     return registry.rollback(name, actor=actor, reason=body.reason)

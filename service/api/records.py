@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from registry import entities as e
 from service.api.deps import RegistryDep, WriterDep
 from service.api.params import Id
-from service.api.responses import EVERY_ROUTE, responses
+from service.api.responses import EVERY_ROUTE, WRITE, responses
 
 checks = APIRouter(prefix="/drift-checks", tags=["drift checks"], responses=EVERY_ROUTE)
 decisions = APIRouter(prefix="/decisions", tags=["promotion decisions"], responses=EVERY_ROUTE)
@@ -52,7 +52,7 @@ def get_decision(decision_id: Id, registry: RegistryDep) -> e.PromotionDecision:
 
 
 @decisions.post(
-    "/{decision_id}/approve", response_model=e.PromotionDecision, responses=responses(404, 409, 422)
+    "/{decision_id}/approve", response_model=e.PromotionDecision, responses=WRITE
 )
 def approve(
     decision_id: Id, body: ReviewRequest, registry: RegistryDep, actor: WriterDep
@@ -61,7 +61,7 @@ def approve(
 
 
 @decisions.post(
-    "/{decision_id}/reject", response_model=e.PromotionDecision, responses=responses(404, 409, 422)
+    "/{decision_id}/reject", response_model=e.PromotionDecision, responses=WRITE
 )
 def reject(
     decision_id: Id, body: ReviewRequest, registry: RegistryDep, actor: WriterDep

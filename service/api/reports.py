@@ -21,14 +21,34 @@ router = APIRouter(prefix="/reports", tags=["reports"], responses=EVERY_ROUTE)
 
 REPORTS_PREFIX = "reports"
 LOCAL_PROTOCOLS = frozenset({"file", "local"})
+MAX_PART_BYTES = 255  # a file name, on every common filesystem
+MAX_PATH_CHARS = 1024
+REPORT_TYPES = ("text/html", "application/json", "image/png", "image/svg+xml", "application/octet-stream")
 
 
-@router.get("/{path:path}", responses=responses(404, 422))
+@router.get(
+    "/{path:path}",
+    response_class=Response,
+    responses={
+        200: {"description": "The file, with its type.", "content": {media: {} for media in REPORT_TYPES}},
+        **responses(404, 422),
+    },
+)
 def get_report(path: str, artifacts: ArtifactsDep) -> Response:
     """A file under ``<artifact root>/reports/``, e.g. ``/api/reports/drift/12/report.html``."""
     parts = PurePosixPath(path).parts
-    if not parts or "\x00" in path or any(p in ("..", ".") or p.startswith("/") for p in parts):
-        raise InvalidInputError(f"report path '{path}' is not a plain relative path", field="path")
+    if (
+        not parts
+        or len(path) > MAX_PATH_CHARS
+        or any(ord(c) < 32 for c in path)
+        or any(p in ("..", ".") or p.startswith("/") for p in parts)
+        or any(len(p.encode("utf-8", "surrogatepass")) > MAX_PART_BYTES for p in parts)
+    ):
+        raise InvalidInputError(
+            f"report path {path[:100]!r} is not a plain relative path (no control characters, parts of at "
+            f"most {MAX_PART_BYTES} bytes, at most {MAX_PATH_CHARS} characters)",
+            field="path",
+        )
     fs = artifacts.fs  # type: ignore[attr-defined]
     base = artifacts._base  # type: ignore[attr-defined]
     full = f"{base}/{REPORTS_PREFIX}/{'/'.join(parts)}"

@@ -44,6 +44,10 @@ class ValidationErrorBody(BaseModel):
 
 
 ERRORS: dict[int, dict[str, Any]] = {
+    400: {
+        "model": ErrorBody,
+        "description": "The body cannot be read as JSON text (e.g. it is not UTF-8).",
+    },
     401: {
         "model": ErrorBody,
         "description": "No bearer token, an unknown or a revoked one (writes; reads too where they are closed).",
@@ -55,6 +59,10 @@ ERRORS: dict[int, dict[str, Any]] = {
     404: {
         "model": ErrorBody,
         "description": "No such model, version, alias, record or report: the message names it.",
+    },
+    413: {
+        "model": ErrorBody,
+        "description": "The body is over DRIFTLINE_MAX_BODY_BYTES; it was not read.",
     },
     409: {
         "model": ErrorBody,
@@ -79,3 +87,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 EVERY_ROUTE = responses(401, 403, 503)
 """What any route may answer: auth (writes, and reads where they are closed) and the database."""
+
+WRITE = responses(400, 404, 409, 413, 422)
+"""What a write answers besides :data:`EVERY_ROUTE`: an unreadable or too large body, a missing record, a
+conflict, a value refused."""

@@ -11,7 +11,7 @@ from registry import entities as e
 from registry.settings import get_settings
 from service.api.deps import RegistryDep, WriterDep
 from service.api.params import Id
-from service.api.responses import EVERY_ROUTE, responses
+from service.api.responses import EVERY_ROUTE, WRITE, responses
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=EVERY_ROUTE)
 
@@ -36,7 +36,7 @@ def get_run(run_id: Id, registry: RegistryDep) -> e.RetrainRun:
     return registry.get_run(run_id)
 
 
-@router.post("", response_model=e.RetrainRun, status_code=201, responses=responses(404, 409, 422))
+@router.post("", response_model=e.RetrainRun, status_code=201, responses=WRITE)
 def queue_retrain(body: RetrainRequest, registry: RegistryDep, actor: WriterDep) -> e.RetrainRun:
     """Queue a manual retraining run; the scheduler's dispatcher starts it. A model that already has
     ``DRIFTLINE_MAX_PENDING_MANUAL_RUNS`` manual runs queued or running answers 409."""

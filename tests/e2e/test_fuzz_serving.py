@@ -28,7 +28,7 @@ from registry.store import Registry
 from registry.tokens import TokenStore
 from service.api.responses import ErrorBody
 from tests.e2e.served import AUTH, Server
-from tests.fuzzing import KNOWN_DEFECTS, Tally, all_selected, config, fuzz_settings
+from tests.fuzzing import Tally, all_selected, config, fuzz_settings
 
 if not hasattr(pytest.Function, "_nodeid"):
     # schemathesis 4.32's schemas from a fixture (`from_fixture`, the way to fuzz a server that a fixture
@@ -243,7 +243,6 @@ def test_fuzz_case_count_slow(
     assert server.proc.poll() is None, "the server died"
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS["newline-in-path"].what)
 @pytest.mark.parametrize(
     "path", ["/api/models/a%0Ab/versions", "/api/models/sentiment/aliases/a%0Ab", "/api/reports/a%0Ab"]
 )
@@ -253,11 +252,10 @@ def test_a_newline_in_an_api_path_answers_the_error_body(server: Server, path: s
     ErrorBody.model_validate(r.json())
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS["report-name-too-long"].what)
 def test_a_report_path_too_long_for_the_filesystem_is_not_a_500(server: Server) -> None:
     (Path(Settings(home=server.home).artifact_root) / "reports").mkdir(
         exist_ok=True
     )  # as after a drift check
     r = server.http.get("/api/reports/" + "a" * 256)
-    assert r.status_code == 404, r.text
+    assert r.status_code == 422, r.text  # refused before the filesystem is asked
     ErrorBody.model_validate(r.json())

@@ -39,7 +39,7 @@ from service.api.app import create_control_app
 from service.api.deps import token_cache
 from service.api.params import MAX_ID
 from service.api.responses import ErrorBody, ValidationErrorBody
-from tests.fuzzing import KNOWN_DEFECTS, Tally, all_selected, config, fuzz_settings
+from tests.fuzzing import Tally, all_selected, config, fuzz_settings
 from tests.integration.test_registry import drift_check_record, spec
 
 ADMIN_TOKEN = "fuzz-admin-token"
@@ -253,7 +253,6 @@ def _documented(method: str, path: str) -> set[int]:
     return {int(s) for s in APP.openapi()["paths"][path][method]["responses"]}
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS["non-utf8-body"].what)
 @pytest.mark.parametrize(
     "path",
     [
@@ -275,7 +274,6 @@ def test_a_body_that_is_not_utf8_answers_a_documented_error(client: TestClient, 
     (ErrorBody if "error" in body else ValidationErrorBody).model_validate(body)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS["report-content-type"].what)
 def test_a_report_answers_a_documented_content_type(client: TestClient) -> None:
     r = client.get(f"/reports/{REPORT}")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -283,7 +281,6 @@ def test_a_report_answers_a_documented_content_type(client: TestClient) -> None:
     assert any(media in content for media in ("text/html", "text/*", "*/*")), sorted(content)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS["newline-in-path"].what)
 @pytest.mark.parametrize("path", ["a%0Ab.html", "drift/%0A/report.html"])
 def test_a_report_path_with_a_newline_answers_the_error_body(client: TestClient, path: str) -> None:
     r = client.get(f"/reports/{path}")
@@ -291,7 +288,6 @@ def test_a_report_path_with_a_newline_answers_the_error_body(client: TestClient,
     ErrorBody.model_validate(r.json())
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS["report-name-too-long"].what)
 @pytest.mark.parametrize("path", ["a" * 256, "drift/" + "b" * 300 + ".html", "a/" * 2100])
 def test_a_report_path_too_long_for_the_filesystem_is_not_a_500(client: TestClient, path: str) -> None:
     r = client.get(f"/reports/{path}")
