@@ -34,7 +34,7 @@ demo: venv
 	$(BIN)/driftline demo
 
 test: venv
-	$(BIN)/python -m pytest -m "not slow" tests
+	$(BIN)/python -m pytest -m "not slow" --durations=25 tests
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow tests
