@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     # POST /api/checks answer 409 past these
     max_pending_manual_runs: int = Field(3, ge=1, description="manual runs queued or running per model")
     max_pending_check_requests: int = Field(3, ge=1, description="drift-check requests pending per model")
+    # the review console (/ui): the key that signs its session cookies (else a random one kept in
+    # <home>/console.key, 0600: set this where replicas do not share a home), how long a sign-in lasts,
+    # and whether the cookie is sent over HTTPS only (set true behind TLS)
+    console_secret: SecretStr | None = None
+    console_session_hours: float = Field(8.0, gt=0, le=24 * 30, description="how long a console sign-in lasts")
+    console_secure_cookie: bool = False
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

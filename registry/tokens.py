@@ -125,6 +125,12 @@ class TokenStore:
             )
             return None if row is None else row.to_entity()
 
+    def active(self, token_id: int) -> e.ApiToken | None:
+        """The token with this id if it is not revoked (a console session checks it on each request)."""
+        with transaction(self._sessions) as s:
+            row = s.get(ApiTokenRow, token_id)
+            return None if row is None or row.revoked_at is not None else row.to_entity()
+
     def any_active(self) -> bool:
         """Whether at least one token is not revoked (to tell a client that none exists yet)."""
         with transaction(self._sessions) as s:

@@ -4,7 +4,7 @@
 batch), logs every prediction off the request path, and names the model version in the body and in
 the ``X-Driftline-Model-Version`` header. ``POST /feedback`` attaches labels. The champion is followed
 and hot-swapped by a watcher thread. The control API is mounted at ``/api`` (OpenAPI docs at
-``/api/docs``). ``/readyz`` is false until a champion is loaded and warmed.
+``/api/docs``), the review console at ``/ui`` (``service/console``). ``/readyz`` is false until a champion is loaded and warmed.
 
 Overload: while a new prediction would wait over ``DRIFTLINE_MAX_QUEUE_WAIT_MS`` for the model,
 ``/predict`` answers 503 with ``Retry-After`` at once; a prediction whose client has gone leaves the
@@ -49,6 +49,7 @@ from registry.texts import clean_text, text_hash
 from service.api.app import create_control_app
 from service.api.deps import authorize_header
 from service.batching import Abandoned, MicroBatcher, Overloaded
+from service.console.app import create_console_app
 from service.httpmetrics import RouteMetrics
 from service.openapi import DocumentedErrors
 from service.predlog import DROP_REASONS, PredictionLog
@@ -63,6 +64,7 @@ VERSION_HEADER = "X-Driftline-Model-Version"
 CLIENT_GONE = 499  # the status recorded for a request whose client went away (nginx's "client closed")
 FREEZE_AFTER_REQUESTS = 100
 control_app = create_control_app()
+console_app = create_console_app()
 
 
 class TextPrediction(BaseModel):
@@ -265,6 +267,7 @@ def _reply(ctx: bentoml.Context, status: int, body: dict[str, Any]) -> JSONRespo
     metrics={"enabled": False},
 )
 @bentoml.asgi_app(control_app, path="/api")
+@bentoml.asgi_app(console_app, path="/ui")
 class Driftline:
     def __init__(self) -> None:
         import torch
@@ -279,6 +282,8 @@ class Driftline:
         )
         control_app.state.registry = self.registry
         control_app.state.artifacts = self.artifacts
+        console_app.state.registry = self.registry
+        console_app.state.artifacts = self.artifacts
         self.model_name = self.settings.model_name
         self.holder = ModelHolder()
         self.log = PredictionLog(
