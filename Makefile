@@ -16,7 +16,7 @@ export BENTOML_DO_NOT_TRACK := True
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test test-slow bench bench-streams bench-soak lint clean clean-demo
+.PHONY: venv browser demo test test-slow bench bench-streams bench-soak lint clean clean-demo
 
 venv: $(STAMP)
 
@@ -30,13 +30,25 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	rm -f $(VENV)/.driftline-installed-*
 	touch $@
 
+# The console's browser tests drive Debian's headless Chromium (Playwright, no browser download): installed
+# here with apt-get when missing; where it cannot be, those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    $$SUDO apt-get install -y -q chromium chromium-driver \
+	    || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }; \
+	  else false; fi \
+	  || echo "chromium could not be installed: the browser tests will skip"; }
+
 demo: venv
 	$(BIN)/driftline demo
 
-test: venv
+test: venv browser
 	$(BIN)/python -m pytest -m "not slow" --durations=25 tests
 
-test-slow: venv
+test-slow: venv browser
 	$(BIN)/python -m pytest -m slow tests
 
 # Every benchmark on the demo data; each prints a table and writes bench/results/*.json (22 min here;

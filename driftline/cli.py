@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from driftline.processes import DEFAULT_PORT
 from registry.entities import Role, as_dict
 from registry.errors import DriftlineError, ErrorCode
 from registry.permissions import restrict_umask, secure_home
@@ -708,7 +709,7 @@ def tokens_revoke(name: str) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=3000, show_default=True)
+@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
 @click.option("--no-scheduler", is_flag=True, help="Serve only; run `driftline scheduler` elsewhere.")
 @handle_errors
 def up(host: str, port: int, no_scheduler: bool) -> None:

@@ -30,6 +30,20 @@ def bentoml_executable() -> str:
     return str(candidate) if candidate.exists() else "bentoml"
 
 
+def driftline_executable() -> str:
+    """This environment's ``driftline`` (the venv's, beside this Python), for commands printed to run."""
+    candidate = Path(sys.executable).with_name("driftline")
+    return str(candidate) if candidate.exists() else "driftline"
+
+
+DEFAULT_PORT = 3000  # `driftline up --port`'s default
+
+
+def console_url(host: str, port: int) -> str:
+    """The review console of the service on ``host:port`` (mounted at ``/ui``, service/app.py)."""
+    return f"http://{host}:{port}/ui/"
+
+
 def bentoml_home(home: Path) -> Path:
     """The BentoML home of the workspace at ``home``: ``HOME/bentoml``, set as ``BENTOML_HOME`` for every
     service Driftline starts (replacing one set in the environment).
@@ -144,6 +158,12 @@ def run_up(settings: Settings, *, host: str, port: int, scheduler: bool = True) 
         )
     print("named tokens (reader, labeler, reviewer, admin): driftline tokens create alice --role reviewer")
     print(f"API docs: http://{host}:{port}/api/docs   readiness: http://{host}:{port}/readyz", flush=True)
+    sign_in = (
+        "sign in with the token above"
+        if generated
+        else "sign in with DRIFTLINE_API_TOKEN or a named token of role reviewer"
+    )
+    print(f"console: {console_url(host, port)} ({sign_in})", flush=True)
 
     def forward(signum: int, _frame: object) -> None:
         for proc in running.procs:

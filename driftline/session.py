@@ -41,7 +41,14 @@ from driftline.replay import (
     ended_early_reason,
     preflight,
 )
-from driftline.summary import StreamSummary, score_promotions, summarize, write_index, write_timeline
+from driftline.summary import (
+    ConsoleHint,
+    StreamSummary,
+    score_promotions,
+    summarize,
+    write_index,
+    write_timeline,
+)
 from registry.errors import InvalidInputError
 from registry.settings import Settings
 
@@ -384,6 +391,9 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
     for line in summary.lines():
         say(line)
     say(f"\nmetrics: {out / 'metrics.json'}\nreport: {out / 'index.html'}\ntimeline: {out / 'timeline.png'}")
+    # the service has stopped: how to open the console on this workspace again
+    for line in ConsoleHint.of(settings, decisions=bool(summary.decisions)).lines():
+        say(line)
     return summary
 
 

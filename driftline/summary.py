@@ -7,6 +7,7 @@ from __future__ import annotations
 import bisect
 import html
 import os
+import shlex
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -132,6 +133,49 @@ class StreamSummary:
                 + "; ".join(d["reasons"])
             )
         return out
+
+
+@dataclass(frozen=True)
+class ConsoleHint:
+    """How to open the review console on a session's workspace. The session's own service (on a free
+    port) is stopped before the summary is written, so its URL is dead: the hint is the command that
+    serves the workspace again (``driftline up --no-scheduler``: no new checks or runs change what the
+    session recorded) and the console's URL on ``up``'s default port."""
+
+    command: str
+    url: str
+    decisions_url: str | None = None  # the console's list of promotion decisions, when there are some
+
+    @classmethod
+    def of(cls, settings: Settings, *, decisions: bool = False) -> ConsoleHint:
+        from driftline.processes import DEFAULT_PORT, console_url, driftline_executable
+
+        env = [f"DRIFTLINE_HOME={shlex.quote(str(Path(settings.home).absolute()))}"]
+        if settings.model_name != Settings.model_fields["model_name"].default:
+            env.append(f"DRIFTLINE_MODEL_NAME={shlex.quote(settings.model_name)}")
+        command = " ".join([*env, shlex.quote(driftline_executable()), "up", "--no-scheduler"])
+        url = console_url("127.0.0.1", DEFAULT_PORT)
+        return cls(command=command, url=url, decisions_url=url + "decisions" if decisions else None)
+
+    def lines(self) -> list[str]:
+        decisions = f" (decisions: {self.decisions_url})" if self.decisions_url else ""
+        return [
+            "console: this session's service has stopped; to review its records, run",
+            f"  {self.command}",
+            f"  then open {self.url}{decisions} and sign in with the token it prints "
+            "(DRIFTLINE_API_TOKEN if set)",
+        ]
+
+    def html(self) -> str:
+        esc = html.escape
+        link = f'<a href="{esc(self.url)}">{esc(self.url)}</a>'
+        if self.decisions_url:
+            link += f' (decisions: <a href="{esc(self.decisions_url)}">{esc(self.decisions_url)}</a>)'
+        return (
+            "<p><b>Review console</b>: this session's service has stopped; to review its records, run "
+            f"<code>{esc(self.command)}</code>, then open {link} and sign in with the token it prints "
+            "(DRIFTLINE_API_TOKEN if set).</p>"
+        )
 
 
 def _refusals(refused: list[Refused]) -> tuple[int, dict[str, int], dict[str, list[int]]]:
@@ -482,6 +526,7 @@ th{{background:#f5f5f5}}</style></head><body>
 <p>{summary.rows} rows served in {summary.seconds / 60:.1f} min; {summary.labels_sent} labels sent;
 served accuracy {summary.accuracy:.3f}{" (interrupted)" if summary.interrupted else ""}.</p>
 {"".join(notes)}
+{ConsoleHint.of(settings, decisions=bool(summary.decisions)).html()}
 <img src="timeline.png" alt="timeline" style="max-width:100%">
 <h2>Served accuracy per domain</h2>
 <table><tr><th>domain</th><th>rows</th><th>accuracy</th><th>by serving version</th></tr>{rows_domains}</table>

@@ -3,6 +3,7 @@ the Driftline home, and it ends with the test process (``driftline.lifeline``)."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -90,3 +91,26 @@ class Server:
         self.http.close()
         self.log.close()
         return self.proc.returncode
+
+
+def start_up(home: Path, port: int, log_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`driftline up --port PORT` on ``home`` in a process group of its own, its output in ``log_path``;
+    returns once ``/readyz`` answers 200 (fails with the log if it exits or takes over 90 s)."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("driftline")), "up", "--port", str(port)],
+            env={**env, "DRIFTLINE_HOME": str(home)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"driftline up did not get ready:\n{log_path.read_text()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        time.sleep(0.3)

@@ -19,7 +19,7 @@ import psutil
 from monitor.scheduler import LEASE
 from registry.settings import Settings
 from registry.store import Registry
-from tests.e2e.served import free_port
+from tests.e2e.served import free_port, start_up
 from tests.models import copy_home
 
 
@@ -47,6 +47,10 @@ def test_up_serves_with_a_generated_token(served_template: Path, tmp_path: Path)
             if match := re.search(r"control API token \(write endpoints\): (\S+)", line):
                 token = match.group(1)
         assert token, "".join(lines)
+        while not lines[-1].startswith("console: ") and time.monotonic() < deadline:
+            lines.append(proc.stdout.readline())  # type: ignore[union-attr]
+        console = f"http://127.0.0.1:{port}/ui/"
+        assert lines[-1] == f"console: {console} (sign in with the token above)\n", "".join(lines)
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         while time.monotonic() < deadline:
             try:
@@ -57,6 +61,7 @@ def test_up_serves_with_a_generated_token(served_template: Path, tmp_path: Path)
             time.sleep(0.3)
         r = http.post("/predict", json={"texts": ["The striker scored twice."]})
         assert r.status_code == 200 and r.json()["model_version"] == 1
+        assert http.get(console).status_code == 200  # the printed link opens the console
         assert (
             http.post("/api/models/sentiment/promote", json={"version": 2, "reason": "x"}).status_code == 401
         )
@@ -90,25 +95,9 @@ def test_sigkill_of_up_ends_the_service_its_workers_and_the_scheduler(
     scheduler releasing its lease, and the port must be free for the next `driftline up`."""
     home = copy_home(served_template, tmp_path / "home")
     port = free_port()
-    env = {**os.environ, "DRIFTLINE_HOME": str(home), "DRIFTLINE_API_TOKEN": "t"}
-    with open(tmp_path / "up.log", "wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("driftline")), "up", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_up(home, port, tmp_path / "up.log", {**os.environ, "DRIFTLINE_API_TOKEN": "t"})
     try:
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "up.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
         store = Registry.open(Settings(home=home))
         while store.get_lease(LEASE) is None and time.monotonic() < deadline:
             time.sleep(0.3)

@@ -68,6 +68,26 @@ def report_inputs(text: str = "the match went to extra time", label: str = "spor
     )
 
 
+def add_decision(
+    registry: Registry, run_id: int, inputs: ReportInputs, status: e.DecisionStatus
+) -> e.PromotionDecision:
+    """The decision on v2 against v1 that run ``run_id`` made, with the report at ``runs/<run_id>/``."""
+    return registry.add_decision(
+        {
+            "model_name": "sentiment",
+            "candidate_version": 2,
+            "incumbent_version": 1,
+            "run_id": run_id,
+            "metrics": inputs.gate.to_dict(),
+            "passed": True,
+            "reasons": list(inputs.gate.reasons),
+            "status": status,
+            "report_uri": f"runs/{run_id}/promotion.html",
+        },
+        actor=f"run {run_id}",
+    )
+
+
 def seed(registry: Registry, artifacts: LocalArtifactStore, tmp_path: Path, inputs: ReportInputs) -> dict:
     """v1 champion, v2 candidate of a run queued by a drift check, its pending decision and report."""
     registry.register_version(
@@ -99,7 +119,7 @@ def seed(registry: Registry, artifacts: LocalArtifactStore, tmp_path: Path, inpu
         queue_run={"reason": "embedding drift in 2 checks in a row"},
     )
     assert run is not None
-    v2 = registry.register_version(
+    registry.register_version(
         "sentiment",
         spec(
             2,
@@ -117,20 +137,7 @@ def seed(registry: Registry, artifacts: LocalArtifactStore, tmp_path: Path, inpu
     drift.mkdir()
     (drift / "drift_report.html").write_text("<html><body><p>evidently report</p></body></html>")
     artifacts.put_report(drift, "drift/1")
-    decision = registry.add_decision(
-        {
-            "model_name": "sentiment",
-            "candidate_version": 2,
-            "incumbent_version": 1,
-            "run_id": run.id,
-            "metrics": inputs.gate.to_dict(),
-            "passed": True,
-            "reasons": list(inputs.gate.reasons),
-            "status": e.DecisionStatus.PENDING_APPROVAL,
-            "report_uri": f"runs/{run.id}/promotion.html",
-        },
-        actor=f"run {run.id}",
-    )
+    decision = add_decision(registry, run.id, inputs, e.DecisionStatus.PENDING_APPROVAL)
     return {"check": check, "run": run, "decision": decision}
 
 
@@ -189,7 +196,7 @@ def test_every_page_renders_the_records(home, tmp_path: Path) -> None:
     assert checks.status_code == 200 and "embedding_drift" in checks.text
     detail = client.get(f"/checks/{check}")
     assert detail.status_code == 200 and "0.550" in detail.text  # the threshold beside the score
-    assert f'src="/ui/reports/drift/1/drift_report.html" sandbox="allow-scripts"' in detail.text
+    assert 'src="/ui/reports/drift/1/drift_report.html" sandbox="allow-scripts"' in detail.text
     embedded = client.get("/reports/drift/1/drift_report.html")
     assert embedded.status_code == 200 and "evidently report" in embedded.text
     assert embedded.headers["content-security-policy"].startswith("sandbox allow-scripts")

@@ -3,6 +3,8 @@ decisions placed on the stream by time, a timeline PNG and an index page whose l
 
 from __future__ import annotations
 
+import html
+import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -120,6 +122,11 @@ def test_summary_places_records_on_the_stream_and_links_reports(served_home: Pat
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     index = write_index(summary, settings, tmp_path).read_text()
     assert 'src="timeline.png"' in index
-    (href,) = [part.split('"')[0] for part in index.split('href="')[1:]]
+    hrefs = [part.split('"')[0] for part in index.split('href="')[1:]]
+    (href,) = [h for h in hrefs if not h.startswith("http://")]  # the reports, on disk
     assert (tmp_path / href).resolve() == (report_dir / "drift_report.html").resolve()
     assert "<code>reports/runs/1/promotion.html</code>" in index  # not on disk here: named, not linked
+    # the service has stopped: the page says how to open the console on this workspace again
+    assert hrefs[:2] == ["http://127.0.0.1:3000/ui/", "http://127.0.0.1:3000/ui/decisions"]
+    assert f"<code>DRIFTLINE_HOME={html.escape(shlex.quote(str(served_home.absolute())))} " in index
+    assert " up --no-scheduler</code>" in index

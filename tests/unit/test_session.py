@@ -4,6 +4,8 @@ declares the whole file's label set; a session that a 5xx ends early still write
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -171,7 +173,8 @@ def test_a_5xx_mid_stream_still_writes_metrics_for_what_was_replayed(
     rows = [StreamRow(f"t {i}", "p" if i % 2 else "n") for i in range(40)]
     stream = Stream(bootstrap=pd.DataFrame(), rows=rows, labels=("n", "p"))
     cfg = config(tmp_path, tmp_path / "unused.csv", check_every=1000, label_delay=2, window=10)
-    summary = run_session(cfg, say=lambda _: None, stream=stream)
+    said: list[str] = []
+    summary = run_session(cfg, say=said.append, stream=stream)
 
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["interrupted"] is True and metrics["rows"] == 24 == summary.rows  # 3 batches of 8
@@ -185,6 +188,15 @@ def test_a_5xx_mid_stream_still_writes_metrics_for_what_was_replayed(
         line.startswith("ended early after 24 of 40 rows: POST /predict answered 503")
         for line in summary.lines()
     )
+    # the last lines say how to open the console on the workspace (the session's service has stopped)
+    home = tmp_path / "out" / "workspace"
+    driftline = Path(sys.executable).with_name("driftline")
+    assert said[-3:] == [
+        "console: this session's service has stopped; to review its records, run",
+        f"  DRIFTLINE_HOME={shlex.quote(str(home))} {shlex.quote(str(driftline))} up --no-scheduler",
+        "  then open http://127.0.0.1:3000/ui/ and sign in with the token it prints (DRIFTLINE_API_TOKEN if set)",
+    ]
+    assert "http://127.0.0.1:3000/ui/" in (tmp_path / "out" / "index.html").read_text()
 
 
 def test_every_run_of_a_session_records_the_same_run_config(tmp_path: Path) -> None:
