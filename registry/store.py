@@ -766,6 +766,18 @@ class Registry:
             )
             return [(row.to_entity(), label) for row, label in s.execute(query)]
 
+    def count_labeled_predictions(self, model_name: str, model_version: int, *, since: datetime) -> int:
+        """How many predictions :meth:`labeled_predictions` would return, without loading them."""
+        with self._tx() as s:
+            labeled = select(LabelRow.prediction_id).where(LabelRow.prediction_id.is_not(None)).distinct()
+            query = select(func.count()).where(
+                PredictionRow.model_name == model_name,
+                PredictionRow.model_version == model_version,
+                PredictionRow.created_at >= since,
+                PredictionRow.id.in_(labeled),
+            )
+            return int(s.scalar(query) or 0)
+
     def count_labels(self, *, since: datetime | None = None) -> int:
         with self._tx() as s:
             query = select(func.count()).select_from(LabelRow)

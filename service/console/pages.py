@@ -153,9 +153,7 @@ def guard_state(registry: Registry, model_name: str) -> GuardState:
         )
     if event.from_version is None or event.from_version == event.to_version or event.to_version is None:
         return GuardState("none", f"v{event.to_version} replaced no other version: nothing to compare")
-    labeled = len(
-        registry.labeled_predictions(model_name, event.to_version, since=event.created_at, limit=100_000)
-    )
+    labeled = registry.count_labeled_predictions(model_name, event.to_version, since=event.created_at)
     return GuardState(
         "watching",
         f"v{event.to_version} against v{event.from_version}, the version it replaced: {labeled} labeled rows "

@@ -23,7 +23,7 @@ from registry.store import Registry
 from registry.tokens import TokenStore
 from retrain.gate import Comparison, GateConfig, GateResult
 from retrain.report import ReportInputs, write_promotion_report
-from service.console.pages import served_at
+from service.console.pages import guard_state, served_at
 from tests.integration.test_registry import spec
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1) id=xss>"\'><b id=inj>'
@@ -397,3 +397,47 @@ def test_report_json_holds_what_the_page_shows(tmp_path: Path) -> None:
     assert report["fixed"][0]["challenger"] == "sports" and report["broken"] == []
     assert report["per_domain"][0] == {"domain": "(none)", "rows": 1, "champion": 1.0, "challenger": 1.0}
     assert {"origin": "replay", "label": "food", "rows": 1} in report["by_label"]
+
+
+def test_the_guard_state_comes_from_the_records(registry: Registry) -> None:
+    registry.register_version(
+        "sentiment", spec(1), set_aliases=[e.CHAMPION], actor="bootstrap", reason="first"
+    )
+    registry.register_version("sentiment", spec(2))
+    assert guard_state(registry, "sentiment").state == "none"  # v1 replaced nothing
+    registry.set_alias("sentiment", e.CHAMPION, 2, actor="run 1", reason="decision 1: passed")
+    moved = registry.list_alias_events("sentiment", e.CHAMPION, limit=1)[0].created_at
+
+    def prediction(i: int, version: int, after: bool) -> e.NewPrediction:
+        return e.NewPrediction(
+            id=f"p{i}",
+            created_at=moved + timedelta(seconds=1 if after else -1),
+            text=f"text {i}",
+            text_hash=f"h{i}",
+            label="positive",
+            scores={"positive": 1.0},
+            model_name="sentiment",
+            model_version=version,
+            latency_ms=1.0,
+        )
+
+    registry.add_predictions(
+        [
+            prediction(1, 2, True),
+            prediction(2, 2, True),
+            prediction(3, 2, True),
+            prediction(4, 1, True),
+            prediction(5, 2, False),
+        ]
+    )
+    registry.add_labels(
+        [e.NewLabel(label="positive", prediction_id=p) for p in ("p1", "p2", "p2", "p4", "p5")]
+    )
+    state = guard_state(registry, "sentiment")
+    assert state.state == "watching" and "2 labeled rows served since the promotion" in state.text
+    assert registry.count_labeled_predictions("sentiment", 2, since=moved) == len(
+        registry.labeled_predictions("sentiment", 2, since=moved)
+    )
+    registry.rollback("sentiment", actor="guard", reason="guard: v2 is worse than v1", expected_version=2)
+    rolled = guard_state(registry, "sentiment")
+    assert rolled.state == "rolled back" and "v2 is worse than v1" in rolled.text
