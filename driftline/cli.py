@@ -74,9 +74,9 @@ def _open_registry(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def _artifacts(settings: Settings):  # type: ignore[no-untyped-def]
-    from registry.artifacts import open_artifact_store
+    from registry.artifacts import artifact_store
 
-    return open_artifact_store(settings.artifact_root, cache_dir=settings.cache_dir / "artifacts")
+    return artifact_store(settings)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -634,6 +634,43 @@ def labels_import(
         cache_dir=settings.cache_dir / "datasets",
     )
     click.echo(f"imported {count} labels from {path}")
+
+
+# --- predictions ------------------------------------------------------------------------------
+
+
+@main.group()
+def predictions() -> None:
+    """The prediction log: export it for a warehouse."""
+
+
+@predictions.command("export")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="File to write.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["parquet", "jsonl", "csv"]), default="parquet", show_default=True
+)
+@click.option(
+    "--since", default=None, help="ISO 8601 date or time (UTC unless it says otherwise), inclusive."
+)
+@click.option("--until", default=None, help="ISO 8601 date or time, exclusive.")
+@click.option("--model-name", default=None, help="Only this model's predictions (default: every model).")
+@handle_errors
+def predictions_export(
+    out: Path, fmt: str, since: str | None, until: str | None, model_name: str | None
+) -> None:
+    """Write logged predictions, oldest first, each with the last label given for it."""
+    from driftline.export import export_predictions, parse_time
+
+    settings = get_settings()
+    rows = export_predictions(
+        _open_registry(settings),
+        out,
+        fmt=fmt,
+        since=parse_time(since, "--since"),
+        until=parse_time(until, "--until"),
+        model_name=model_name,
+    )
+    click.echo(f"exported {rows} predictions to {out}")
 
 
 # --- tokens -------------------------------------------------------------------------------------

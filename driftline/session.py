@@ -193,7 +193,7 @@ def fresh_workspace(out: Path) -> Path:
 
 
 def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say: Say) -> None:
-    from registry.artifacts import open_artifact_store
+    from registry.artifacts import artifact_store
     from registry.store import Registry
     from retrain.bootstrap import BootstrapRequest, bootstrap
     from retrain.config import TrainConfig
@@ -223,7 +223,7 @@ def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say:
                 actor="driftline replay",
             ),
             Registry.open(settings),
-            open_artifact_store(settings.artifact_root, cache_dir=settings.cache_dir / "artifacts"),
+            artifact_store(settings),
             cache_dir=settings.cache_dir / "datasets",
             progress=False,
         )

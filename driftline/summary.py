@@ -372,11 +372,11 @@ def score_promotions(
     """Did each promotion help? On the rows the promoted version served, its accuracy next to what the
     version it replaced scores on the same rows (predicted here, offline). Neither model had those rows'
     labels when it was trained: they were served after the promotion."""
-    from registry.artifacts import open_artifact_store
+    from registry.artifacts import artifact_store
     from registry.modelio import load_version
     from retrain.evaluate import forward_outputs
 
-    artifacts = open_artifact_store(settings.artifact_root, cache_dir=settings.cache_dir / "artifacts")
+    artifacts = artifact_store(settings)
     registry = Registry.open(settings)
     checks = []
     try:

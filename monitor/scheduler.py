@@ -36,6 +36,7 @@ from monitor.settings import MonitorSettings
 from registry.artifacts import ArtifactStore
 from registry.entities import CheckRequestStatus
 from registry.errors import DriftlineError, InvalidInputError, NotFoundError
+from registry.predlog import PredictionLogStore, PruneResult
 from registry.store import Registry
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,22 @@ class MonitorScheduler:
         )
         return [run.id for run in reaped]
 
+    def prune_job(self) -> PruneResult | None:
+        """Delete predictions past ``prediction_retention_days`` (the leader only; off at 0). Each
+        version's latest ``window_size`` rows and every labeled row stay."""
+        days = self.settings.prediction_retention_days
+        if days <= 0 or not self.is_leader():
+            return None
+        try:
+            return PredictionLogStore(self.registry).prune(
+                datetime.now(UTC) - timedelta(days=days),
+                keep_latest=self.settings.window_size,
+                batch_size=self.settings.prune_batch_size,
+            )
+        except DriftlineError as exc:
+            logger.warning("prediction log not pruned: %s", exc.message)
+            return None
+
     def dispatch_job(self) -> int | None:
         """The frequent tick: notice dead children, run requested checks, start the oldest queued run.
 
@@ -213,6 +230,8 @@ class MonitorScheduler:
         scheduler.add_job(
             self.dispatch_job, "interval", seconds=self.settings.dispatch_interval_s, id="dispatch"
         )
+        if self.settings.prediction_retention_days > 0:
+            scheduler.add_job(self.prune_job, "interval", seconds=self.settings.prune_interval_s, id="prune")
         self._scheduler = scheduler
         logger.info(
             "scheduler %s: drift check every %.0f s on model '%s'; queued runs start via %s",

@@ -74,6 +74,16 @@ class MonitorSettings(BaseSettings):
     reap_after_s: float = Field(
         600.0, gt=0, description="a running run without a heartbeat this long is retried (or failed)"
     )
+    prediction_retention_days: float = Field(
+        0.0,
+        ge=0,
+        description="delete logged predictions older than this many days (0: keep them all); never one "
+        "a label points to, nor the latest window_size of a version",
+    )
+    prune_interval_s: float = Field(
+        3600.0, gt=0, description="how often the leader prunes the prediction log"
+    )
+    prune_batch_size: int = Field(5000, ge=1, description="predictions deleted per transaction when pruning")
     max_attempts: int = Field(
         3, ge=1, description="a run whose process died is queued again until it has started this often"
     )
@@ -91,7 +101,9 @@ class MonitorSettings(BaseSettings):
         1000, ge=1, description="the guard's last look: it ends there for a promotion that did no harm"
     )
     guard_margin: float = Field(
-        0.01, ge=0, description="an accuracy loss beyond this against the replaced version is harm, if significant"
+        0.01,
+        ge=0,
+        description="an accuracy loss beyond this against the replaced version is harm, if significant",
     )
     guard_alpha: float = Field(
         0.05, gt=0, lt=1, description="significance of the guard's test over all its looks of one promotion"

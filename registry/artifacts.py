@@ -22,12 +22,15 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import fsspec
 
 from registry.entities import ArtifactRef
 from registry.errors import ChecksumMismatchError, NotFoundError, UnsafeArtifactError
+
+if TYPE_CHECKING:
+    from registry.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -123,9 +126,11 @@ def verify_dir(local_dir: Path, expected_sha256: str) -> None:
 class FsspecArtifactStore:
     """Artifacts under any fsspec URL; fetches go to a local cache and are verified there."""
 
-    def __init__(self, root: str, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, root: str, cache_dir: Path | None = None, storage_options: dict[str, Any] | None = None
+    ) -> None:
         self.root = root.rstrip("/")
-        self.fs, self._base = fsspec.core.url_to_fs(self.root)
+        self.fs, self._base = fsspec.core.url_to_fs(self.root, **(storage_options or {}))
         self._cache_dir = (
             Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "driftline-artifacts"
         )
@@ -237,9 +242,23 @@ class LocalArtifactStore(FsspecArtifactStore):
         return path
 
 
-def open_artifact_store(root: str, cache_dir: Path | None = None) -> ArtifactStore:
-    """The store for ``root``: a local folder (a path or ``file://``) or any fsspec URL."""
+def open_artifact_store(
+    root: str, cache_dir: Path | None = None, storage_options: dict[str, Any] | None = None
+) -> ArtifactStore:
+    """The store for ``root``: a local folder (a path or ``file://``) or any fsspec URL, whose filesystem
+    gets ``storage_options`` (credentials, an S3-compatible endpoint)."""
     protocol = fsspec.core.split_protocol(root)[0]
     if protocol in (None, "file", "local"):
         return LocalArtifactStore(fsspec.core.strip_protocol(root) if protocol else root)
-    return FsspecArtifactStore(root, cache_dir=cache_dir)
+    return FsspecArtifactStore(root, cache_dir=cache_dir, storage_options=storage_options)
+
+
+def artifact_store(settings: Settings) -> ArtifactStore:
+    """The artifact store the settings name (``DRIFTLINE_ARTIFACT_ROOT`` and its storage options), fetches
+    cached under ``<cache dir>/artifacts``."""
+    assert settings.cache_dir is not None
+    return open_artifact_store(
+        settings.artifact_root,
+        cache_dir=settings.cache_dir / "artifacts",
+        storage_options=settings.storage_options(),
+    )

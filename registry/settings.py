@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +24,10 @@ class Settings(BaseSettings):
     database_url: str = ""
     artifact_root: str = ""
     cache_dir: Path | None = None
+    # the artifact root's fsspec options as a JSON object, e.g. for an S3-compatible store
+    # {"key": "...", "secret": "...", "client_kwargs": {"endpoint_url": "http://minio:9000"}}; kept secret
+    # (it may hold credentials). Without it, s3fs reads the usual AWS_* variables and files.
+    artifact_storage_options: SecretStr | None = None
     model_name: str = "sentiment"
     api_token: SecretStr | None = None  # an admin token (actor 'api-token'); named ones: `driftline tokens`
     # POST /feedback without a token (else it needs a labeler token): an explicit opt-in, off by default
@@ -36,8 +42,30 @@ class Settings(BaseSettings):
     # <home>/console.key, 0600: set this where replicas do not share a home), how long a sign-in lasts,
     # and whether the cookie is sent over HTTPS only (set true behind TLS)
     console_secret: SecretStr | None = None
-    console_session_hours: float = Field(8.0, gt=0, le=24 * 30, description="how long a console sign-in lasts")
+    console_session_hours: float = Field(
+        8.0, gt=0, le=24 * 30, description="how long a console sign-in lasts"
+    )
     console_secure_cookie: bool = False
+
+    def storage_options(self) -> dict[str, Any]:
+        """``DRIFTLINE_ARTIFACT_STORAGE_OPTIONS`` parsed (``{}`` when unset)."""
+        if (
+            self.artifact_storage_options is None
+            or not self.artifact_storage_options.get_secret_value().strip()
+        ):
+            return {}
+        try:
+            options = json.loads(self.artifact_storage_options.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(f"DRIFTLINE_ARTIFACT_STORAGE_OPTIONS is not JSON: {exc}") from None
+        if not isinstance(options, dict):
+            raise ValueError("DRIFTLINE_ARTIFACT_STORAGE_OPTIONS must be a JSON object of fsspec options")
+        return options
+
+    @model_validator(mode="after")
+    def _check_storage_options(self) -> Settings:
+        self.storage_options()  # a malformed value fails at start-up, naming the setting
+        return self
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from registry.artifacts import open_artifact_store
+from registry.artifacts import artifact_store
 from registry.errors import DriftlineError
 from registry.settings import get_settings
 from registry.store import Registry
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = execute_run(
             args.run_id,
             Registry.open(settings),
-            open_artifact_store(settings.artifact_root, cache_dir=settings.cache_dir / "artifacts"),
+            artifact_store(settings),
             work_dir=settings.cache_dir / "runs" / str(args.run_id),
         )
     except DriftlineError as exc:

@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from registry.artifacts import open_artifact_store
+from registry.artifacts import artifact_store
 from registry.entities import CHAMPION, ModelVersion, NewLabel, NewPrediction, Role
 from registry.errors import DriftlineError, NotFoundError
 from registry.modelio import load_version
@@ -277,9 +277,7 @@ class Driftline:
         self.serve = get_serve_settings()
         torch.set_num_threads(threads_per_worker(self.serve))
         self.registry = Registry.open(self.settings)
-        self.artifacts = open_artifact_store(
-            self.settings.artifact_root, cache_dir=self.settings.cache_dir / "artifacts"
-        )
+        self.artifacts = artifact_store(self.settings)
         control_app.state.registry = self.registry
         control_app.state.artifacts = self.artifacts
         console_app.state.registry = self.registry

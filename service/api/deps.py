@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from registry.artifacts import ArtifactStore, open_artifact_store
+from registry.artifacts import ArtifactStore, artifact_store
 from registry.entities import Role
 from registry.errors import DriftlineError, ErrorCode
 from registry.settings import get_settings
@@ -41,10 +41,7 @@ def get_registry(request: Request) -> Registry:
 def get_artifacts(request: Request) -> ArtifactStore:
     state = request.app.state
     if getattr(state, "artifacts", None) is None:
-        settings = get_settings()
-        state.artifacts = open_artifact_store(
-            settings.artifact_root, cache_dir=settings.cache_dir / "artifacts"
-        )
+        state.artifacts = artifact_store(get_settings())
     return state.artifacts
 
 
