@@ -153,7 +153,8 @@ class FsspecArtifactStore:
         ref = ArtifactRef(uri=self.uri_for(digest), sha256=digest)
         if self.exists(ref):
             return ref, False
-        staging = self._path("tmp", uuid.uuid4().hex)
+        final = self._final_path(ref)
+        staging = self._staging_for(final)
         try:
             for entry in manifest["files"]:  # type: ignore[union-attr]
                 target = f"{staging}/{entry['path']}"
@@ -162,20 +163,23 @@ class FsspecArtifactStore:
             # The manifest goes last: an artifact without one is incomplete and never read.
             with self.fs.open(f"{staging}/{MANIFEST}", "w") as fh:
                 fh.write(json.dumps(manifest, indent=1, sort_keys=True))
-            self._publish(staging, self._final_path(ref))
+            self._publish(staging, final)
         except BaseException:
-            if self.fs.exists(staging):
+            if staging != final and self.fs.exists(staging):
                 self.fs.rm(staging, recursive=True)
             raise
         logger.info("stored artifact %s (%d files)", digest[:12], len(manifest["files"]))  # type: ignore[arg-type]
         return ref, True
 
+    def _staging_for(self, final: str) -> str:
+        """Where ``put_dir`` writes before publishing. An object store has no atomic rename (a "move" is a
+        copy of every object): files go straight to their content address, the manifest last, so the
+        artifact exists (:meth:`exists` looks for the manifest) only once it is whole; an interrupted
+        upload is invisible and the next one writes the same bytes again."""
+        return final
+
     def _publish(self, staging: str, final: str) -> None:
-        self.fs.makedirs(str(PurePosixPath(final).parent), exist_ok=True)
-        if self.fs.exists(final):  # another writer stored the same content meanwhile
-            self.fs.rm(staging, recursive=True)
-            return
-        self.fs.mv(staging, final, recursive=True)
+        assert staging == final
 
     def fetch(self, ref: ArtifactRef) -> Path:
         if not self.exists(ref):
@@ -191,7 +195,19 @@ class FsspecArtifactStore:
         staging = self._cache_dir / f".{ref.sha256}.{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
         try:
-            self.fs.get(self._final_path(ref) + "/", str(staging) + "/", recursive=True)
+            # file by file, as the manifest lists them (a recursive get of a "folder" differs by store)
+            final = self._final_path(ref)
+            with self.fs.open(f"{final}/{MANIFEST}", "r") as fh:
+                listed = json.loads(fh.read())
+            (staging / MANIFEST).write_text(json.dumps(listed, indent=1, sort_keys=True))
+            for entry in listed.get("files", []):
+                rel = PurePosixPath(entry["path"])
+                if rel.is_absolute() or ".." in rel.parts:
+                    raise UnsafeArtifactError(
+                        f"artifact {ref.sha256[:12]} lists an unsafe path {entry['path']!r}"
+                    )
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                self.fs.get_file(f"{final}/{rel.as_posix()}", str(staging / rel))
             verify_dir(staging, ref.sha256)
             try:
                 os.replace(staging, local)
@@ -224,6 +240,9 @@ class LocalArtifactStore(FsspecArtifactStore):
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(str(Path(root).expanduser().absolute()))
+
+    def _staging_for(self, final: str) -> str:
+        return self._path("tmp", uuid.uuid4().hex)  # renamed into place at once by _publish
 
     def _publish(self, staging: str, final: str) -> None:
         Path(final).parent.mkdir(parents=True, exist_ok=True)

@@ -194,7 +194,7 @@ class PredictionRow(Base):
     __table_args__ = (
         Index("ix_predictions_created_at", "created_at"),
         Index("ix_predictions_model_created", "model_name", "created_at"),
-        Index("ix_predictions_model_version_created", "model_name", "model_version", "created_at"),
+        Index("ix_predictions_model_version_created", "model_name", "model_version", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(StorableString(32), primary_key=True)

@@ -108,3 +108,28 @@ def test_delete_and_store_selection(tmp_path: Path) -> None:
     store.delete(ref)
     assert not store.exists(ref)
     assert not list((tmp_path / "store").glob("tmp/*"))  # no staging leftovers
+
+
+def test_an_interrupted_upload_to_an_object_store_is_invisible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Object stores have no atomic rename: files go to their content address first, the manifest last,
+    so an upload that dies half-way leaves no artifact that exists, and the next upload completes it."""
+    store = FsspecArtifactStore(f"memory://interrupted-{tmp_path.name}", cache_dir=tmp_path / "cache")
+    src = make_dir(tmp_path / "src")
+    real_put = store.fs.put_file
+    calls = {"n": 0}
+
+    def dying_put(lpath: str, rpath: str, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ConnectionError("the network went away")
+        real_put(lpath, rpath, **kwargs)
+
+    monkeypatch.setattr(store.fs, "put_file", dying_put)
+    with pytest.raises(ConnectionError):
+        store.put_dir(src)
+    monkeypatch.setattr(store.fs, "put_file", real_put)
+    ref, created = store.put_dir(src)
+    assert created and store.exists(ref)
+    assert (store.fetch(ref) / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()

@@ -116,3 +116,26 @@ def test_the_leader_prunes_only_when_retention_is_set(registry: Registry, tmp_pa
     result = on.prune_job()
     assert result is not None and result.deleted == 30
     assert set(registry.get_predictions(ids)) == set(ids[-10:])
+
+
+@pytest.mark.slow
+def test_the_log_benchmark_runs(tmp_path: Path) -> None:
+    """``python -m bench.predlog --quick`` finishes on PostgreSQL and writes the fields its table shows."""
+    import os
+    import subprocess
+    import sys
+
+    server = os.environ.get("DRIFTLINE_TEST_DATABASE_URL")
+    if not server:
+        pytest.skip("DRIFTLINE_TEST_DATABASE_URL is not set: the log benchmark needs PostgreSQL")
+    out = tmp_path / "predlog.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.predlog", "--quick", "--server", server, "--out", str(out)],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["writes"]["rows_per_s"] > 0
+    (entry,) = report["window_query"]
+    assert entry["rows"] == 20_000 and entry["sql_indexed_ms"] is not None
+    assert any("Index Scan" in line for line in entry["plan_indexed"])  # which index is the planner's choice

@@ -2,7 +2,7 @@
 
 A drift check reads the latest N predictions one version served (``Registry.window``) and the guard the
 labeled ones it served since a time (``Registry.labeled_predictions``): both filter on model and version
-and order by time, which ``(model_name, model_version, created_at)`` answers from the index alone, however
+and order by time, which ``(model_name, model_version, created_at, id)`` answers in its order from the index alone, however
 many months of predictions the table holds.
 
 Revision ID: 0005
@@ -20,7 +20,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index(
-        "ix_predictions_model_version_created", "predictions", ["model_name", "model_version", "created_at"]
+        "ix_predictions_model_version_created",
+        "predictions",
+        ["model_name", "model_version", "created_at", "id"],
     )
 
 
