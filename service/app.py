@@ -28,7 +28,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -52,7 +51,7 @@ from service.batching import Abandoned, MicroBatcher, Overloaded
 from service.console.app import create_console_app
 from service.httpmetrics import RouteMetrics
 from service.openapi import DocumentedErrors
-from service.predlog import DROP_REASONS, PredictionLog
+from service.predlog import DROP_REASONS, PredictionLog, minted_within, new_prediction_id
 from service.runtime import BatchOutput, ModelHolder, ServingModel
 from service.settings import get_serve_settings, threads_per_worker
 from service.swap import ChampionWatcher
@@ -63,6 +62,7 @@ logger = logging.getLogger(__name__)
 VERSION_HEADER = "X-Driftline-Model-Version"
 CLIENT_GONE = 499  # the status recorded for a request whose client went away (nginx's "client closed")
 FREEZE_AFTER_REQUESTS = 100
+CROSS_REPLICA_WAIT_S = 3.0  # the longest /feedback waits for ids another replica may not have written yet
 control_app = create_control_app()
 console_app = create_console_app()
 
@@ -409,7 +409,7 @@ class Driftline:
         labels = out.labels
         predictions = [
             {
-                "prediction_id": uuid.uuid4().hex,
+                "prediction_id": new_prediction_id(),
                 "label": labels[int(row.argmax())],
                 "scores": dict(zip(labels, row.tolist(), strict=True)),
             }
@@ -503,9 +503,19 @@ class Driftline:
             try:
                 stored = await asyncio.to_thread(self.registry.add_labels, new, allowed_labels=known)
             except NotFoundError:
-                # The ids may still be in the prediction log's buffer: write it out, then try once more.
+                # The ids may still be in the prediction log's buffer: write it out, then try again.
                 await asyncio.to_thread(self.log.flush, 5.0)
-                stored = await asyncio.to_thread(self.registry.add_labels, new, allowed_labels=known)
+                try:
+                    stored = await asyncio.to_thread(self.registry.add_labels, new, allowed_labels=known)
+                except NotFoundError as exc:
+                    # ... or in another replica's buffer (behind a load balancer, /predict and /feedback
+                    # may reach different replicas): its writer flushes within its interval. Only ids
+                    # minted that recently are waited for; an id never issued is answered at once.
+                    wait = min(2 * self.serve.log_flush_interval_s + 0.2, CROSS_REPLICA_WAIT_S)
+                    if not any(minted_within(str(i), wait) for i in exc.details.get("unknown", [])):
+                        raise
+                    await asyncio.sleep(wait)
+                    stored = await asyncio.to_thread(self.registry.add_labels, new, allowed_labels=known)
         except DriftlineError as exc:
             return _reply(ctx, exc.http_status, exc.to_dict())  # type: ignore[return-value]
         return FeedbackResponse(accepted=len(stored), label_ids=[label.id for label in stored])

@@ -14,12 +14,34 @@ from __future__ import annotations
 
 import collections
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 
 from registry.entities import NewPrediction
 from registry.errors import DatabaseError
+
+
+def new_prediction_id(now: float | None = None) -> str:
+    """32 hex characters: the time it was minted in milliseconds (12 hex digits), then 80 random bits.
+
+    Ids sort by time, and ``/feedback`` can tell an id minted a moment ago (perhaps still in another
+    replica's log buffer) from one that was never issued."""
+    millis = int((time.time() if now is None else now) * 1000)
+    return f"{millis:012x}{secrets.token_hex(10)}"
+
+
+def minted_within(prediction_id: str, seconds: float, now: float | None = None, skew_s: float = 1.0) -> bool:
+    """Whether ``prediction_id`` (from :func:`new_prediction_id`) was minted in the last ``seconds``
+    (allowing ``skew_s`` of clock difference between replicas); False for any other string."""
+    try:
+        millis = int(prediction_id[:12], 16)
+    except ValueError:
+        return False
+    age_s = (time.time() if now is None else now) - millis / 1000
+    return len(prediction_id) == 32 and -skew_s <= age_s <= seconds
+
 
 logger = logging.getLogger(__name__)
 
