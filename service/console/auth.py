@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +47,17 @@ def signing_key(settings: Settings) -> str:
     if settings.console_secret is not None and settings.console_secret.get_secret_value():
         return settings.console_secret.get_secret_value()
     path = Path(settings.home) / "console.key"
-    if not path.exists() or not path.read_text().strip():
-        create_private_file(path)
-        path.write_text(secrets.token_urlsafe(48))
+    if not path.is_file() or not path.read_text().strip():
+        # written aside, then linked into place: two processes starting at once agree on one key
+        spare = path.with_name(f".console.key.{secrets.token_hex(6)}")
+        create_private_file(spare)
+        spare.write_text(secrets.token_urlsafe(48))
+        try:
+            os.link(spare, path)
+        except FileExistsError:
+            pass
+        finally:
+            spare.unlink(missing_ok=True)
     return path.read_text().strip()
 
 

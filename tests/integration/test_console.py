@@ -441,3 +441,17 @@ def test_the_guard_state_comes_from_the_records(registry: Registry) -> None:
     registry.rollback("sentiment", actor="guard", reason="guard: v2 is worse than v1", expected_version=2)
     rolled = guard_state(registry, "sentiment")
     assert rolled.state == "rolled back" and "v2 is worse than v1" in rolled.text
+
+
+def test_the_signing_key_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    import stat
+
+    from registry.settings import Settings
+    from service.console.auth import signing_key
+
+    settings = Settings(home=tmp_path / "h")
+    first = signing_key(settings)
+    assert len(first) >= 40 and signing_key(settings) == first
+    key = tmp_path / "h" / "console.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and list((tmp_path / "h").glob(".console.key.*")) == []
+    assert signing_key(Settings(home=tmp_path / "h", console_secret="from-the-setting")) == "from-the-setting"
