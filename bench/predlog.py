@@ -43,8 +43,9 @@ EMBEDDING_DIM = 384  # MiniLM's pooled embedding, stored as float16
 
 
 @contextmanager
-def scratch_database(server: str) -> Iterator[str]:
-    """A new, migrated database on ``server``'s PostgreSQL, dropped afterwards."""
+def scratch_database(server: str, *, migrate: bool = True) -> Iterator[str]:
+    """A new database on ``server``'s PostgreSQL (migrated to head unless ``migrate`` is false), dropped
+    afterwards."""
     from sqlalchemy import create_engine
 
     from registry.db import make_engine, normalize_url, upgrade
@@ -56,9 +57,10 @@ def scratch_database(server: str) -> Iterator[str]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     target = url.set(database=name).render_as_string(hide_password=False)
     try:
-        engine = make_engine(target)
-        upgrade(engine)
-        engine.dispose()
+        if migrate:
+            engine = make_engine(target)
+            upgrade(engine)
+            engine.dispose()
         yield target
     finally:
         with admin.connect() as conn:

@@ -6,7 +6,11 @@ copied per run: its name becomes ``driftline-run-<id>-<attempt>``, it gets the l
 its Jobs by, ``--run-id <id>`` is appended to the first container's args, and ``DRIFTLINE_RUN_ID`` is set.
 Settings the template does not set itself are passed in from the scheduler's own: the model name and the
 artifact root; the database URL only when the template has no ``envFrom`` and no such variable (it holds
-a password: the template should take it from a Secret). A node selector and a GPU request are settings.
+a password: the template should take it from a Secret). The image (``DRIFTLINE_K8S_RUN_IMAGE``), a node
+selector and a GPU request are settings.
+
+A retry is a new pod: it resumes from checkpoints only if the run's work folder
+(``<DRIFTLINE_HOME>/cache/runs/<id>``) is on a volume the pods share; on an ``emptyDir`` it trains afresh.
 
 Status: a Job with a ``Complete`` condition exited 0, one with ``Failed`` exited 1 (Kubernetes keeps the
 container's exit code on the pod, not the Job; the run's record says what happened); any other Job of
@@ -67,6 +71,7 @@ def render_job(
     env: dict[str, str] | None = None,
     node_selector: dict[str, str] | None = None,
     gpus: int = 0,
+    image: str | None = None,
 ) -> dict[str, Any]:
     """The Job for one attempt of run ``run_id``, as a manifest (a dict the client sends as it is)."""
     job = copy.deepcopy(template)
@@ -80,6 +85,8 @@ def render_job(
     spec = pod["spec"]
     container = spec["containers"][0]
     container["args"] = [*container.get("args", []), "--run-id", str(run_id)]
+    if image:
+        container["image"] = image
     have = {item.get("name") for item in container.get("env", [])}
     extra = {"DRIFTLINE_RUN_ID": str(run_id)}
     environ = os.environ if env is None else env
@@ -134,8 +141,10 @@ class KubernetesLauncher:
         env: dict[str, str] | None = None,
         node_selector: dict[str, str] | None = None,
         gpus: int = 0,
+        image: str | None = None,
     ) -> None:
         self.template = template
+        self.image = image
         self.namespace = namespace
         self.env = env
         self.node_selector = node_selector or {}
@@ -162,7 +171,13 @@ class KubernetesLauncher:
     def launch(self, run_id: int) -> None:
         attempt = len(self._jobs(run_id)) + 1
         job = render_job(
-            self.template, run_id, attempt, env=self.env, node_selector=self.node_selector, gpus=self.gpus
+            self.template,
+            run_id,
+            attempt,
+            env=self.env,
+            node_selector=self.node_selector,
+            gpus=self.gpus,
+            image=self.image,
         )
         self.api.create_namespaced_job(self.namespace, job)
         logger.info("started run %s as Job %s/%s", run_id, self.namespace, job["metadata"]["name"])

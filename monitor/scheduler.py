@@ -54,7 +54,7 @@ class MonitorScheduler:
         launcher: Launcher | None = None,
     ) -> None:
         """``launcher`` defaults to the one ``settings.launcher`` names (``None`` for ``none``)."""
-        self.launcher = launcher if launcher is not None else make_launcher(settings.launcher)
+        self.launcher = launcher if launcher is not None else make_launcher(settings.launcher, settings)
         self.registry = registry
         self.artifacts = artifacts
         self.model_name = model_name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
@@ -108,10 +109,33 @@ class MonitorSettings(BaseSettings):
     guard_alpha: float = Field(
         0.05, gt=0, lt=1, description="significance of the guard's test over all its looks of one promotion"
     )
-    launcher: Literal["subprocess", "none"] = Field(
+    launcher: Literal["subprocess", "torchrun", "kubernetes", "none"] = Field(
         "subprocess",
-        description="how the dispatcher starts queued runs: a child process, or 'none' (queue only: "
-        "another dispatcher, e.g. a Kubernetes Job controller, starts them)",
+        description="how the dispatcher starts queued runs: a child process, a 'torchrun' job of "
+        "torchrun_nproc processes (DDP; rank 0 records the run), a 'kubernetes' Job per run from "
+        "k8s_job_template, or 'none' (queue only: another dispatcher starts them)",
+    )
+    torchrun_nproc: int = Field(
+        2,
+        ge=1,
+        description="training processes per run with launcher 'torchrun' (torchrun --nproc-per-node), "
+        "e.g. the GPUs of the node",
+    )
+    k8s_job_template: Path | None = Field(
+        None, description="launcher 'kubernetes': the batch/v1 Job manifest each run's Job is made from"
+    )
+    k8s_namespace: str | None = Field(
+        None, description="launcher 'kubernetes': where run Jobs go (default: the scheduler pod's own)"
+    )
+    k8s_run_image: str | None = Field(
+        None, description="launcher 'kubernetes': the image of run Jobs (default: the template's)"
+    )
+    k8s_node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description='launcher \'kubernetes\': node labels for run pods, JSON, e.g. {"pool": "gpu"}',
+    )
+    k8s_gpus: int = Field(
+        0, ge=0, description="launcher 'kubernetes': nvidia.com/gpu limit of a run's container"
     )
 
     def monitor_config(self) -> MonitorConfig:

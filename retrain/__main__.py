@@ -1,4 +1,10 @@
-"""``python -m retrain run --run-id N``: execute one queued retraining run (what the dispatcher starts)."""
+"""``python -m retrain run --run-id N``: execute one queued retraining run (what the dispatcher starts).
+
+Under ``torchrun`` (the standard ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` / ``MASTER_ADDR`` /
+``MASTER_PORT`` environment, more than one process) every process joins one process group: rank 0
+executes the run, the others train with it (:mod:`retrain.distributed`) and exit 0 without touching a
+record. Without that environment, one process does everything, as before.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,8 @@ from registry.artifacts import artifact_store
 from registry.errors import DriftlineError
 from registry.settings import get_settings
 from registry.store import Registry
-from retrain.run import execute_run
+from retrain import distributed
+from retrain.run import execute_run, follow_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,19 +29,39 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for key, value in {"HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
         os.environ.setdefault(key, value)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        ranks = distributed.from_env()
+    except DriftlineError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    where = f"[rank {ranks.rank}/{ranks.world_size}] " if ranks is not None else ""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {where}%(name)s: %(message)s")
     settings = get_settings()
+    if ranks is None:
+        return _run(args.run_id, settings, None)
+    distributed.init(ranks)
+    try:
+        if not ranks.is_main:
+            follow_run(artifact_store(settings), ranks)
+            return 0
+        return _run(args.run_id, settings, ranks)
+    finally:
+        distributed.close()
+
+
+def _run(run_id: int, settings, ranks: distributed.Ranks | None) -> int:  # type: ignore[no-untyped-def]
     try:
         outcome = execute_run(
-            args.run_id,
+            run_id,
             Registry.open(settings),
             artifact_store(settings),
-            work_dir=settings.cache_dir / "runs" / str(args.run_id),
+            work_dir=settings.cache_dir / "runs" / str(run_id),
+            ranks=ranks,
         )
     except DriftlineError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
-    print(f"run {args.run_id}: {outcome.status.value}: {outcome.reason}")
+    print(f"run {run_id}: {outcome.status.value}: {outcome.reason}")
     return 0
 
 

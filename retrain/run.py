@@ -8,6 +8,10 @@ move, and the run ends ``failed`` with the reason.
 Tokens per text: a run keeps the champion's ``max_length`` (what it was trained and serves with) unless
 the run's recorded config sets ``train.max_length``: an int is used as given, ``"auto"`` is chosen
 again on the run's training rows (:mod:`retrain.lengths`).
+
+Under ``torchrun`` (:mod:`retrain.distributed`) rank 0 executes the run as above and, just before
+training, sends the other ranks the plan (its training rows and resolved config); they run
+:func:`follow_run`: the same ``fine_tune`` call, then exit without touching a record.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from registry.entities import (
 from registry.errors import DriftlineError, InvalidInputError
 from registry.modelio import DRIFTLINE_META, REFERENCE_PROFILE, save_classifier
 from registry.store import Registry
+from retrain import distributed
 from retrain.assemble import AssemblyConfig, RunData, SkipRun, assemble
 from retrain.calibration import calibrate
 from retrain.config import TrainConfig
@@ -148,9 +153,30 @@ def execute_run(
     config: RunConfig | None = None,
     *,
     work_dir: Path | None = None,
+    ranks: distributed.Ranks | None = None,
 ) -> RunOutcome:
     """Execute run ``run_id``. Training checkpoints go under ``work_dir`` (when given): kept when the
-    run fails or is killed, so the retry of the same run resumes from them; removed once it ends."""
+    run fails or is killed, so the retry of the same run resumes from them; removed once it ends.
+
+    With ``ranks`` (rank 0 of a torchrun job) the other ranks get the plan just before training, or a
+    stop when the run ends without training; if one of them dies the run is left ``running`` (no more
+    heartbeats) and :class:`retrain.distributed.PeerLost` is raised, as if this process had been killed.
+    """
+    channel = distributed.Channel(ranks)
+    try:
+        return _execute_run(run_id, registry, artifacts, config, work_dir, channel)
+    finally:
+        channel.close(f"run {run_id} ended before training")
+
+
+def _execute_run(
+    run_id: int,
+    registry: Registry,
+    artifacts: ArtifactStore,
+    config: RunConfig | None,
+    work_dir: Path | None,
+    channel: distributed.Channel,
+) -> RunOutcome:
     run = registry.claim_run(run_id)
     config = config or config_from_run(run.config)
     stop = threading.Event()
@@ -182,6 +208,7 @@ def execute_run(
             registry.finish_run(run_id, RunStatus.SKIPPED, error=skip.reason)
             _remove_work_dir(work_dir)
             logger.info("run %s skipped: %s", run_id, skip.reason)
+            channel.send(distributed.Stop(f"run {run_id} skipped: {skip.reason}"))
             return RunOutcome(RunStatus.SKIPPED, skip.reason)
         detail = str(run.config.get("reason", ""))
         if run.drift_check_id is not None:
@@ -198,6 +225,7 @@ def execute_run(
             trigger=run.trigger.value,
             trigger_detail=detail,
             checkpoint_dir=work_dir / "checkpoints" if work_dir else None,
+            channel=channel,
         )
         version = outcome.version
         registry.finish_run(run_id, RunStatus.SUCCEEDED)
@@ -206,10 +234,39 @@ def execute_run(
     except BaseException as exc:
         if version is None:
             remove_unreferenced(registry, artifacts, new_artifacts)
+        if channel.distributed and distributed.is_peer_failure(exc):
+            # Another rank died: like a killed process, record nothing, so that the run is retried.
+            message = f"run {run_id}: a training process was lost ({type(exc).__name__}: {exc})"
+            logger.error("%s; the run stays running for its retry", message)
+            raise distributed.PeerLost(message[:2000]) from exc
         record_failure(registry, run_id, exc)
         raise
     finally:
         stop.set()
+
+
+def follow_run(artifacts: ArtifactStore, ranks: distributed.Ranks) -> distributed.TrainPlan | None:
+    """A rank other than 0: wait for rank 0's plan and make the same ``fine_tune`` call with it.
+
+    Returns the plan trained on, or None when rank 0 ended the run without training (its reason is
+    logged). Reads the champion's artifact; never touches a registry record, never saves a model.
+    """
+    message = distributed.receive(ranks)
+    if isinstance(message, distributed.Stop):
+        logger.info("rank %d: nothing to train: %s", ranks.rank, message.reason)
+        return None
+    base_path = artifacts.fetch(message.champion)
+    fine_tune(
+        message.train,
+        message.labels,
+        message.cfg,
+        base_path=base_path,
+        progress=False,
+        checkpoint_dir=message.checkpoint_dir,
+        ranks=ranks,
+    )
+    logger.info("rank %d: trained run %s; rank 0 evaluates and decides", ranks.rank, message.run_id)
+    return message
 
 
 def _remove_work_dir(work_dir: Path | None) -> None:
@@ -230,6 +287,7 @@ def _train_and_decide(
     trigger: str = "manual",
     trigger_detail: str = "",
     checkpoint_dir: Path | None = None,
+    channel: distributed.Channel | None = None,
 ) -> RunOutcome:
     from registry.modelio import load_classifier_dir
 
@@ -238,6 +296,18 @@ def _train_and_decide(
     cfg, length_choice = resolve_config(cfg, data.train["text"].tolist(), champion_dir)
     max_length = cfg.resolved_max_length
     logger.info("run %s: max_length %d (%s)", run_id, max_length, length_source)
+    ranks = channel.ranks if channel is not None else None
+    if channel is not None:
+        channel.send(
+            distributed.TrainPlan(
+                run_id=run_id,
+                train=data.train,
+                labels=list(champion.labels),
+                cfg=cfg,
+                champion=champion.artifact,
+                checkpoint_dir=checkpoint_dir,
+            )
+        )
     trained = fine_tune(
         data.train,
         champion.labels,
@@ -245,6 +315,7 @@ def _train_and_decide(
         base_path=champion_dir,
         progress=False,
         checkpoint_dir=checkpoint_dir,
+        ranks=ranks,
     )
     incumbent = load_classifier_dir(champion_dir)
     index = {label: i for i, label in enumerate(champion.labels)}

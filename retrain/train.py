@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from registry.errors import InvalidInputError
+from retrain import distributed
 from retrain.config import DEFAULT_BASE_MODEL, TrainConfig
 from retrain.data import seeded_split
 from retrain.lengths import LengthChoice, model_token_limit, resolve_max_length
@@ -208,13 +209,19 @@ def freeze_lower_layers(model: Any, n: int) -> None:
             param.requires_grad_(False)
 
 
-def training_digest(train: pd.DataFrame, labels: Sequence[str], cfg: TrainConfig, base_path: Path) -> str:
-    """What decides the checkpoints' content: the rows, the label set, the config and the base model.
+def training_digest(
+    train: pd.DataFrame, labels: Sequence[str], cfg: TrainConfig, base_path: Path, *, world_size: int = 1
+) -> str:
+    """What decides the checkpoints' content: the rows, the label set, the config and the base model,
+    and the number of training processes when there are several (DDP's data order depends on it).
 
     A retry whose digest differs (new labels arrived, the champion changed) must not resume.
     """
     digest = hashlib.sha256()
-    digest.update(json.dumps([list(labels), cfg.to_dict(), str(base_path)], sort_keys=True).encode())
+    described: list[Any] = [list(labels), cfg.to_dict(), str(base_path)]
+    if world_size > 1:
+        described.append({"world_size": world_size})
+    digest.update(json.dumps(described, sort_keys=True).encode())
     for text, label in train[["text", "label"]].itertuples(index=False):
         digest.update(json.dumps([text, label], ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
@@ -304,6 +311,7 @@ class TrainResult:
     weighting: str = "none"
     class_weights: list[float] | None = None
     resumed_from: str | None = None
+    processes: int = 1  # training processes (DDP ranks under torchrun)
     log: list[dict[str, Any]] = field(default_factory=list, repr=False)  # the Trainer's log history
 
     def summary(self) -> dict[str, Any]:
@@ -324,6 +332,7 @@ class TrainResult:
             "weighting": self.weighting,
             "class_weights": self.class_weights,
             "resumed_from": self.resumed_from,
+            **({"processes": self.processes} if self.processes > 1 else {}),
         }
 
 
@@ -345,21 +354,37 @@ def _tokenized(frame: pd.DataFrame, labels: Sequence[str], tokenizer: Any, cfg: 
 
 
 def _training_args(
-    cfg: TrainConfig, out_dir: Path, *, n_train: int, validate: bool, keep: bool, progress: bool
+    cfg: TrainConfig,
+    out_dir: Path,
+    *,
+    n_train: int,
+    validate: bool,
+    keep: bool,
+    progress: bool,
+    world_size: int = 1,
 ) -> Any:
     """Trainer arguments: evaluate and checkpoint at the same moments (each epoch, or every
     ``eval_steps``), keep the best checkpoint by validation macro-F1, and save optimizer state only
-    where a killed run may resume (``keep``)."""
+    where a killed run may resume (``keep``).
+
+    With several processes (DDP, ``world_size`` > 1) each one takes ``batch_size / world_size`` rows
+    per step (rounded up), so a step still sees about ``batch_size`` rows and the protocol (steps,
+    warm-up, learning rate) stays the one of a single process. On CPU the Trainer only runs DDP when
+    told to use the CPU (without ``use_cpu`` it trains every rank on its own), over gloo.
+    """
     import torch
     from transformers import TrainingArguments
 
-    steps_per_epoch = -(-n_train // cfg.batch_size)
+    per_device = -(-cfg.batch_size // world_size)
+    steps_per_epoch = -(-n_train // (per_device * world_size))
     moment = "steps" if cfg.eval_steps else "epoch"
     save = moment if validate or keep else "no"
+    on_cpu = world_size > 1 and not torch.cuda.is_available()
+    ddp: dict[str, Any] = {"use_cpu": True, "ddp_backend": "gloo"} if on_cpu else {}
     return TrainingArguments(
         output_dir=str(out_dir),
         num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=per_device,
         per_device_eval_batch_size=cfg.eval_batch_size,
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
@@ -384,6 +409,7 @@ def _training_args(
         average_tokens_across_devices=False,
         ddp_find_unused_parameters=False,
         log_level="warning",
+        **ddp,
     )
 
 
@@ -396,6 +422,7 @@ def fine_tune(
     progress: bool = True,
     checkpoint_dir: Path | None = None,
     callbacks: Sequence[Any] = (),
+    ranks: distributed.Ranks | None = None,
 ) -> TrainResult:
     """Fine-tune ``base_path`` on ``train`` (columns ``text``, ``label``) with the HF Trainer.
 
@@ -405,6 +432,10 @@ def fine_tune(
     from the latest one (a killed run's retry); without it they live in a temporary folder.
     ``max_length="auto"`` is resolved on ``train``'s texts (the result records the length used);
     callers that evaluate and save the model resolve it first (:func:`resolve_config`) and pass an int.
+
+    Under torchrun (``ranks``) every rank makes this call with the same rows and config and the Trainer
+    trains with DDP; rank 0 alone picks the checkpoint to resume from (and the folder to train in,
+    when ``checkpoint_dir`` is None) and every rank uses its choice; only rank 0 writes checkpoints.
     """
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
@@ -416,17 +447,22 @@ def fine_tune(
     weighting = choose_weighting(split.train["label"].tolist(), cfg)
     weights = class_weights(split.train["label"].tolist(), labels, weighting)
     validate = split.validation is not None
+    world_size = ranks.world_size if ranks is not None else 1
+    main = ranks is None or ranks.is_main
     resume = (
-        resume_point(checkpoint_dir, training_digest(train, labels, cfg, base_path))
-        if checkpoint_dir
+        resume_point(checkpoint_dir, training_digest(train, labels, cfg, base_path, world_size=world_size))
+        if checkpoint_dir and main
         else None
     )
-    if resume is not None:
-        logger.info("resumed from %s", resume.name)
     with contextlib.ExitStack() as stack:
-        out_dir = checkpoint_dir or Path(
-            stack.enter_context(tempfile.TemporaryDirectory(prefix="driftline-train-"))
-        )
+        out_dir = checkpoint_dir
+        if out_dir is None and main:
+            out_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="driftline-train-")))
+        if ranks is not None:  # every rank trains in rank 0's folder and resumes from rank 0's choice
+            out_dir, resume = distributed.share((out_dir, resume), ranks)
+            assert out_dir is not None
+        if resume is not None:
+            logger.info("resumed from %s", resume.name)
         args = _training_args(
             cfg,
             out_dir,
@@ -434,6 +470,7 @@ def fine_tune(
             validate=validate,
             keep=checkpoint_dir is not None,
             progress=progress,
+            world_size=world_size,
         )
         patience = cfg.early_stopping_patience if validate else 0
         early = [EarlyStoppingCallback(patience)] if patience else []
@@ -453,6 +490,8 @@ def fine_tune(
         # the Trainer prints its log lines: keep stdout for results
         stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        if ranks is not None:  # rank 0's folder outlives this block only once every rank is done with it
+            distributed.barrier(ranks)
     model = trainer.model
     model.eval()
     state = trainer.state
@@ -476,6 +515,7 @@ def fine_tune(
         weighting=weighting,
         class_weights=weights,
         resumed_from=resume.name if resume else None,
+        processes=world_size,
         log=list(state.log_history),
     )
 

@@ -58,3 +58,37 @@ def test_cli_refuses_old_schema_then_upgrades(sqlite_url: str) -> None:
     assert head_revision() in upgraded.stdout
     listed = runner.invoke(main, ["models"], env={"DRIFTLINE_DATABASE_URL": sqlite_url})
     assert listed.exit_code == 0 and "no models yet" in listed.stdout
+
+
+@pytest.mark.postgres
+def test_upgrades_started_at_once_take_turns(pg_server_url: str) -> None:
+    """Replicas' init containers run `driftline db upgrade` together: on a fresh PostgreSQL database all
+    of them succeed (one migrates, the others find it at head), none fails on a duplicate table."""
+    import threading
+    import time
+
+    from bench.predlog import scratch_database
+
+    errors: list[BaseException] = []
+
+    def migrate(url: str) -> None:
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    with scratch_database(pg_server_url, migrate=False) as url:
+        threads = [threading.Thread(target=migrate, args=(url,), daemon=True) for _ in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        assert not any(t.is_alive() for t in threads), "the upgrades did not finish: they wait on each other"
+        assert errors == []
+        engine = make_engine(url)
+        assert current_revision(engine) == head_revision()
+        engine.dispose()

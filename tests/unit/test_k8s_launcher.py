@@ -153,3 +153,35 @@ def test_launch_active_and_exited() -> None:
     assert launcher.exited() == {}  # each end is reported once
     api.jobs[1] = job("driftline-run-4-2", 4, ("Complete", "True"))
     assert launcher.active() == [] and launcher.exited() == {4: 0}
+
+
+def test_the_setting_builds_the_launcher_from_the_shipped_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    from monitor.launch import make_launcher
+    from monitor.settings import MonitorSettings
+
+    shipped = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base" / "run-job.yaml"
+    monkeypatch.setenv("DRIFTLINE_LAUNCHER", "kubernetes")
+    monkeypatch.setenv("DRIFTLINE_K8S_JOB_TEMPLATE", str(shipped))
+    monkeypatch.setenv("DRIFTLINE_K8S_NAMESPACE", "ml")
+    monkeypatch.setenv("DRIFTLINE_K8S_RUN_IMAGE", "registry.example/driftline:1.2.3")
+    monkeypatch.setenv("DRIFTLINE_K8S_NODE_SELECTOR", '{"pool": "gpu"}')
+    monkeypatch.setenv("DRIFTLINE_K8S_GPUS", "1")
+    settings = MonitorSettings()
+    launcher = make_launcher(settings.launcher, settings)
+    assert isinstance(launcher, KubernetesLauncher) and launcher.namespace == "ml"
+    api = FakeBatchApi([])
+    launcher._api = api
+    launcher.launch(12)
+    body = api.created[0][1]
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example/driftline:1.2.3" and container["args"][-2:] == [
+        "--run-id",
+        "12",
+    ]
+    assert body["spec"]["template"]["spec"]["nodeSelector"]["pool"] == "gpu"
+    assert kubernetes_validate.validate(body, K8S_VERSION, strict=True) is not None
+    monkeypatch.delenv("DRIFTLINE_K8S_JOB_TEMPLATE")
+    with pytest.raises(ValueError, match="needs DRIFTLINE_K8S_JOB_TEMPLATE"):
+        make_launcher("kubernetes", MonitorSettings())
