@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.json"
 ALLOWED_SUFFIXES = frozenset(
-    {".safetensors", ".json", ".txt", ".model", ".md", ".jsonl", ".parquet", ".html"}
+    {".safetensors", ".json", ".txt", ".model", ".md", ".jsonl", ".parquet", ".html", ".onnx"}
 )
 _CHUNK = 1 << 20
 

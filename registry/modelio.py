@@ -30,6 +30,8 @@ class LoadedClassifier:
     labels: tuple[str, ...]
     max_length: int
     version: ModelVersion | None = None
+    path: Path | None = None  # the (verified) folder it was loaded from
+    meta: dict[str, Any] | None = None  # its driftline.json
 
 
 def save_classifier(
@@ -69,7 +71,12 @@ def load_classifier_dir(path: Path, *, device: str = "cpu") -> LoadedClassifier:
             f"{path}: model labels {labels} differ from {DRIFTLINE_META} labels {meta['labels']}"
         )
     return LoadedClassifier(
-        model=model, tokenizer=tokenizer, labels=labels, max_length=int(meta["max_length"])
+        model=model,
+        tokenizer=tokenizer,
+        labels=labels,
+        max_length=int(meta["max_length"]),
+        path=Path(path),
+        meta=meta,
     )
 
 

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
         8.0, gt=0, le=24 * 30, description="how long a console sign-in lasts"
     )
     console_secure_cookie: bool = False
+    # export each new version's forward pass to ONNX (verified against PyTorch) so it may serve on ONNX
+    # Runtime (DRIFTLINE_RUNTIME); false: versions carry no graph and serve on PyTorch
+    onnx_export: bool = True
 
     def storage_options(self) -> dict[str, Any]:
         """``DRIFTLINE_ARTIFACT_STORAGE_OPTIONS`` parsed (``{}`` when unset)."""

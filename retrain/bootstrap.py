@@ -28,7 +28,7 @@ from retrain.config import TrainConfig
 from retrain.data import ColumnSpec, Split, load_labeled_file, snapshot_digest, split_heldout
 from retrain.evaluate import classification_metrics, forward_outputs, softmax
 from retrain.lengths import LengthChoice
-from retrain.lifecycle import record_failure, remove_unreferenced, store_new
+from retrain.lifecycle import export_onnx, record_failure, remove_unreferenced, store_new
 from retrain.reference import REFERENCE_PROFILE, write_reference_profile
 from retrain.train import fine_tune, resolve_base_model, resolve_config
 
@@ -136,6 +136,7 @@ def bootstrap(
                 calibration["temperature"],
                 seed=cfg.seed,
             )
+            metrics["onnx"] = export_onnx(model_dir, trained, split.heldout["text"].tolist(), max_length)
             model_ref = store_new(artifacts, model_dir, new_artifacts)
         version = registry.register_version(
             request.model_name,

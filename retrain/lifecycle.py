@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from registry.artifacts import ArtifactStore
 from registry.entities import ArtifactRef, RunStatus
@@ -38,3 +39,14 @@ def record_failure(registry: Registry, run_id: int, exc: BaseException) -> None:
         registry.finish_run(run_id, RunStatus.FAILED, error=message[:2000])
     except Exception:  # noqa: BLE001
         logger.exception("could not mark run %s as failed", run_id)
+
+
+def export_onnx(model_dir: Path, trained: Any, reference_texts: list[str], max_length: int) -> dict[str, Any]:
+    """The ONNX graph of a new version, exported into its folder and verified on its reference rows
+    (:mod:`registry.onnxrt`), unless ``DRIFTLINE_ONNX_EXPORT=false``; the result, recorded on the version."""
+    from registry.onnxrt import attach_onnx
+    from registry.settings import get_settings
+
+    if not get_settings().onnx_export:
+        return {"verified": False, "error": "not exported (DRIFTLINE_ONNX_EXPORT=false)"}
+    return attach_onnx(model_dir, trained.model, trained.tokenizer, reference_texts, max_length=max_length)

@@ -49,7 +49,7 @@ from retrain.config import TrainConfig
 from retrain.evaluate import classification_metrics, forward_outputs, softmax
 from retrain.gate import GateConfig, GateResult, PairedPredictions, evaluate_gate
 from retrain.lengths import LengthChoice
-from retrain.lifecycle import record_failure, remove_unreferenced, store_new
+from retrain.lifecycle import export_onnx, record_failure, remove_unreferenced, store_new
 from retrain.reference import write_reference_profile
 from retrain.report import ReportInputs, write_promotion_report
 from retrain.train import fine_tune, resolve_config
@@ -369,6 +369,7 @@ def _train_and_decide(
             calibration["temperature"],
             seed=cfg.seed,
         )
+        metrics["onnx"] = export_onnx(model_dir, trained, profile_rows["text"].tolist(), max_length)
         model_ref = store_new(artifacts, model_dir, new_artifacts)
     version = registry.register_version(
         model_name,

@@ -52,7 +52,7 @@ from service.console.app import create_console_app
 from service.httpmetrics import RouteMetrics
 from service.openapi import DocumentedErrors
 from service.predlog import DROP_REASONS, PredictionLog, minted_within, new_prediction_id
-from service.runtime import BatchOutput, ModelHolder, ServingModel
+from service.runtime import BatchOutput, ModelHolder, OnnxRefused, OnnxServingModel, ServingModel
 from service.settings import get_serve_settings, threads_per_worker
 from service.swap import ChampionWatcher
 from service.validation import Problem, check_feedback, check_texts, input_problem, repair_lone_surrogates
@@ -303,6 +303,7 @@ class Driftline:
         self._stop = threading.Event()
         self._requests = 0
         self._truncated = 0
+        self._onnx_fallbacks = 0
         self._metrics_thread = threading.Thread(
             target=self._export_metrics, name="driftline-metrics", daemon=True
         )
@@ -330,7 +331,26 @@ class Driftline:
             return None
 
     def _load(self, version: ModelVersion) -> ServingModel:
+        """The version on the runtime ``DRIFTLINE_RUNTIME`` picks; on PyTorch whenever its ONNX graph is
+        missing, unverified or computes differently here (logged, and counted in ``/metrics``)."""
         loaded = load_version(self.artifacts, version, device=self.serve.device)
+        if self.serve.runtime != "torch" and self.serve.device == "cpu":
+            try:
+                return OnnxServingModel(loaded, version, threads=threads_per_worker(self.serve))
+            except OnnxRefused as exc:
+                self._onnx_fallbacks += 1
+                log = logger.error if self.serve.runtime == "onnx" else logger.warning
+                log(
+                    "%s v%s serves on PyTorch, not ONNX Runtime: %s", version.model_name, version.version, exc
+                )
+            except Exception as exc:  # noqa: BLE001 - ONNX is an optimisation: PyTorch always serves
+                self._onnx_fallbacks += 1
+                logger.warning(
+                    "%s v%s serves on PyTorch: ONNX Runtime failed: %s",
+                    version.model_name,
+                    version.version,
+                    exc,
+                )
         return ServingModel(loaded, version, trace=self.serve.torchscript)
 
     def _run_batch(self, texts: list[str]) -> BatchOutput:
@@ -355,6 +375,8 @@ class Driftline:
         current = self.holder.current
         if current is not None:
             m.model_version.labels(model=self.model_name).set(current.version.version)
+            for runtime in ("torch", "onnx"):
+                m.runtime.labels(model=self.model_name, runtime=runtime).set(int(current.runtime == runtime))
         m.log_depth.set(self.log.depth)
         m.log_capacity.set(self.log.capacity)
         dropped = self.log.dropped_by_reason
@@ -368,6 +390,7 @@ class Driftline:
             (m.requests_shed, self.batcher.shed, "_shed"),
             (m.requests_abandoned, self.batcher.abandoned, "_abandoned"),
             (m.texts_computed, self.batcher.texts_computed, "_texts_computed"),
+            (m.onnx_fallbacks, self._onnx_fallbacks, "_onnx_fallbacks"),
         ):
             seen = getattr(self, f"_exported{attr}", 0)
             if value > seen:
@@ -384,7 +407,9 @@ class Driftline:
         )
         if problem is not None:
             return _reply(ctx, 422, problem.body())  # type: ignore[return-value]
-        texts = [clean_text(t) for t in texts]  # NUL and lone surrogates: what the model sees is what is logged
+        texts = [
+            clean_text(t) for t in texts
+        ]  # NUL and lone surrogates: what the model sees is what is logged
         if self.holder.current is None:
             return _reply(ctx, 503, self._no_champion())  # type: ignore[return-value]
         self._requests += 1

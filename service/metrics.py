@@ -25,6 +25,8 @@ class ServiceMetrics:
     requests_shed: Any
     requests_abandoned: Any
     texts_computed: Any
+    runtime: Any
+    onnx_fallbacks: Any
 
 
 @functools.cache
@@ -70,4 +72,14 @@ def get_metrics() -> ServiceMetrics:
             "Predictions whose client went away before their batch started: not computed, not logged",
         ),
         texts_computed=Counter("driftline_texts_computed", "Texts the model has run on (batched)"),
+        runtime=Gauge(
+            "driftline_model_runtime",
+            "1 for the runtime serving the champion (torch or onnx), 0 for the other",
+            ["model", "runtime"],
+            multiprocess_mode="livemax",
+        ),
+        onnx_fallbacks=Counter(
+            "driftline_onnx_fallbacks",
+            "Versions served on PyTorch because their ONNX graph was missing, unverified or differed here",
+        ),
     )

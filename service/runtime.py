@@ -45,6 +45,8 @@ class ServingModel:
     keeps the eager path.
     """
 
+    runtime = "torch"
+
     def __init__(self, loaded: LoadedClassifier, version: ModelVersion, *, trace: bool = True) -> None:
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
@@ -126,6 +128,63 @@ class ServingModel:
         for size in (1, 4):
             self.predict(WARM_UP_TEXTS * size)
         return time.perf_counter() - started
+
+
+class OnnxServingModel(ServingModel):
+    """A loaded classifier whose forward pass runs on ONNX Runtime, from the graph its artifact carries.
+
+    Only a graph verified at registration is used (``driftline.json["onnx"]["verified"]``), and it is
+    checked again here against PyTorch on the warm-up batches (labels equal, probabilities within the
+    recorded tolerance): an ONNX Runtime that computes differently from the one that verified it raises
+    :class:`OnnxRefused`, and the caller serves on PyTorch instead.
+    """
+
+    runtime = "onnx"
+
+    def __init__(
+        self, loaded: LoadedClassifier, version: ModelVersion, *, threads: int | None = None
+    ) -> None:
+        from registry.onnxrt import OnnxForward, verify
+
+        super().__init__(loaded, version, trace=False)
+        block = (loaded.meta or {}).get("onnx") or {}
+        if (
+            not block.get("verified")
+            or loaded.path is None
+            or not (loaded.path / block.get("file", "")).is_file()
+        ):
+            raise OnnxRefused(block.get("error") or "the version carries no verified ONNX graph")
+        session = OnnxForward(loaded.path / block["file"], block["inputs"], threads=threads)
+        check = verify(
+            self.model,
+            self.tokenizer,
+            session,
+            WARM_UP_TEXTS * 3 + WARM_UP_TEXTS[:1],
+            max_length=self.max_length,
+            tolerance=float(block.get("tolerance", 1e-4)),
+        )
+        if not check["verified"]:
+            raise OnnxRefused(
+                f"{check['labels_agree']} of {check['rows']} labels agree with PyTorch here, probabilities "
+                f"differ by up to {check['max_prob_diff']:.2e}"
+            )
+        self._session = session
+
+    def predict(self, texts: Sequence[str], *, embeddings: bool = True) -> BatchOutput:
+        started = time.perf_counter()
+        enc, truncated = self._encode_marking(texts)
+        logits, pooled = self._session(enc)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(shifted, dtype=np.float32)
+        probs = e / e.sum(axis=1, keepdims=True)
+        vectors = pooled.astype(np.float16) if embeddings else None
+        return BatchOutput(
+            probs, vectors, self.labels, self.version, time.perf_counter() - started, truncated
+        )
+
+
+class OnnxRefused(Exception):
+    """The version's ONNX graph may not serve; the message says why."""
 
 
 class ModelHolder:

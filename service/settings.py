@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,9 @@ class ServeSettings(BaseSettings):
     inference_workers: int = Field(1, ge=1)
     torch_threads: int | None = Field(None, ge=1)
     device: str = "cpu"
+    # which runtime serves: "auto" (ONNX Runtime when the version carries a verified graph, else PyTorch),
+    # "torch", or "onnx" (like auto, but a version without a verified graph is logged as an error)
+    runtime: Literal["auto", "torch", "onnx"] = "auto"
     torchscript: bool = True  # trace the forward pass (checked against eager; falls back on any doubt)
     # prediction log: answers are sent before their rows are durable; what a crash can lose is what
     # is in memory then (driftline_prediction_log_queue_depth), never more than log_queue_size rows

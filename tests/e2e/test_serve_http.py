@@ -54,6 +54,8 @@ def test_predict_over_http(server: Server) -> None:
         assert time.monotonic() < deadline, metrics
         time.sleep(0.2)
     assert "driftline_prediction_log_queue_depth" in metrics
+    # v1 carries a verified ONNX graph: it serves on ONNX Runtime (DRIFTLINE_RUNTIME=auto)
+    assert 'driftline_model_runtime{model="sentiment",runtime="onnx"} 1.0' in metrics
 
 
 def test_hot_swap_under_load_fails_no_request(server: Server) -> None:

@@ -1,0 +1,123 @@
+"""The ONNX Runtime path (issue 15, point 1): a version's forward pass exported to ONNX and verified
+against PyTorch on its reference rows; a graph that disagrees is not kept."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (make venv installs it)")
+
+from registry.artifacts import LocalArtifactStore  # noqa: E402
+from registry.modelio import DRIFTLINE_META, load_version  # noqa: E402
+from registry.onnxrt import ONNX_FILE, OnnxForward, attach_onnx, verify  # noqa: E402
+from registry.settings import Settings  # noqa: E402
+from registry.store import Registry  # noqa: E402
+from tests.textgen import market_rows, topic_rows  # noqa: E402
+
+TEXTS = [r["text"] for r in topic_rows(40, seed=5)] + [r["text"] for r in market_rows(20, seed=5)]
+
+
+@pytest.fixture(scope="module")
+def champion(served_template: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """v1 of the served home (a real 1-layer MiniLM), its folder copied where the test may write."""
+    settings = Settings(home=served_template)
+    registry = Registry.open(settings)
+    version = registry.get_version_by_alias("sentiment", "champion")
+    registry.close()
+    artifacts = LocalArtifactStore(settings.artifact_root)
+    loaded = load_version(artifacts, version)
+    folder = tmp_path_factory.mktemp("onnx") / "model"
+    shutil.copytree(artifacts.fetch(version.artifact), folder)
+    (folder / ONNX_FILE).unlink(missing_ok=True)
+    return loaded, folder
+
+
+def test_the_graph_matches_pytorch_on_the_reference_rows(champion) -> None:  # type: ignore[no-untyped-def]
+    loaded, folder = champion
+    block = attach_onnx(folder, loaded.model, loaded.tokenizer, TEXTS, max_length=loaded.max_length)
+    assert block["verified"], block
+    assert block["rows"] == len(TEXTS) and block["labels_agree"] == len(TEXTS)
+    assert block["max_prob_diff"] <= 1e-4 and block["max_embedding_diff"] < 1e-3
+    assert (folder / ONNX_FILE).is_file()
+    recorded = json.loads((folder / DRIFTLINE_META).read_text())["onnx"]
+    assert recorded == {k: v for k, v in block.items() if k != "seconds"}  # no timing: artifacts reproduce
+    forward = OnnxForward(folder / ONNX_FILE, block["inputs"])
+    enc = loaded.tokenizer(
+        ["one", "a much longer text than the first one"], padding=True, return_tensors="pt"
+    )
+    logits, pooled = forward(enc)
+    assert logits.shape == (2, len(loaded.labels)) and pooled.shape[0] == 2  # dynamic batch and length
+
+
+def test_a_perturbed_graph_is_caught_and_not_kept(champion, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import onnx
+    from onnx import numpy_helper
+
+    loaded, folder = champion
+    attach_onnx(folder, loaded.model, loaded.tokenizer, TEXTS[:8], max_length=loaded.max_length)
+    graph = onnx.load(str(folder / ONNX_FILE))
+    bias = next(init for init in graph.graph.initializer if init.name.endswith("classifier.bias"))
+    values = numpy_helper.to_array(bias).copy()
+    values[0] += 5.0  # pushes every row towards the first class
+    bias.CopyFrom(numpy_helper.from_array(values, bias.name))
+    perturbed = tmp_path / "perturbed.onnx"
+    onnx.save(graph, str(perturbed))
+    names = json.loads((folder / DRIFTLINE_META).read_text())["onnx"]["inputs"]
+    result = verify(
+        loaded.model, loaded.tokenizer, OnnxForward(perturbed, names), TEXTS, max_length=loaded.max_length
+    )
+    assert not result["verified"] and result["labels_agree"] < result["rows"]
+    assert result["max_prob_diff"] > 0.1
+
+    # a tolerance no graph can meet (no difference is below zero): the graph is refused and removed
+    refused = attach_onnx(
+        folder, loaded.model, loaded.tokenizer, TEXTS, max_length=loaded.max_length, tolerance=-1.0
+    )
+    assert not refused["verified"] and refused["labels_agree"] == refused["rows"]
+    assert not (folder / ONNX_FILE).exists() and "file" not in refused
+    assert json.loads((folder / DRIFTLINE_META).read_text())["onnx"]["verified"] is False
+
+
+def test_serving_on_onnx_runtime_gives_pytorchs_answers(served_template: Path) -> None:
+    from service.runtime import OnnxRefused, OnnxServingModel, ServingModel
+
+    settings = Settings(home=served_template)
+    registry = Registry.open(settings)
+    v1 = registry.get_version("sentiment", 1)
+    variant = registry.get_version("sentiment", 2)  # registered without a graph (tests.models)
+    registry.close()
+    artifacts = LocalArtifactStore(settings.artifact_root)
+    assert v1.metrics["onnx"]["verified"] and v1.metrics["onnx"]["rows"] > 0  # recorded on the version
+
+    onnx = OnnxServingModel(load_version(artifacts, v1), v1)
+    torch_model = ServingModel(load_version(artifacts, v1), v1)
+    out, ref = onnx.predict(TEXTS), torch_model.predict(TEXTS)
+    assert onnx.runtime == "onnx" and torch_model.runtime == "torch"
+    assert (out.probs.argmax(axis=1) == ref.probs.argmax(axis=1)).all()
+    assert abs(out.probs - ref.probs).max() <= 1e-4
+    assert (
+        out.embeddings is not None
+        and abs(out.embeddings.astype("f4") - ref.embeddings.astype("f4")).max() < 1e-2
+    )
+    assert out.truncated is not None and (out.truncated == ref.truncated).all()
+    with pytest.raises(OnnxRefused, match="no verified ONNX graph"):
+        OnnxServingModel(load_version(artifacts, variant), variant)
+
+
+def test_a_damaged_graph_is_refused_like_any_damaged_artifact(served_template: Path, tmp_path: Path) -> None:
+    from registry.errors import ChecksumMismatchError
+    from tests.models import copy_home
+
+    home = copy_home(served_template, tmp_path / "home")
+    settings = Settings(home=home)
+    registry = Registry.open(settings)
+    v1 = registry.get_version("sentiment", 1)
+    registry.close()
+    stored = Path(settings.artifact_root) / "sha256" / v1.artifact_sha256 / ONNX_FILE
+    stored.write_bytes(stored.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(ChecksumMismatchError):
+        load_version(LocalArtifactStore(settings.artifact_root), v1)
