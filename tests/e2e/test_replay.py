@@ -96,6 +96,8 @@ def test_drift_policy_retrains_after_the_change_and_recovers(tmp_path: Path) -> 
     assert scored["promoted_accuracy"] > scored["replaced_accuracy"] + 0.3  # on the same rows
 
 
+# slow (35 s): the learning benchmark measures `never` on every stream too
+@pytest.mark.slow
 def test_never_policy_sees_the_drift_and_retrains_nothing(tmp_path: Path) -> None:
     # v1 prepared once and copied in, as bench.learning does for its policies
     v1 = prepare_v1(replace(session(tmp_path, "never"), out=tmp_path / "v1"), say=lambda _: None)

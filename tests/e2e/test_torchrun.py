@@ -100,6 +100,8 @@ def complete_checkpoints(folder: Path) -> list[str]:
     return [p.name for p in sorted(done, key=lambda p: int(p.name.split("-")[1]))]
 
 
+# slow (about 50 s): two torchrun jobs; the promotion test above runs in `make test`
+@pytest.mark.slow
 def test_a_killed_rank_fails_the_job_and_the_retry_resumes(
     served_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

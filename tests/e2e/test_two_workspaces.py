@@ -7,6 +7,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from registry.entities import CHAMPION
 from registry.settings import Settings
 from registry.store import Registry
@@ -29,6 +31,8 @@ def settle(server: Server, version: int, timeout: float = 15.0) -> int | None:
     return seen
 
 
+# slow (40 s): two services and a restart
+@pytest.mark.slow
 def test_a_restart_in_one_workspace_keeps_the_other_workspaces_metrics(
     served_template: Path, tmp_path: Path
 ) -> None:
