@@ -169,6 +169,9 @@ class OnnxServingModel(ServingModel):
                 f"differ by up to {check['max_prob_diff']:.2e}"
             )
         self._session = session
+        # PyTorch's copy of the weights has done its part (the check): ONNX Runtime holds its own
+        self.model = None
+        self._forward = None
 
     def predict(self, texts: Sequence[str], *, embeddings: bool = True) -> BatchOutput:
         started = time.perf_counter()
