@@ -407,9 +407,8 @@ class Driftline:
         )
         if problem is not None:
             return _reply(ctx, 422, problem.body())  # type: ignore[return-value]
-        texts = [
-            clean_text(t) for t in texts
-        ]  # NUL and lone surrogates: what the model sees is what is logged
+        # NUL and lone surrogates cleaned: what the model sees is what is logged
+        texts = [clean_text(t) for t in texts]
         if self.holder.current is None:
             return _reply(ctx, 503, self._no_champion())  # type: ignore[return-value]
         self._requests += 1
