@@ -8,12 +8,15 @@ import random
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from driftline.session import SessionConfig, run_session
 from tests.models import TINY_TRAIN
 from tests.textgen import topic_rows
 
 
+# slow (about 35 s): `make bench-streams` measures the same on its shuffled control stream
+@pytest.mark.slow
 def test_a_stationary_stream_queues_no_run(tmp_path: Path) -> None:
     rows = topic_rows(1000, seed=12)
     random.Random(3).shuffle(rows)  # one distribution throughout: no drift by construction

@@ -182,6 +182,8 @@ def test_recovery_harm_and_table_from_a_result() -> None:
     assert empty["recovery rows"] == "" and empty["harm (pts)"] == ""
 
 
+# slow (about 30 s): a smoke run of the benchmark, like the other benchmarks' smoke runs
+@pytest.mark.slow
 def test_quick_session_writes_the_table(cache: Path, tmp_path: Path) -> None:
     """One real session (``never``: no run to wait for) on the quick health-tweets stream, in well
     under a minute on an idle machine."""
