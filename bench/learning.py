@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, ROOT, describe_machine, go_offline, machine, write_json
+from registry.entities import GUARD_ACTOR
 
 POLICIES = ("drift", "never", "every-window")
 PROMOTED = ("promoted", "approved")
-GUARD_ACTOR = "guard"  # the post-promotion guard's name on the alias moves it makes (DESIGN.md)
 # What each policy's entry in a result file keeps of its session's summary.
 SUMMARY_KEYS = (
     "accuracy",

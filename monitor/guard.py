@@ -37,13 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from registry.artifacts import ArtifactStore
-from registry.entities import CHAMPION, AliasEvent, ModelVersion
+from registry.entities import CHAMPION, GUARD_ACTOR, AliasEvent, ModelVersion
 from registry.errors import ConflictError
 from registry.store import Registry
 
 logger = logging.getLogger(__name__)
 
-GUARD_ACTOR = "guard"
 
 
 @dataclass(frozen=True)

@@ -90,12 +90,6 @@ def _numpy(value: Any) -> np.ndarray:
     return array.astype(np.int64, copy=False)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def verify(
     model: Any,
     tokenizer: Any,
@@ -110,6 +104,7 @@ def verify(
     import torch
 
     from registry.inference import PooledClassifier
+    from registry.scores import softmax
 
     eager = PooledClassifier(model, forward.inputs).eval()
     rows = agree = 0
@@ -120,7 +115,7 @@ def verify(
         with torch.inference_mode():
             t_logits, t_pooled = eager(*(enc[name] for name in forward.inputs))
         o_logits, o_pooled = forward(enc)
-        t_probs, o_probs = _softmax(t_logits.float().numpy()), _softmax(o_logits.astype(np.float32))
+        t_probs, o_probs = softmax(t_logits.float().numpy()), softmax(o_logits)
         rows += len(chunk)
         agree += int((t_probs.argmax(axis=1) == o_probs.argmax(axis=1)).sum())
         prob_diff = max(prob_diff, float(np.abs(t_probs - o_probs).max()))

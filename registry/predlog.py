@@ -23,15 +23,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, select, tuple_
 
 from registry.db import transaction
 from registry.orm import LabelRow, PredictionRow
-
-if TYPE_CHECKING:
-    from registry.store import Registry
+from registry.store import Registry, last_labels
 
 logger = logging.getLogger(__name__)
 
@@ -159,15 +157,7 @@ class PredictionLogStore:
                 rows = list(s.scalars(query))
                 if not rows:
                     return
-                labels: dict[str, str] = {}
-                ids = [r.id for r in rows]
-                for chunk in range(0, len(ids), 1000):
-                    for pid, label in s.execute(
-                        select(LabelRow.prediction_id, LabelRow.label)
-                        .where(LabelRow.prediction_id.in_(ids[chunk : chunk + 1000]))
-                        .order_by(LabelRow.id)
-                    ):
-                        labels[pid] = label
+                labels = last_labels(s, [r.id for r in rows])
                 records = [
                     {
                         "prediction_id": r.id,

@@ -324,7 +324,13 @@ class Registry:
                     f"model '{model_name}' champion v{current.version} has no previous champion to roll back to"
                 )
             return self._move_alias(
-                s, model_name, e.CHAMPION, last.from_version, actor=actor, reason=reason, report_uri=report_uri
+                s,
+                model_name,
+                e.CHAMPION,
+                last.from_version,
+                actor=actor,
+                reason=reason,
+                report_uri=report_uri,
             )
 
     # --- drift checks and promotion decisions ---------------------------------------------------
@@ -729,15 +735,7 @@ class Registry:
                 )
             )
             rows.reverse()
-            labels: dict[str, str] = {}
-            ids = [r.id for r in rows]
-            for chunk in range(0, len(ids), 500):
-                for pid, label in s.execute(
-                    select(LabelRow.prediction_id, LabelRow.label)
-                    .where(LabelRow.prediction_id.in_(ids[chunk : chunk + 500]))
-                    .order_by(LabelRow.id)
-                ):
-                    labels[pid] = label
+            labels = last_labels(s, [r.id for r in rows])
             return [(r.to_entity(), labels.get(r.id)) for r in rows]
 
     def labeled_predictions(
@@ -953,6 +951,19 @@ class Registry:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def last_labels(s: Session, prediction_ids: Sequence[str], chunk: int = 500) -> dict[str, str]:
+    """The last label given for each of ``prediction_ids`` that has one (queried ``chunk`` ids at a time)."""
+    labels: dict[str, str] = {}
+    for start in range(0, len(prediction_ids), chunk):
+        for pid, label in s.execute(
+            select(LabelRow.prediction_id, LabelRow.label)
+            .where(LabelRow.prediction_id.in_(prediction_ids[start : start + chunk]))
+            .order_by(LabelRow.id)
+        ):
+            labels[pid] = label
+    return labels
 
 
 def clean_label_item(item: e.NewLabel) -> e.NewLabel:

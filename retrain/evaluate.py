@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from registry.scores import softmax  # noqa: F401 - retrain.evaluate.softmax is used across retrain
+
 
 def forward_outputs(
     model: Any,
@@ -50,13 +52,6 @@ def forward_outputs(
             logits_out[idx] = logits.float().cpu().numpy()
             pooled_out[idx] = pooled.float().cpu().numpy()
     return logits_out, pooled_out
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def predict_proba(

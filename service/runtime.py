@@ -15,6 +15,7 @@ import torch
 from registry.entities import ModelVersion
 from registry.inference import PooledClassifier, input_names
 from registry.modelio import LoadedClassifier
+from registry.scores import softmax
 
 logger = logging.getLogger(__name__)
 
@@ -177,9 +178,7 @@ class OnnxServingModel(ServingModel):
         started = time.perf_counter()
         enc, truncated = self._encode_marking(texts)
         logits, pooled = self._session(enc)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        e = np.exp(shifted, dtype=np.float32)
-        probs = e / e.sum(axis=1, keepdims=True)
+        probs = softmax(logits)
         vectors = pooled.astype(np.float16) if embeddings else None
         return BatchOutput(
             probs, vectors, self.labels, self.version, time.perf_counter() - started, truncated

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from registry import entities as e
-from registry.entities import CHAMPION, DecisionStatus, Role, RunStatus
+from registry.entities import CHAMPION, GUARD_ACTOR, DecisionStatus, Role, RunStatus
 from registry.errors import DriftlineError, ErrorCode, InvalidInputError, NotFoundError
 from registry.settings import get_settings
 from registry.store import Registry
@@ -32,7 +32,6 @@ from service.console.charts import chartable_metrics, metric_svg
 router = APIRouter(include_in_schema=False)  # pages, not API: kept out of the OpenAPI documents
 
 MAX_REASON_CHARS = 2000
-GUARD_ACTOR = "guard"  # the monitor's post-promotion guard moves the alias under this name
 ReasonField = Annotated[str, Form(max_length=MAX_REASON_CHARS)]
 CsrfField = Annotated[str, Form(alias=auth.CSRF_FIELD, max_length=200)]
 
@@ -344,13 +343,14 @@ def rollback(
 # --- drift checks ----------------------------------------------------------------------------------
 
 
+def is_signal(score: Any) -> bool:
+    """A drift check's score entry is a signal when it has a threshold (others: policy, window facts)."""
+    return isinstance(score, dict) and "threshold" in score
+
+
 def signals_of(check: e.DriftCheck) -> list[dict[str, Any]]:
     """The check's signals (every score entry with a threshold), drifted first."""
-    out = [
-        {"name": name, **value}
-        for name, value in check.scores.items()
-        if isinstance(value, dict) and "threshold" in value
-    ]
+    out = [{"name": name, **value} for name, value in check.scores.items() if is_signal(value)]
     return sorted(out, key=lambda s: (not s.get("drifted"), s["name"]))
 
 
@@ -375,7 +375,7 @@ def check(request: Request, check_id: Id, registry: RegistryDep) -> HTMLResponse
     may_read(request, registry)
     found = registry.get_drift_check(check_id)
     queued = [r for r in registry.list_runs(found.model_name, limit=1000) if r.drift_check_id == check_id]
-    details = {k: v for k, v in found.scores.items() if not (isinstance(v, dict) and "threshold" in v)}
+    details = {k: v for k, v in found.scores.items() if not is_signal(v)}  # the policy's state, the window
     return page(
         request,
         registry,
