@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,9 @@ from monitor.check import CheckConfig, Window, compute_check
 from monitor.policy import Decision, PolicyConfig, PolicyInput, align_with_run, decide
 from monitor.signals import REALIZED_DROP
 from registry.artifacts import ArtifactStore
-from registry.entities import CHAMPION, DriftCheck, Prediction, RetrainRun, RunStatus
+from registry.entities import CHAMPION, DriftCheck, ModelVersion, Prediction, RetrainRun, RunStatus
 from registry.errors import ConflictError, InvalidInputError
-from registry.modelio import REFERENCE_PROFILE
+from registry.modelio import REFERENCE_PROFILE, REFERENCE_PROFILE_INT8
 from registry.store import Registry
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,45 @@ class CheckRecord:
     decision: Decision
 
 
+@dataclass(frozen=True)
+class ReferenceBasis:
+    """What a window is compared with: the reference profile, the temperature that calibrates the
+    window's confidences and the held-out accuracy, all of the runtime that served the window."""
+
+    runtime: str  # "fp32" (PyTorch or the verified fp32 ONNX graph: the same outputs) or "int8"
+    profile: str
+    temperature: float
+    accuracy: float
+    left_out: int = 0  # rows of the window served by the other runtime, not compared
+
+
+def reference_basis(
+    champion: ModelVersion, rows: list[tuple[Prediction, str | None]]
+) -> tuple[list[tuple[Prediction, str | None]], ReferenceBasis]:
+    """The window's rows of the runtime that served most of them, and that runtime's basis. An int8
+    graph's embeddings and confidences are its own (registry.onnxrt), so a window it served is compared
+    with the int8 reference profile, temperature and accuracy recorded when the graph was kept; a window
+    that mixes runtimes (a restart with another ``DRIFTLINE_RUNTIME``) keeps the larger part."""
+    fp32 = ReferenceBasis(
+        "fp32",
+        REFERENCE_PROFILE,
+        float((champion.calibration or {}).get("temperature", 1.0)),
+        float(champion.metrics.get("accuracy", 0.0)),
+    )
+    int8_rows = [row for row in rows if row[0].runtime == "onnx-int8"]
+    int8 = (champion.metrics.get("onnx") or {}).get("int8") or {}
+    if len(int8_rows) * 2 <= len(rows) or not int8.get("passed") or "calibration" not in int8:
+        kept = [row for row in rows if row[0].runtime != "onnx-int8"]
+        return kept, replace(fp32, left_out=len(rows) - len(kept))
+    return int8_rows, ReferenceBasis(
+        "int8",
+        REFERENCE_PROFILE_INT8,
+        float(int8["calibration"]["temperature"]),
+        float(int8["accuracy_int8"]),
+        left_out=len(rows) - len(int8_rows),
+    )
+
+
 class NothingNew(InvalidInputError):
     """The window is the one the last check saw: checking it again would add nothing, and would count
     as one more check in a drift streak although nothing more was observed."""
@@ -64,7 +103,9 @@ def run_drift_check(
 
     config = config or MonitorConfig()
     champion = registry.get_version_by_alias(model_name, CHAMPION)
-    rows = registry.window(model_name, champion.version, limit=config.window_size)
+    rows, basis = reference_basis(
+        champion, registry.window(model_name, champion.version, limit=config.window_size)
+    )
     if len(rows) < config.check.min_rows:
         raise InvalidInputError(
             f"model '{model_name}' v{champion.version} has served {len(rows)} logged predictions; a drift check "
@@ -78,7 +119,7 @@ def run_drift_check(
             and last[0].window_end >= rows[-1][0].created_at
         ):
             raise NothingNew(f"no prediction logged since drift check {last[0].id}")
-    reference = pd.read_parquet(artifacts.fetch(champion.artifact) / REFERENCE_PROFILE)
+    reference = pd.read_parquet(artifacts.fetch(champion.artifact) / basis.profile)
     labels = champion.labels
     with_embedding = [i for i, (p, _) in enumerate(rows) if p.embedding is not None]
     window = Window(
@@ -91,15 +132,14 @@ def run_drift_check(
         else None,
         embedding_rows=with_embedding,
     )
-    temperature = float((champion.calibration or {}).get("temperature", 1.0))
     name = f"drift/{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="driftline-check-") as tmp:
         outcome = compute_check(
             reference,
             window,
             labels=labels,
-            temperature=temperature,
-            reference_accuracy=float(champion.metrics.get("accuracy", 0.0)),
+            temperature=basis.temperature,
+            reference_accuracy=basis.accuracy,
             reference_accuracy_rows=champion.metrics.get("n"),
             config=config.check,
             report_dir=Path(tmp),
@@ -147,14 +187,14 @@ def run_drift_check(
         "model_version": champion.version,
         "window_start": first,
         "window_end": last,
-        "reference": f"{champion.artifact_sha256[:12]}/{REFERENCE_PROFILE} ({len(reference)} rows)",
+        "reference": f"{champion.artifact_sha256[:12]}/{basis.profile} ({len(reference)} rows)",
         "n_reference": len(reference),
         "n_current": len(rows),
         "scores": {
             **outcome.scores(),
             "policy": asdict(state)
             | {"since_last_run": str(state.since_last_run), "labels_needed": decision.labels_needed},
-            "window": _window_facts(rows),
+            "window": {**_window_facts(rows), "runtime": basis.runtime, "left_out": basis.left_out},
         },
         "drifted": bool(outcome.drifted_signals),
         "decision": "retrain" if decision.retrain else "none",

@@ -132,34 +132,15 @@ def embedding_drift(
     sigma away. The signal fires only when the AUC is above ``threshold`` and significant at ``alpha``
     (one-sided Mann-Whitney U on the out-of-fold scores, which is the AUC's own test).
     """
-    from scipy.stats import mannwhitneyu
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from registry.scores import separability
 
-    rng = np.random.default_rng(seed)
-    ref = np.asarray(reference, dtype=np.float32)
-    cur = np.asarray(current, dtype=np.float32)
-    if len(ref) > max_rows:
-        ref = ref[rng.choice(len(ref), max_rows, replace=False)]
-    if len(cur) > max_rows:
-        cur = cur[rng.choice(len(cur), max_rows, replace=False)]
-    folds = int(min(5, len(ref), len(cur)))
-    if folds < 2:
-        raise ValueError(f"embedding drift needs at least 2 rows per window, got {len(ref)} and {len(cur)}")
-    x = np.vstack([ref, cur])
-    y = np.concatenate([np.zeros(len(ref)), np.ones(len(cur))])
-    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    clf = LogisticRegression(max_iter=500, C=0.1)
-    scores = cross_val_predict(clf, x, y, cv=split, method="decision_function")
-    auc = float(roc_auc_score(y, scores))
-    p_value = float(mannwhitneyu(scores[y == 1], scores[y == 0], alternative="greater").pvalue)
+    auc, p_value, rows = separability(reference, current, seed=seed, max_rows=max_rows)
     return Signal(
         "embedding_drift",
         auc,
         threshold,
         auc > threshold and p_value < alpha,
-        {"rows": [len(ref), len(cur)], "p_value": p_value},
+        {"rows": list(rows), "p_value": p_value},
     )
 
 

@@ -165,6 +165,7 @@ class Prediction:
     model_version: int
     latency_ms: float
     truncated: bool = False  # longer than the model's max_length tokens: the model read its head
+    runtime: str | None = None  # what computed it: torch, onnx, onnx-int8 (None: logged before 0006)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -283,6 +284,7 @@ class NewPrediction:
     latency_ms: float
     embedding: bytes | None = None
     truncated: bool = False
+    runtime: str | None = None  # torch, onnx or onnx-int8 (service.runtime.RUNTIMES)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

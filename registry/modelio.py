@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 DRIFTLINE_META = "driftline.json"
 REFERENCE_PROFILE = "reference.parquet"  # held-out texts, predictions and embeddings, for the drift monitor
+REFERENCE_PROFILE_INT8 = "reference.int8.parquet"  # the same rows as the int8 graph computes them
 
 
 @dataclass

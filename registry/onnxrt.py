@@ -11,10 +11,23 @@ probabilities within ``tolerance`` of PyTorch's. The result goes into the artifa
 under ``"onnx"``; only a verified graph may serve (``DRIFTLINE_RUNTIME=auto`` or ``onnx``). An export that
 fails or disagrees leaves no graph in the artifact and the version serves on PyTorch.
 
+int8 (:func:`attach_int8`): the verified graph quantized with ONNX Runtime's dynamic int8 quantization
+(weights int8, activations quantized per batch), kept as a second graph only if its guard passes on the
+version's held-out rows (:func:`int8_guard`): accuracy and macro-F1 within ``margin`` of fp32's, on at
+least ``INT8_MIN_ROWS`` rows. Its outputs on ``PROBE_TEXTS`` are recorded, so that a server can check
+that its ONNX Runtime computes the same int8 graph (int8 kernels differ by CPU).
+
+The int8 embeddings are not fp32's: on a 1-layer MiniLM the monitor's own test
+(:func:`registry.scores.separability`, fp32 embeddings of half the rows against int8 ones of the other
+half) told them apart with AUC 0.999 although every label agreed. So an int8 graph that is kept gets its
+own reference profile and temperature, computed from its outputs on the same held-out rows
+(``retrain.lifecycle.export_onnx``); the server logs which runtime made each prediction, and the
+monitor compares an int8 window with the int8 profile. The guard records that test's result.
+
 Usage::
 
-    block = attach_onnx(model_dir, model, tokenizer, reference_texts, max_length=128)
-    block["verified"], block["max_prob_diff"]
+    block = attach_onnx(model_dir, model, tokenizer, reference_texts, max_length=128, heldout=heldout)
+    block["verified"], block["max_prob_diff"], block["int8"]["passed"]
     forward = OnnxForward(model_dir / ONNX_FILE, block["inputs"])
     logits, pooled = forward(encoded)        # numpy arrays
 """
@@ -26,6 +39,7 @@ import logging
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +51,28 @@ ONNX_FILE = "model.onnx"
 OPSET = 17
 DEFAULT_TOLERANCE = 1e-4  # largest |p_onnx - p_torch| over every class of every reference row
 EXPORT_TEXTS = ["an export example", "a second, somewhat longer example text for the export trace"]
+INT8_FILE = "model.int8.onnx"
+DEFAULT_INT8_MARGIN = 0.005  # accuracy and macro-F1: int8 may be at most 0.5 points below fp32
+SEPARABLE_AUC, SEPARABLE_ALPHA = 0.55, 0.01  # the monitor's embedding-drift thresholds
+INT8_MIN_ROWS = 50  # fewer held-out rows cannot show a 0.5-point difference: int8 is not offered
+INT8_PROBE_TOLERANCE = 1e-3  # a server's int8 probabilities on PROBE_TEXTS vs the recorded ones
+PROBE_TEXTS = (
+    "warm up",
+    "a slightly longer sentence to warm up the model with",
+    "a third probe, longer again, so that the batch is padded: every row is not the same length here",
+)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The version's held-out rows with their labels, and PyTorch's outputs on them as evaluated
+    (``temperature``: the calibration fitted on those logits)."""
+
+    texts: Sequence[str]
+    y_true: np.ndarray  # label indices
+    logits: np.ndarray
+    pooled: np.ndarray
+    temperature: float
 
 
 def export_pooled(model: Any, tokenizer: Any, out_path: Path, *, max_length: int) -> tuple[str, ...]:
@@ -130,6 +166,141 @@ def verify(
     }
 
 
+def run_graph(
+    forward: OnnxForward, tokenizer: Any, texts: Sequence[str], *, max_length: int, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """The graph's logits and pooled embeddings on ``texts``, in batches tokenized as serving does."""
+    logits, pooled = [], []
+    for start in range(0, len(texts), batch_size):
+        chunk = list(texts[start : start + batch_size])
+        enc = tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_tensors="np")
+        out_logits, out_pooled = forward(enc)
+        logits.append(out_logits)
+        pooled.append(out_pooled)
+    return np.vstack(logits), np.vstack(pooled)
+
+
+def quantize_int8(fp32_path: Path, out_path: Path) -> None:
+    """Dynamic int8 quantization of an fp32 graph (weights int8 per tensor, activations per batch)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QInt8)
+
+
+def int8_guard(
+    forward: OnnxForward,
+    tokenizer: Any,
+    heldout: HeldOut,
+    *,
+    max_length: int,
+    margin: float = DEFAULT_INT8_MARGIN,
+    min_rows: int = INT8_MIN_ROWS,
+    seed: int = 0,
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
+    """May the int8 graph serve in place of fp32? Compared on the held-out rows with PyTorch's fp32
+    outputs (which the verified fp32 graph reproduces): ``passed`` and, when not, ``reasons``; and the
+    int8 graph's (logits, pooled) on the rows (``None`` when there were too few to run)."""
+    from sklearn.metrics import f1_score
+
+    from registry.scores import separability, softmax
+
+    rows = len(heldout.texts)
+    y = np.asarray(heldout.y_true)
+    if rows < min_rows:
+        return {
+            "rows": rows,
+            "passed": False,
+            "reasons": [f"{rows} held-out rows, fewer than {min_rows}"],
+        }, None
+    logits, pooled = run_graph(forward, tokenizer, heldout.texts, max_length=max_length)
+    classes = list(range(heldout.logits.shape[1]))
+    fp32 = softmax(heldout.logits, heldout.temperature)
+    int8 = softmax(logits, heldout.temperature)
+    pred32, pred8 = fp32.argmax(axis=1), int8.argmax(axis=1)
+
+    def macro_f1(pred: np.ndarray) -> float:
+        return float(f1_score(y, pred, labels=classes, average="macro", zero_division=0))
+
+    figures = {
+        "accuracy_fp32": float(np.mean(pred32 == y)),
+        "accuracy_int8": float(np.mean(pred8 == y)),
+        "macro_f1_fp32": macro_f1(pred32),
+        "macro_f1_int8": macro_f1(pred8),
+        "confidence_fp32": float(fp32.max(axis=1).mean()),
+        "confidence_int8": float(int8.max(axis=1).mean()),
+    }
+    # the monitor's situation: a reference of fp32 embeddings, a window of int8 ones from other rows
+    order = np.random.default_rng(seed).permutation(rows)
+    half = rows // 2
+    auc, p_value, _ = separability(heldout.pooled[order[:half]], pooled[order[half:]], seed=seed)
+    reasons = [
+        f"{name} {figures[f'{name}_int8']:.4f} is more than {margin * 100:.1f} points below fp32's "
+        f"{figures[f'{name}_fp32']:.4f}"
+        for name in ("accuracy", "macro_f1")
+        if figures[f"{name}_fp32"] - figures[f"{name}_int8"] > margin
+    ]
+    return {
+        "rows": rows,
+        **figures,
+        "labels_agree_fp32": int((pred32 == pred8).sum()),
+        # informational: whether fp32's reference profile and temperature would hold for int8 (they
+        # need not: an int8 graph that serves has its own, see the module docstring)
+        "embedding_auc_vs_fp32": auc,
+        "embedding_p_value_vs_fp32": p_value,
+        "embeddings_separable_from_fp32": bool(auc > SEPARABLE_AUC and p_value < SEPARABLE_ALPHA),
+        "margin": margin,
+        "passed": not reasons,
+        "reasons": reasons,
+    }, (logits, pooled)
+
+
+def attach_int8(
+    model_dir: Path,
+    tokenizer: Any,
+    fp32: dict[str, Any],
+    heldout: HeldOut,
+    *,
+    max_length: int,
+    margin: float = DEFAULT_INT8_MARGIN,
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
+    """Quantize the verified fp32 graph in ``model_dir`` and guard it on ``heldout``; the int8 graph is
+    kept (as ``INT8_FILE``) only if the guard passes. Returns the ``"int8"`` block and, when kept, the
+    graph's (logits, pooled) on the held-out rows (for its own reference profile and temperature)."""
+    path = Path(model_dir) / INT8_FILE
+    outputs = None
+    try:
+        quantize_int8(Path(model_dir) / fp32["file"], path)
+        session = OnnxForward(path, fp32["inputs"])
+        block, outputs = int8_guard(session, tokenizer, heldout, max_length=max_length, margin=margin)
+        if block["passed"]:
+            probe_logits, _ = run_graph(session, tokenizer, PROBE_TEXTS, max_length=max_length)
+            block.update(file=INT8_FILE, probe_logits=np.round(probe_logits, 6).tolist())
+    except Exception as exc:  # noqa: BLE001 - int8 is an option: fp32 serves without it
+        block = {"passed": False, "reasons": [f"{type(exc).__name__}: {str(exc)[:500]}"]}
+    if not block["passed"]:
+        path.unlink(missing_ok=True)
+        outputs = None
+        logger.info("int8 graph not kept: %s", "; ".join(block["reasons"]))
+    return block, outputs
+
+
+def int8_reproduced(
+    forward: OnnxForward, tokenizer: Any, block: dict[str, Any], *, max_length: int
+) -> str | None:
+    """``None`` when this ONNX Runtime gives the int8 graph's recorded outputs on ``PROBE_TEXTS`` (labels
+    equal, probabilities within ``INT8_PROBE_TOLERANCE``), else why not: int8 kernels differ by CPU."""
+    from registry.scores import softmax
+
+    recorded = softmax(np.asarray(block["probe_logits"], dtype=np.float32))
+    here = softmax(run_graph(forward, tokenizer, PROBE_TEXTS, max_length=max_length)[0])
+    diff = float(np.abs(recorded - here).max())
+    if (recorded.argmax(axis=1) != here.argmax(axis=1)).any() or diff > INT8_PROBE_TOLERANCE:
+        return f"int8 probabilities here differ from the guarded graph's by up to {diff:.2e}"
+    return None
+
+
 def attach_onnx(
     model_dir: Path,
     model: Any,
@@ -142,8 +313,6 @@ def attach_onnx(
     """Export the graph into ``model_dir`` and verify it on ``texts`` (the reference rows); record the
     result in the folder's ``driftline.json`` under ``"onnx"`` and return it. A graph that fails to export
     or to verify is removed: the artifact then holds none, and the version serves on PyTorch."""
-    from registry.modelio import DRIFTLINE_META
-
     path = Path(model_dir) / ONNX_FILE
     started = time.perf_counter()
     try:
@@ -160,11 +329,19 @@ def attach_onnx(
         path.unlink(missing_ok=True)
         block.pop("file", None)
         logger.warning("ONNX graph not kept (the version serves on PyTorch): %s", _why(block))
+    record(model_dir, block)
+    return {**block, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def record(model_dir: Path, block: dict[str, Any]) -> None:
+    """Write ``block`` as the ``"onnx"`` entry of the folder's ``driftline.json``, which the server reads
+    (without ``seconds``: the same model must give the same artifact, bit for bit)."""
+    from registry.modelio import DRIFTLINE_META
+
     meta_path = Path(model_dir) / DRIFTLINE_META
     meta = json.loads(meta_path.read_text())
-    meta["onnx"] = block  # no timings here: the same model must give the same artifact, bit for bit
+    meta["onnx"] = {k: v for k, v in block.items() if k != "seconds"}
     meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True))
-    return {**block, "seconds": round(time.perf_counter() - started, 2)}
 
 
 def _why(block: dict[str, Any]) -> str:

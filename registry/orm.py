@@ -208,6 +208,7 @@ class PredictionRow(Base):
     model_version: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    runtime: Mapped[str | None] = mapped_column(String(16))
 
     def to_entity(self) -> e.Prediction:
         return e.Prediction(
@@ -222,6 +223,7 @@ class PredictionRow(Base):
             model_version=self.model_version,
             latency_ms=self.latency_ms,
             truncated=self.truncated,
+            runtime=self.runtime,
         )
 
 

@@ -169,6 +169,7 @@ class PredictionLogStore:
                         "scores": dict(r.scores),
                         "latency_ms": r.latency_ms,
                         "truncated": r.truncated,
+                        "runtime": r.runtime,
                         "true_label": labels.get(r.id),
                     }
                     for r in rows

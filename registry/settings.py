@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     # export each new version's forward pass to ONNX (verified against PyTorch) so it may serve on ONNX
     # Runtime (DRIFTLINE_RUNTIME); false: versions carry no graph and serve on PyTorch
     onnx_export: bool = True
+    # also quantize each verified graph to int8 and keep it if its guard passes on the held-out rows
+    # (registry.onnxrt.int8_guard): accuracy and macro-F1 within int8_margin of fp32. It serves only
+    # where DRIFTLINE_RUNTIME=int8
+    onnx_int8: bool = True
+    int8_margin: float = Field(
+        0.005, ge=0, le=0.2, description="largest accuracy or macro-F1 loss (a fraction) int8 may have"
+    )
 
     def storage_options(self) -> dict[str, Any]:
         """``DRIFTLINE_ARTIFACT_STORAGE_OPTIONS`` parsed (``{}`` when unset)."""

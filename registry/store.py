@@ -639,6 +639,7 @@ class Registry:
                         "model_version": r.model_version,
                         "latency_ms": r.latency_ms,
                         "truncated": r.truncated,
+                        "runtime": r.runtime,
                     }
                     for r in rows
                 ],

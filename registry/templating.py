@@ -41,6 +41,16 @@ def when(value: Any) -> str:
     return "-"
 
 
+def runtimes(onnx: Any) -> str:
+    """The runtimes a version may serve on, from its ``metrics["onnx"]`` block: 'torch, onnx, int8'."""
+    found = ["torch"]
+    if isinstance(onnx, dict) and onnx.get("verified"):
+        found.append("onnx")
+        if (onnx.get("int8") or {}).get("passed"):
+            found.append("int8")
+    return ", ".join(found)
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value))
 
@@ -60,7 +70,7 @@ def environment(*packages: str) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pts=pts, num=num, when=when)
+    env.filters.update(pts=pts, num=num, when=when, runtimes=runtimes)
     return env
 
 

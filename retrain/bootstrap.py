@@ -136,7 +136,9 @@ def bootstrap(
                 calibration["temperature"],
                 seed=cfg.seed,
             )
-            metrics["onnx"] = export_onnx(model_dir, trained, split.heldout["text"].tolist(), max_length)
+            metrics["onnx"] = export_onnx(
+                model_dir, trained, split.heldout, (logits, pooled), data.labels, max_length, seed=cfg.seed
+            )
             model_ref = store_new(artifacts, model_dir, new_artifacts)
         version = registry.register_version(
             request.model_name,

@@ -4,8 +4,12 @@ leaves no new artifact behind and the run records why it failed."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from registry.artifacts import ArtifactStore
 from registry.entities import ArtifactRef, RunStatus
@@ -41,12 +45,56 @@ def record_failure(registry: Registry, run_id: int, exc: BaseException) -> None:
         logger.exception("could not mark run %s as failed", run_id)
 
 
-def export_onnx(model_dir: Path, trained: Any, reference_texts: list[str], max_length: int) -> dict[str, Any]:
-    """The ONNX graph of a new version, exported into its folder and verified on its reference rows
-    (:mod:`registry.onnxrt`), unless ``DRIFTLINE_ONNX_EXPORT=false``; the result, recorded on the version."""
-    from registry.onnxrt import attach_onnx
-    from registry.settings import get_settings
+def export_onnx(
+    model_dir: Path,
+    trained: Any,
+    rows: pd.DataFrame,
+    outputs: tuple[np.ndarray, np.ndarray],
+    labels: Sequence[str],
+    max_length: int,
+    *,
+    seed: int,
+) -> dict[str, Any]:
+    """The ONNX graph of a new version, exported into its folder and verified on its reference ``rows``
+    (:mod:`registry.onnxrt`), unless ``DRIFTLINE_ONNX_EXPORT=false``; the result, recorded on the version.
 
-    if not get_settings().onnx_export:
+    With ``DRIFTLINE_ONNX_INT8`` (the default) a verified graph is also quantized to int8 and guarded on
+    the same labeled rows against PyTorch's ``outputs`` on them (logits, pooled). An int8 graph that is
+    kept gets what the monitor needs to judge the traffic it serves: its own temperature, fitted on its
+    logits of those rows as the fp32 one was (under ``"int8"`` → ``"calibration"``), and its own
+    reference profile (``REFERENCE_PROFILE_INT8``)."""
+    from registry.modelio import REFERENCE_PROFILE_INT8
+    from registry.onnxrt import HeldOut, attach_int8, attach_onnx, record
+    from registry.settings import get_settings
+    from retrain.calibration import calibrate
+    from retrain.reference import write_reference_profile
+
+    settings = get_settings()
+    if not settings.onnx_export:
         return {"verified": False, "error": "not exported (DRIFTLINE_ONNX_EXPORT=false)"}
-    return attach_onnx(model_dir, trained.model, trained.tokenizer, reference_texts, max_length=max_length)
+    texts = rows["text"].tolist()
+    block = attach_onnx(model_dir, trained.model, trained.tokenizer, texts, max_length=max_length)
+    if not block["verified"] or not settings.onnx_int8:
+        return block
+    index = {label: i for i, label in enumerate(labels)}
+    y_true = np.array([index[v] for v in rows["label"]])
+    calibration = calibrate(outputs[0], y_true)
+    heldout = HeldOut(texts, y_true, outputs[0], outputs[1], calibration["temperature"])
+    int8, int8_outputs = attach_int8(
+        model_dir, trained.tokenizer, block, heldout, max_length=max_length, margin=settings.int8_margin
+    )
+    if int8_outputs is not None:
+        logits, pooled = int8_outputs
+        int8["calibration"] = calibrate(logits, y_true)
+        write_reference_profile(
+            model_dir / REFERENCE_PROFILE_INT8,
+            rows,
+            logits,
+            pooled,
+            labels,
+            int8["calibration"]["temperature"],
+            seed=seed,
+        )
+    block["int8"] = int8
+    record(model_dir, block)
+    return block

@@ -125,6 +125,7 @@ def report_context(r: ReportInputs) -> dict[str, Any]:
         "broken": _examples(r.recent, False),
         "train": r.challenger_metrics.get("train", {}),
         "training": _training(r.challenger_metrics.get("train", {})),
+        "onnx": {k: v for k, v in (r.challenger_metrics.get("onnx") or {}).items() if k != "seconds"},
         "config": r.config,
     }
     return json.loads(json.dumps(context, default=str))  # what the JSON file holds, numpy types included

@@ -369,7 +369,15 @@ def _train_and_decide(
             calibration["temperature"],
             seed=cfg.seed,
         )
-        metrics["onnx"] = export_onnx(model_dir, trained, profile_rows["text"].tolist(), max_length)
+        metrics["onnx"] = export_onnx(
+            model_dir,
+            trained,
+            profile_rows,
+            (profile_logits, profile_pooled),
+            champion.labels,
+            max_length,
+            seed=cfg.seed,
+        )
         model_ref = store_new(artifacts, model_dir, new_artifacts)
     version = registry.register_version(
         model_name,

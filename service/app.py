@@ -52,7 +52,7 @@ from service.console.app import create_console_app
 from service.httpmetrics import RouteMetrics
 from service.openapi import DocumentedErrors
 from service.predlog import DROP_REASONS, PredictionLog, minted_within, new_prediction_id
-from service.runtime import BatchOutput, ModelHolder, OnnxRefused, OnnxServingModel, ServingModel
+from service.runtime import RUNTIMES, BatchOutput, ModelHolder, OnnxRefused, OnnxServingModel, ServingModel
 from service.settings import get_serve_settings, threads_per_worker
 from service.swap import ChampionWatcher
 from service.validation import Problem, check_feedback, check_texts, input_problem, repair_lone_surrogates
@@ -336,10 +336,15 @@ class Driftline:
         loaded = load_version(self.artifacts, version, device=self.serve.device)
         if self.serve.runtime != "torch" and self.serve.device == "cpu":
             try:
-                return OnnxServingModel(loaded, version, threads=threads_per_worker(self.serve))
+                return OnnxServingModel(
+                    loaded,
+                    version,
+                    threads=threads_per_worker(self.serve),
+                    int8=self.serve.runtime == "int8",
+                )
             except OnnxRefused as exc:
                 self._onnx_fallbacks += 1
-                log = logger.error if self.serve.runtime == "onnx" else logger.warning
+                log = logger.warning if self.serve.runtime == "auto" else logger.error
                 log(
                     "%s v%s serves on PyTorch, not ONNX Runtime: %s", version.model_name, version.version, exc
                 )
@@ -375,7 +380,7 @@ class Driftline:
         current = self.holder.current
         if current is not None:
             m.model_version.labels(model=self.model_name).set(current.version.version)
-            for runtime in ("torch", "onnx"):
+            for runtime in RUNTIMES:
                 m.runtime.labels(model=self.model_name, runtime=runtime).set(int(current.runtime == runtime))
         m.log_depth.set(self.log.depth)
         m.log_capacity.set(self.log.capacity)
@@ -480,6 +485,7 @@ class Driftline:
                     latency_ms=latency_ms,
                     embedding=embedding,
                     truncated=cut,
+                    runtime=out.runtime,
                 )
             )
         self.log.offer(rows)

@@ -74,7 +74,7 @@ def get_metrics() -> ServiceMetrics:
         texts_computed=Counter("driftline_texts_computed", "Texts the model has run on (batched)"),
         runtime=Gauge(
             "driftline_model_runtime",
-            "1 for the runtime serving the champion (torch or onnx), 0 for the other",
+            "1 for the runtime serving the champion (torch, onnx or onnx-int8), 0 for the others",
             ["model", "runtime"],
             multiprocess_mode="livemax",
         ),

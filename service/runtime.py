@@ -24,6 +24,7 @@ WARM_UP_TEXTS = ["warm up", "a slightly longer sentence to warm up the model wit
 # built from more than a few characters in practice, so the head the model reads is the same, and a
 # 100,000-character text costs the tokenizer no more than a 2,000-character one.
 CHARS_PER_TOKEN_BOUND = 32
+RUNTIMES = ("torch", "onnx", "onnx-int8")  # what a ServingModel's ``runtime`` can be
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class BatchOutput:
     version: ModelVersion
     seconds: float
     truncated: np.ndarray | None = None  # (n,) bool: longer than max_length tokens, the head was read
+    runtime: str = "torch"  # what computed it (RUNTIMES)
 
 
 class ServingModel:
@@ -120,7 +122,7 @@ class ServingModel:
             probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
             vectors = pooled.to(torch.float16).cpu().numpy() if embeddings else None
         return BatchOutput(
-            probs, vectors, self.labels, self.version, time.perf_counter() - started, truncated
+            probs, vectors, self.labels, self.version, time.perf_counter() - started, truncated, self.runtime
         )
 
     def warm_up(self) -> float:
@@ -138,12 +140,21 @@ class OnnxServingModel(ServingModel):
     checked again here against PyTorch on the warm-up batches (labels equal, probabilities within the
     recorded tolerance): an ONNX Runtime that computes differently from the one that verified it raises
     :class:`OnnxRefused`, and the caller serves on PyTorch instead.
+
+    With ``int8``, the version's int8 graph serves instead, if its accuracy guard passed at registration
+    and this ONNX Runtime reproduces its recorded outputs (int8 kernels differ by CPU); otherwise the
+    fp32 graph serves and ``int8_refused`` says why.
     """
 
     runtime = "onnx"
 
     def __init__(
-        self, loaded: LoadedClassifier, version: ModelVersion, *, threads: int | None = None
+        self,
+        loaded: LoadedClassifier,
+        version: ModelVersion,
+        *,
+        threads: int | None = None,
+        int8: bool = False,
     ) -> None:
         from registry.onnxrt import OnnxForward, verify
 
@@ -170,9 +181,38 @@ class OnnxServingModel(ServingModel):
                 f"differ by up to {check['max_prob_diff']:.2e}"
             )
         self._session = session
+        self.int8_refused: str | None = None
+        if int8:
+            try:
+                self._session = self._int8_session(loaded, block, threads)
+                self.runtime = "onnx-int8"
+            except OnnxRefused as exc:
+                self.int8_refused = str(exc)
+                logger.warning(
+                    "%s v%s serves on ONNX fp32, not int8: %s", version.model_name, version.version, exc
+                )
         # PyTorch's copy of the weights has done its part (the check): ONNX Runtime holds its own
         self.model = None
         self._forward = None
+
+    def _int8_session(self, loaded: LoadedClassifier, block: dict[str, Any], threads: int | None) -> Any:
+        from registry.onnxrt import OnnxForward, int8_reproduced
+
+        guard = block.get("int8") or {}
+        if not guard.get("passed"):
+            raise OnnxRefused(
+                "; ".join(guard.get("reasons") or [])
+                or "the version carries no int8 graph (registered without)"
+            )
+        assert loaded.path is not None  # checked with the fp32 graph
+        path = loaded.path / guard.get("file", "")
+        if not path.is_file():
+            raise OnnxRefused(f"the int8 graph {guard.get('file')!r} is not in the artifact")
+        session = OnnxForward(path, block["inputs"], threads=threads)
+        why = int8_reproduced(session, self.tokenizer, guard, max_length=self.max_length)
+        if why:
+            raise OnnxRefused(why)
+        return session
 
     def predict(self, texts: Sequence[str], *, embeddings: bool = True) -> BatchOutput:
         started = time.perf_counter()
@@ -181,7 +221,7 @@ class OnnxServingModel(ServingModel):
         probs = softmax(logits)
         vectors = pooled.astype(np.float16) if embeddings else None
         return BatchOutput(
-            probs, vectors, self.labels, self.version, time.perf_counter() - started, truncated
+            probs, vectors, self.labels, self.version, time.perf_counter() - started, truncated, self.runtime
         )
 
 

@@ -42,8 +42,9 @@ class ServeSettings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1)
     device: str = "cpu"
     # which runtime serves: "auto" (ONNX Runtime when the version carries a verified graph, else PyTorch),
-    # "torch", or "onnx" (like auto, but a version without a verified graph is logged as an error)
-    runtime: Literal["auto", "torch", "onnx"] = "auto"
+    # "torch", "onnx" (like auto, but a version without a verified graph is logged as an error), or
+    # "int8" (the version's int8 graph where its accuracy guard passed, else as auto)
+    runtime: Literal["auto", "torch", "onnx", "int8"] = "auto"
     torchscript: bool = True  # trace the forward pass (checked against eager; falls back on any doubt)
     # prediction log: answers are sent before their rows are durable; what a crash can lose is what
     # is in memory then (driftline_prediction_log_queue_depth), never more than log_queue_size rows

@@ -20,7 +20,7 @@ from registry.texts import text_hash
 from retrain.bootstrap import BootstrapRequest, bootstrap
 from retrain.config import TrainConfig
 from retrain.data import ColumnSpec
-from service.runtime import ServingModel
+from service.runtime import OnnxServingModel, ServingModel
 from tests.textgen import topic_rows
 
 TINY_TRAIN = TrainConfig(num_hidden_layers=1, epochs=3, learning_rate=5e-4, max_length=32, seed=3)
@@ -86,17 +86,22 @@ def copy_home(template: Path, dest: Path) -> Path:
     return dest
 
 
-def serve_and_label(home: Path, texts: list[str], truth: list[str] | Callable[[str], str]) -> float:
+def serve_and_label(
+    home: Path, texts: list[str], truth: list[str] | Callable[[str], str], *, int8: bool = False
+) -> float:
     """Predict with the champion as the service does, log the rows (embeddings included) and label them.
 
-    ``truth`` is each text's label, or a function of the predicted label. Returns the served accuracy.
+    ``truth`` is each text's label, or a function of the predicted label; ``int8``: on the champion's
+    int8 ONNX graph (else PyTorch). Returns the served accuracy.
     """
     settings = Settings(home=home)
     registry = Registry.open(settings)
     champion = registry.get_version_by_alias("sentiment", "champion")
-    model = ServingModel(
-        load_version(LocalArtifactStore(settings.artifact_root), champion), champion, trace=False
+    loaded = load_version(LocalArtifactStore(settings.artifact_root), champion)
+    model = (
+        OnnxServingModel(loaded, champion, int8=True) if int8 else ServingModel(loaded, champion, trace=False)
     )
+    assert model.runtime == ("onnx-int8" if int8 else "torch"), getattr(model, "int8_refused", None)
     out = model.predict(texts)
     now = datetime.now(UTC)
     rows = [
@@ -112,6 +117,7 @@ def serve_and_label(home: Path, texts: list[str], truth: list[str] | Callable[[s
             latency_ms=1.0,
             embedding=out.embeddings[i].tobytes(),
             truncated=bool(out.truncated[i]) if out.truncated is not None else False,
+            runtime=out.runtime,
         )
         for i, t in enumerate(texts)
     ]

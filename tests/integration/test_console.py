@@ -123,7 +123,15 @@ def seed(registry: Registry, artifacts: LocalArtifactStore, tmp_path: Path, inpu
         "sentiment",
         spec(
             2,
-            metrics={"accuracy": 0.8, "macro_f1": 0.7, "n": 40},
+            metrics={
+                "accuracy": 0.8,
+                "macro_f1": 0.7,
+                "n": 40,
+                "onnx": {
+                    "verified": True,
+                    "int8": {"passed": False, "reasons": ["40 held-out rows, fewer than 50"]},
+                },
+            },
             parent_version=1,
             training_run_id=run.id,
             config={"per_class_counts": {"sports": {"new_train": 10, "replay": 3}}},
@@ -187,6 +195,8 @@ def test_every_page_renders_the_records(home, tmp_path: Path) -> None:
     versions = client.get("/models/sentiment")
     assert versions.status_code == 200 and 'src="/ui/models/sentiment/charts/accuracy.svg"' in versions.text
     assert f'href="/ui/runs/{run}">run {run}</a>' in versions.text and "<td>drift</td>" in versions.text
+    assert '<td title="40 held-out rows, fewer than 50">torch, onnx</td>' in versions.text  # v2
+    assert '<td title="">torch</td>' in versions.text  # v1: no graph
     chart = client.get("/models/sentiment/charts/macro_f1.svg")
     assert chart.status_code == 200 and chart.headers["content-type"].startswith("image/svg+xml")
     assert chart.content.lstrip().startswith(b"<?xml") and b"<script" not in chart.content

@@ -56,7 +56,14 @@ def test_drift_persists_then_queues_exactly_one_run(served_home: Path) -> None:
     assert first.check.drifted and first.run is None
     assert "waiting for 2 consecutive checks" in first.check.reason
     assert first.check.scores["text_length_drift"]["drifted"]
-    assert quiet.check.scores["window"] == {"rows": 120, "labeled": 120, "truncated": 0, "truncated_share": 0.0}
+    assert quiet.check.scores["window"] == {
+        "rows": 120,
+        "labeled": 120,
+        "truncated": 0,
+        "truncated_share": 0.0,
+        "runtime": "fp32",
+        "left_out": 0,
+    }
     assert first.check.scores["realized_accuracy_drop"]["drifted"]
     report = artifacts.root + "/reports/" + first.check.report_uri
     assert Path(report).stat().st_size > 100_000
@@ -126,5 +133,43 @@ def test_check_counts_the_texts_the_model_read_in_part(served_home: Path) -> Non
     long = [" ".join(short[(i + k) % 40] for k in range(8)) for i in range(0, 40, 2)]  # over 32 tokens
     serve(served_home, short + long, wrong_labels=False)
     check = run_drift_check(store, artifacts, "sentiment", MonitorConfig(window_size=100)).check
-    assert check.scores["window"] == {"rows": 60, "labeled": 60, "truncated": 20, "truncated_share": 20 / 60}
+    assert check.scores["window"] == {
+        "rows": 60,
+        "labeled": 60,
+        "truncated": 20,
+        "truncated_share": 20 / 60,
+        "runtime": "fp32",
+        "left_out": 0,
+    }
 
+
+def test_a_window_served_on_int8_is_compared_with_the_int8_reference(served_home: Path) -> None:
+    """The int8 graph's embeddings are its own: against the fp32 reference the same undrifted window
+    looks drifted; against the int8 profile kept with the graph it does not."""
+    import numpy as np
+    import pandas as pd
+
+    from monitor.signals import embedding_drift
+    from registry.modelio import REFERENCE_PROFILE
+
+    settings = Settings(home=served_home)
+    store = Registry.open(settings)
+    artifacts = LocalArtifactStore(settings.artifact_root)
+    serve_and_label(served_home, [r["text"] for r in topic_rows(120, seed=99)], lambda p: p, int8=True)
+    result = run_drift_check(store, artifacts, "sentiment", MonitorConfig(window_size=200))
+    check = result.check
+    assert "reference.int8.parquet" in check.reference
+    assert check.scores["window"]["runtime"] == "int8" and check.scores["window"]["left_out"] == 0
+    assert not check.drifted and not check.scores["embedding_drift"]["drifted"], check.scores
+
+    window = np.stack(
+        [np.frombuffer(p.embedding, dtype=np.float16) for p, _ in store.window("sentiment", 1, limit=200)]
+    )
+    fp32 = pd.read_parquet(artifacts.fetch(store.get_version("sentiment", 1).artifact) / REFERENCE_PROFILE)
+    assert embedding_drift(np.array(fp32["embedding"].tolist()), window).drifted
+
+    # the fp32 rows that follow are the larger part of the next window: it is compared with fp32's profile
+    serve(served_home, [r["text"] for r in topic_rows(150, seed=7)], wrong_labels=False)
+    mixed = run_drift_check(store, artifacts, "sentiment", MonitorConfig(window_size=200)).check
+    assert mixed.scores["window"]["runtime"] == "fp32" and mixed.scores["window"]["left_out"] == 50
+    assert mixed.reference.endswith(f"/{REFERENCE_PROFILE} (60 rows)") and mixed.n_current == 150

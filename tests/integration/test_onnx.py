@@ -1,5 +1,6 @@
-"""The ONNX Runtime path (issue 15, point 1): a version's forward pass exported to ONNX and verified
-against PyTorch on its reference rows; a graph that disagrees is not kept."""
+"""The ONNX Runtime path (issue 15): a version's forward pass exported to ONNX and verified against
+PyTorch on its reference rows (a graph that disagrees is not kept); its int8 graph, kept only when the
+accuracy guard passes, with its own reference profile that the monitor uses for windows int8 served."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (make ve
 
 from registry.artifacts import LocalArtifactStore  # noqa: E402
 from registry.modelio import DRIFTLINE_META, load_version  # noqa: E402
-from registry.onnxrt import ONNX_FILE, OnnxForward, attach_onnx, verify  # noqa: E402
+from registry.onnxrt import (  # noqa: E402
+    INT8_FILE,
+    ONNX_FILE,
+    HeldOut,
+    OnnxForward,
+    attach_int8,
+    attach_onnx,
+    verify,
+)
 from registry.settings import Settings  # noqa: E402
 from registry.store import Registry  # noqa: E402
 from tests.textgen import market_rows, topic_rows  # noqa: E402
@@ -121,3 +130,96 @@ def test_a_damaged_graph_is_refused_like_any_damaged_artifact(served_template: P
     stored.write_bytes(stored.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(ChecksumMismatchError):
         load_version(LocalArtifactStore(settings.artifact_root), v1)
+
+
+def test_the_int8_graph_is_kept_with_its_guard_figures_and_its_own_reference(served_template: Path) -> None:
+    import pandas as pd
+
+    from registry.modelio import REFERENCE_PROFILE, REFERENCE_PROFILE_INT8
+
+    settings = Settings(home=served_template)
+    registry = Registry.open(settings)
+    v1 = registry.get_version("sentiment", 1)
+    registry.close()
+    guard = v1.metrics["onnx"]["int8"]
+    assert guard["passed"] and guard["reasons"] == [] and guard["file"] == INT8_FILE, guard
+    assert guard["rows"] >= 50 and guard["margin"] == 0.005
+    assert guard["accuracy_fp32"] - guard["accuracy_int8"] <= 0.005
+    assert guard["macro_f1_fp32"] - guard["macro_f1_int8"] <= 0.005
+    assert 0 < guard["calibration"]["temperature"] and guard["calibration"]["rows"] == guard["rows"]
+    folder = LocalArtifactStore(settings.artifact_root).fetch(v1.artifact)
+    assert (folder / INT8_FILE).is_file()
+    fp32, int8 = (pd.read_parquet(folder / name) for name in (REFERENCE_PROFILE, REFERENCE_PROFILE_INT8))
+    assert fp32["text"].tolist() == int8["text"].tolist()  # the same rows, as each graph computes them
+    assert fp32["embedding"].map(tuple).tolist() != int8["embedding"].map(tuple).tolist()
+    assert isinstance(guard["embeddings_separable_from_fp32"], bool)
+
+
+def test_the_int8_guard_refuses_an_impossible_margin_and_too_few_rows(champion) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from registry.onnxrt import run_graph
+
+    loaded, folder = champion
+    fp32 = attach_onnx(folder, loaded.model, loaded.tokenizer, TEXTS[:8], max_length=loaded.max_length)
+    logits, pooled = run_graph(
+        OnnxForward(folder / ONNX_FILE, fp32["inputs"]), loaded.tokenizer, TEXTS, max_length=loaded.max_length
+    )
+    # the fp32 graph stands for PyTorch here (attach_onnx verified them equal); its labels for the truth
+    heldout = HeldOut(TEXTS, logits.argmax(axis=1), logits, pooled, 1.0)
+
+    # a margin no graph can meet: int8 would have to beat fp32 by 100 points
+    block, outputs = attach_int8(
+        folder, loaded.tokenizer, fp32, heldout, max_length=loaded.max_length, margin=-1.0
+    )
+    assert not block["passed"] and outputs is None
+    assert [r.split()[0] for r in block["reasons"]] == ["accuracy", "macro_f1"]
+    assert block["accuracy_fp32"] == 1.0 and block["labels_agree_fp32"] == round(
+        block["accuracy_int8"] * len(TEXTS)
+    )
+    assert not (folder / INT8_FILE).exists() and "file" not in block
+
+    few = HeldOut(TEXTS[:20], np.zeros(20, dtype=int), logits[:20], pooled[:20], 1.0)
+    block, outputs = attach_int8(folder, loaded.tokenizer, fp32, few, max_length=loaded.max_length)
+    assert not block["passed"] and outputs is None and block["reasons"] == ["20 held-out rows, fewer than 50"]
+    assert not (folder / INT8_FILE).exists()
+
+    block, outputs = attach_int8(
+        folder, loaded.tokenizer, fp32, heldout, max_length=loaded.max_length, margin=1.0
+    )
+    assert block["passed"] and outputs is not None and outputs[0].shape == logits.shape
+    assert (folder / INT8_FILE).is_file() and len(block["probe_logits"]) == 3
+
+
+def test_serving_on_int8_and_falling_back_to_fp32(served_template: Path) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from service.runtime import OnnxServingModel
+
+    settings = Settings(home=served_template)
+    registry = Registry.open(settings)
+    v1 = registry.get_version("sentiment", 1)
+    registry.close()
+    artifacts = LocalArtifactStore(settings.artifact_root)
+    int8 = OnnxServingModel(load_version(artifacts, v1), v1, int8=True)
+    fp32 = OnnxServingModel(load_version(artifacts, v1), v1)
+    assert int8.runtime == "onnx-int8" and int8.int8_refused is None and fp32.runtime == "onnx"
+    out, ref = int8.predict(TEXTS), fp32.predict(TEXTS)
+    assert out.runtime == "onnx-int8" and ref.runtime == "onnx"
+    assert (out.probs.argmax(axis=1) == ref.probs.argmax(axis=1)).mean() >= 0.9
+    assert 0 < abs(out.probs - ref.probs).max() < 0.2  # int8 computes differently, but not far
+
+    # an ONNX Runtime whose int8 kernels give other outputs than the guarded graph's: fp32 serves
+    loaded = load_version(artifacts, v1)
+    meta = json.loads(json.dumps(loaded.meta))
+    probe = np.asarray(meta["onnx"]["int8"]["probe_logits"])
+    probe[np.arange(len(probe)), probe.argmin(axis=1)] += 20.0  # the least likely class wins
+    meta["onnx"]["int8"]["probe_logits"] = probe.tolist()
+    refused = OnnxServingModel(dataclasses.replace(loaded, meta=meta), v1, int8=True)
+    assert refused.runtime == "onnx" and "differ from the guarded graph" in (refused.int8_refused or "")
+
+    meta["onnx"]["int8"] = {"passed": False, "reasons": ["accuracy 0.9 is more than 0.5 points below"]}
+    refused = OnnxServingModel(dataclasses.replace(load_version(artifacts, v1), meta=meta), v1, int8=True)
+    assert refused.runtime == "onnx" and refused.int8_refused == "accuracy 0.9 is more than 0.5 points below"

@@ -75,6 +75,9 @@ def test_run_learns_the_new_domain_and_is_promoted(served_home: Path) -> None:
     assert "Decision: <b>promoted</b>" in page and "Examples the challenger fixed" in page
     assert "finance" in page  # per-domain table
     assert "champion R" in page and "challenger F1" in page and "trained (replay)" in page  # per-class table
+    int8 = v.metrics["onnx"]["int8"]  # the runtimes table: what the guards found, on the version and the page
+    assert "<td>ONNX fp32</td><td>verified: probabilities within 1e-04</td>" in page
+    assert ("<td>ONNX int8</td><td>kept: within 0.5 pts of fp32" if int8["passed"] else "refused: ") in page
     # The challenger trained, and serves, with the champion's max_length.
     assert v.config["max_length"] == 32 and v.config["max_length_source"] == "champion"
     assert json.loads((Path(artifacts.fetch(v.artifact)) / "driftline.json").read_text())["max_length"] == 32
