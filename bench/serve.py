@@ -151,6 +151,97 @@ def bare_model(home: Path, texts: list[str], batch: int) -> dict[str, float]:
     return {"eager": timed(run), "traced": {**timed(serving.predict), "traced_ok": serving.traced}}
 
 
+def bare_runtimes(home: Path, texts: list[str], batch: int, *, repeats: int = 3) -> dict[str, Any]:
+    """(a) against (a') and (a''): the champion in-process on each runtime, batches of ``batch``,
+    tokenization included, the three interleaved ``repeats`` times after one untimed pass (medians).
+    The ONNX graphs are exported, verified and quantized as registration does (registry.onnxrt); the
+    int8 graph is timed whether or not a guard would keep it (the benchmark model is untrained)."""
+    import statistics
+
+    import numpy as np
+    import torch
+
+    from registry.onnxrt import (
+        INT8_FILE,
+        ONNX_FILE,
+        OnnxForward,
+        attach_onnx,
+        quantize_int8,
+        run_graph,
+    )
+
+    loaded = load_champion(home)
+    threads = len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory(prefix="driftline-bench-onnx-") as tmp:
+        folder = Path(tmp)
+        (folder / "driftline.json").write_text("{}")
+        block = attach_onnx(folder, loaded.model, loaded.tokenizer, texts[:64], max_length=loaded.max_length)
+        if not block["verified"]:
+            raise RuntimeError(f"the benchmark model's ONNX graph did not verify: {block}")
+        quantize_int8(folder / ONNX_FILE, folder / INT8_FILE)
+        graphs = {
+            name: OnnxForward(folder / file, block["inputs"], threads=threads)
+            for name, file in (("onnx", ONNX_FILE), ("onnx-int8", INT8_FILE))
+        }
+        runners: dict[str, Callable[[list[str]], Any]] = {
+            "torch": lambda chunk: forward(loaded, chunk, loaded.max_length),
+            **{
+                name: functools.partial(
+                    lambda g, chunk: run_graph(g, loaded.tokenizer, chunk, max_length=loaded.max_length), g
+                )
+                for name, g in graphs.items()
+            },
+        }
+        agree = {}
+        with torch.inference_mode():
+            reference = loaded.model(
+                **loaded.tokenizer(
+                    texts[:256],
+                    truncation=True,
+                    max_length=loaded.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                )
+            ).logits.numpy()
+        for name, g in graphs.items():
+            logits, _ = run_graph(g, loaded.tokenizer, texts[:256], max_length=loaded.max_length)
+            agree[name] = float(np.mean(logits.argmax(axis=1) == reference.argmax(axis=1)))
+        for run in runners.values():  # untimed
+            for i in range(0, 3 * batch, batch):
+                run(texts[i : i + batch])
+        seconds: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(repeats):
+            for name, run in runners.items():
+                started = time.perf_counter()
+                for i in range(0, len(texts), batch):
+                    run(texts[i : i + batch])
+                seconds[name].append(time.perf_counter() - started)
+    rates = {name: len(texts) / statistics.median(s) for name, s in seconds.items()}
+    return {
+        "batch": batch,
+        "texts": len(texts),
+        "repeats": repeats,
+        "threads": threads,
+        "texts_per_s": rates,
+        "over_torch": {name: rate / rates["torch"] for name, rate in rates.items()},
+        "labels_as_torch_on_256_texts": agree,
+    }
+
+
+def print_runtimes(section: dict[str, Any]) -> None:
+    print()
+    print(
+        f"bare model per runtime, batch {section['batch']}, {section['threads']} threads (medians of {section['repeats']})"
+    )
+    print(f"{'runtime':<14}{'texts/s':>10}{'x torch':>10}{'labels as torch':>18}")
+    for name, rate in section["texts_per_s"].items():
+        agree = section["labels_as_torch_on_256_texts"].get(name)
+        print(
+            f"{name:<14}{rate:>10.1f}{section['over_torch'][name]:>10.2f}"
+            f"{'-' if agree is None else f'{agree:.3f}':>18}"
+        )
+
+
 def filled_texts(tokenizer: Any, sentences: list[str], length: int, n: int) -> tuple[list[str], float]:
     """``n`` texts of at least ``length`` tokens (special tokens included), each made of consecutive
     ``sentences`` joined with spaces up to the one that brings it to ``length`` tokens (from the first
@@ -374,6 +465,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run (e) alone and update the 'lengths' key of the result file, keeping its other keys",
     )
+    parser.add_argument(
+        "--runtimes-only",
+        action="store_true",
+        help="run (a), (a') and (a'') alone and update the 'runtimes' key of the result file",
+    )
     parser.add_argument("--lengths-repeats", type=int, default=5, help="(e): interleaved runs of each")
     parser.add_argument(
         "--length-tokens",
@@ -406,12 +502,31 @@ def lengths_only(args: argparse.Namespace, command: str) -> None:
     print(f"\nwrote {args.out}")
 
 
+def runtimes_only(args: argparse.Namespace, command: str) -> None:
+    """(a), (a'), (a'') alone: the result file keeps its other keys; only "runtimes" is replaced."""
+    texts = load_texts(1024, args.seed)
+    with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
+        home = Path(tmp) / "home"
+        make_home(home, args.seed, args.layers)
+        print("(a) (a') (a'') bare model on torch, ONNX fp32 and ONNX int8, batch 32 ...", flush=True)
+        section = bare_runtimes(home, texts, 32)
+    section.update(command=command, layers=args.layers or 6)
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    report["runtimes"] = section
+    write_json(args.out, report)
+    print_runtimes(section)
+    print(f"\nwrote {args.out}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.update(OFFLINE)
     command = " ".join(["python -m bench.serve", *(argv if argv is not None else sys.argv[1:])])
     if args.lengths_only:
         lengths_only(args, command)
+        return
+    if args.runtimes_only:
+        runtimes_only(args, command)
         return
 
     texts = load_texts(4000, args.seed)

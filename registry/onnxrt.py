@@ -184,9 +184,15 @@ def quantize_int8(fp32_path: Path, out_path: Path) -> None:
     """Dynamic int8 quantization of an fp32 graph (weights int8 per tensor, activations per batch)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process goes to the root logger, at every call
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
 
 
 def int8_guard(
