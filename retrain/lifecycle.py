@@ -64,7 +64,7 @@ def export_onnx(
     logits of those rows as the fp32 one was (under ``"int8"`` → ``"calibration"``), and its own
     reference profile (``REFERENCE_PROFILE_INT8``)."""
     from registry.modelio import REFERENCE_PROFILE_INT8
-    from registry.onnxrt import HeldOut, attach_int8, attach_onnx, record
+    from registry.onnxrt import INT8_FILE, HeldOut, attach_int8, attach_onnx, record
     from registry.settings import get_settings
     from retrain.calibration import calibrate
     from retrain.reference import write_reference_profile
@@ -76,25 +76,34 @@ def export_onnx(
     block = attach_onnx(model_dir, trained.model, trained.tokenizer, texts, max_length=max_length)
     if not block["verified"] or not settings.onnx_int8:
         return block
-    index = {label: i for i, label in enumerate(labels)}
-    y_true = np.array([index[v] for v in rows["label"]])
-    calibration = calibrate(outputs[0], y_true)
-    heldout = HeldOut(texts, y_true, outputs[0], outputs[1], calibration["temperature"])
-    int8, int8_outputs = attach_int8(
-        model_dir, trained.tokenizer, block, heldout, max_length=max_length, margin=settings.int8_margin
-    )
-    if int8_outputs is not None:
-        logits, pooled = int8_outputs
-        int8["calibration"] = calibrate(logits, y_true)
-        write_reference_profile(
-            model_dir / REFERENCE_PROFILE_INT8,
-            rows,
-            logits,
-            pooled,
-            labels,
-            int8["calibration"]["temperature"],
-            seed=seed,
+    try:
+        index = {label: i for i, label in enumerate(labels)}
+        known = rows["label"].isin(list(index)).to_numpy()  # the guard judges rows of the label set
+        rows = rows[known].reset_index(drop=True)
+        y_true = np.array([index[v] for v in rows["label"]])
+        fp32_logits, fp32_pooled = outputs[0][known], outputs[1][known]
+        calibration = calibrate(fp32_logits, y_true)
+        heldout = HeldOut(rows["text"].tolist(), y_true, fp32_logits, fp32_pooled, calibration["temperature"])
+        int8, int8_outputs = attach_int8(
+            model_dir, trained.tokenizer, block, heldout, max_length=max_length, margin=settings.int8_margin
         )
+        if int8_outputs is not None:
+            logits, pooled = int8_outputs
+            int8["calibration"] = calibrate(logits, y_true)
+            write_reference_profile(
+                model_dir / REFERENCE_PROFILE_INT8,
+                rows,
+                logits,
+                pooled,
+                labels,
+                int8["calibration"]["temperature"],
+                seed=seed,
+            )
+    except Exception as exc:  # noqa: BLE001 - int8 is an option: a version registers without it
+        logger.warning("int8 graph not kept: %s: %s", type(exc).__name__, exc)
+        for leftover in (model_dir / INT8_FILE, model_dir / REFERENCE_PROFILE_INT8):
+            leftover.unlink(missing_ok=True)
+        int8 = {"passed": False, "reasons": [f"{type(exc).__name__}: {str(exc)[:500]}"]}
     block["int8"] = int8
     record(model_dir, block)
     return block
