@@ -1,16 +1,27 @@
-"""Serving benchmark: is Driftline's /predict as fast as the bare model allows?
+"""Serving benchmark: is Driftline's /predict as fast as the bare model allows, on each runtime?
 
-    .venv/bin/python -m bench.serve                 # (a)-(e), about 4 min, writes bench/results/serve.json
+    .venv/bin/python -m bench.serve                 # everything below, about 12 min: bench/results/serve.json
+    .venv/bin/python -m bench.serve --skip-lengths  # all but (e), about 10 min
+    .venv/bin/python -m bench.serve --runtimes-only # (a), (a'), (a'') and the accuracies alone: "runtimes"
     .venv/bin/python -m bench.serve --lengths-only  # (e) alone, 1.5 min: the "lengths" key of serve.json
     .venv/bin/python -m bench.serve --quick         # smoke run of (e) alone (1-layer model): serve-quick.json
 
-Measured in one run, on one machine, with one model (MiniLM-L6, all 6 layers, 3 classes):
-  (a) the bare model in-process: batches of 32, tokenization included;
-  (b) POST /predict over HTTP, 16 concurrent clients each sending one text per request, logging on;
+Measured in one run, on one machine, with one model: MiniLM-L6 (all 6 layers), bootstrapped as
+``driftline bootstrap`` does on ``--train-rows`` demo sentences (3 classes, 1 epoch, max_length 64), so
+its ONNX graph was exported and verified, and its int8 graph quantized and judged by the accuracy guard,
+by the registration path itself:
+  (a) the bare model in-process on PyTorch, (a') on ONNX Runtime fp32, (a'') on ONNX Runtime int8:
+      batches of 32, tokenization included, interleaved, medians; and the accuracy and macro-F1 of each
+      on the version's held-out rows;
+  (b) POST /predict over HTTP, 16 concurrent clients each sending one text per request, logging on, with
+      the server on each runtime (DRIFTLINE_RUNTIME=torch, onnx, int8; /metrics says which serves);
   (c) the same with the prediction log off;
   (d) p50 / p99 latency with requests arriving at half of (b)'s rate (open loop, Poisson), next to the
-      latency of a single request on an idle server.
-Targets: (b)/(a) >= 0.90, (b)/(c) >= 0.95, p99 at half load <= 3 x single-request latency.
+      latency of a single request on an idle server;
+  (f) the tokens a batch computes (padded to its longest text, or split by length) and what that does to
+      texts/s, on mixed-length texts at max_length 256 and on the short demo sentences.
+Targets: served ONNX / bare torch >= 1.2, served int8 / bare torch >= 2.0, served / bare on the same
+runtime >= 0.90, p99 at half load <= 3 x single-request latency.
 
 (e) The cost per length, for choosing a model's max_length (Driftline picks 64, 128, 256 or 512 tokens
     from the data): the bare model of (a) (eager, tokenization included, torch threads as in (a)) at
@@ -32,7 +43,6 @@ import asyncio
 import functools
 import json
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -129,93 +139,114 @@ def forward(loaded: Any, chunk: list[str], max_length: int) -> None:
         torch.softmax(loaded.model(**enc).logits, dim=-1).numpy()
 
 
-def bare_model(home: Path, texts: list[str], batch: int) -> dict[str, float]:
-    loaded = load_champion(home)
-    version = loaded.version
+def trained_home(home: Path, seed: int, layers: int | None, rows: int) -> Any:
+    """A registry whose champion was bootstrapped as ``driftline bootstrap`` does it, on ``rows`` demo
+    sentences (1 epoch, max_length 64): its ONNX graph exported and verified, its int8 graph quantized and
+    judged by the accuracy guard on the held-out rows, all by the registration path. Returns the version."""
+    from bench.common import demo_frame
+    from registry.artifacts import LocalArtifactStore
+    from registry.settings import Settings
+    from registry.store import Registry
+    from retrain.bootstrap import BootstrapRequest, bootstrap
+    from retrain.config import TrainConfig
+    from retrain.data import ColumnSpec
 
-    def run(chunk: list[str]) -> None:
-        forward(loaded, chunk, loaded.max_length)
-
-    def timed(fn) -> dict[str, float]:  # type: ignore[no-untyped-def]
-        for i in range(3):
-            fn(texts[i * batch : (i + 1) * batch])
-        started = time.perf_counter()
-        for i in range(0, len(texts), batch):
-            fn(texts[i : i + batch])
-        seconds = time.perf_counter() - started
-        return {"texts_per_s": len(texts) / seconds, "seconds": seconds, "texts": len(texts), "batch": batch}
-
-    from service.runtime import ServingModel
-
-    serving = ServingModel(loaded, version, trace=True)
-    return {"eager": timed(run), "traced": {**timed(serving.predict), "traced_ok": serving.traced}}
+    home.mkdir(parents=True)
+    data = home / "bench-bootstrap.csv"
+    demo_frame(seed).head(rows).to_csv(data, index=False)
+    settings = Settings(home=home)
+    cfg = TrainConfig(seed=seed, num_hidden_layers=layers, max_length=64, epochs=1.0)
+    request = BootstrapRequest(data=data, columns=ColumnSpec(text="text", label="label"), train=cfg)
+    registry = Registry.open(settings)
+    try:
+        result = bootstrap(request, registry, LocalArtifactStore(settings.artifact_root), progress=False)
+    finally:
+        registry.close()
+    return result.version
 
 
-def bare_runtimes(home: Path, texts: list[str], batch: int, *, repeats: int = 3) -> dict[str, Any]:
+def heldout_rows(home: Path, version: Any) -> Any:
+    """The held-out rows the version was judged on (its data snapshot), as a frame of text and label."""
+    import pandas as pd
+
+    from registry.artifacts import LocalArtifactStore
+    from registry.settings import Settings
+
+    store = LocalArtifactStore(Settings(home=home).artifact_root)
+    return pd.read_parquet(store.fetch(version.data_snapshot) / "heldout.parquet")
+
+
+def bare_runtimes(
+    home: Path, texts: list[str], batch: int, *, heldout: Any = None, repeats: int = 3
+) -> dict[str, Any]:
     """(a) against (a') and (a''): the champion in-process on each runtime, batches of ``batch``,
     tokenization included, the three interleaved ``repeats`` times after one untimed pass (medians).
-    The ONNX graphs are exported, verified and quantized as registration does (registry.onnxrt); the
-    int8 graph is timed whether or not a guard would keep it (the benchmark model is untrained)."""
+    The graphs are the champion's own (exported, verified and quantized at registration); the int8
+    graph is timed whether or not its guard kept it. With ``heldout`` (text, label), each runtime's
+    accuracy and macro-F1 on those rows too."""
     import statistics
 
     import numpy as np
     import torch
 
-    from registry.onnxrt import (
-        INT8_FILE,
-        ONNX_FILE,
-        OnnxForward,
-        attach_onnx,
-        quantize_int8,
-        run_graph,
-    )
+    from registry.onnxrt import INT8_FILE, OnnxForward, quantize_int8, run_graph
+    from retrain.evaluate import classification_metrics
 
     loaded = load_champion(home)
     threads = len(os.sched_getaffinity(0))
-    with tempfile.TemporaryDirectory(prefix="driftline-bench-onnx-") as tmp:
-        folder = Path(tmp)
-        (folder / "driftline.json").write_text("{}")
-        block = attach_onnx(folder, loaded.model, loaded.tokenizer, texts[:64], max_length=loaded.max_length)
-        if not block["verified"]:
-            raise RuntimeError(f"the benchmark model's ONNX graph did not verify: {block}")
-        quantize_int8(folder / ONNX_FILE, folder / INT8_FILE)
-        graphs = {
-            name: OnnxForward(folder / file, block["inputs"], threads=threads)
-            for name, file in (("onnx", ONNX_FILE), ("onnx-int8", INT8_FILE))
-        }
-        runners: dict[str, Callable[[list[str]], Any]] = {
-            "torch": lambda chunk: forward(loaded, chunk, loaded.max_length),
-            **{
-                name: functools.partial(
-                    lambda g, chunk: run_graph(g, loaded.tokenizer, chunk, max_length=loaded.max_length), g
-                )
-                for name, g in graphs.items()
-            },
-        }
-        agree = {}
+    block = (loaded.meta or {}).get("onnx") or {}
+    if not block.get("verified"):
+        raise RuntimeError(f"the benchmark champion's ONNX graph did not verify: {block}")
+    guard = block.get("int8") or {}
+    int8_path = loaded.path / guard["file"] if guard.get("passed") else None
+    if int8_path is None:  # refused, so not kept: quantized again here, to be timed all the same
+        int8_path = Path(tempfile.mkdtemp(prefix="driftline-bench-int8-")) / INT8_FILE
+        quantize_int8(loaded.path / block["file"], int8_path)
+    graphs = {
+        "onnx": OnnxForward(loaded.path / block["file"], block["inputs"], threads=threads),
+        "onnx-int8": OnnxForward(int8_path, block["inputs"], threads=threads),
+    }
+
+    def torch_logits(chunk: list[str]) -> np.ndarray:
+        enc = loaded.tokenizer(
+            chunk, truncation=True, max_length=loaded.max_length, padding=True, return_tensors="pt"
+        )
         with torch.inference_mode():
-            reference = loaded.model(
-                **loaded.tokenizer(
-                    texts[:256],
-                    truncation=True,
-                    max_length=loaded.max_length,
-                    padding=True,
-                    return_tensors="pt",
-                )
-            ).logits.numpy()
-        for name, g in graphs.items():
-            logits, _ = run_graph(g, loaded.tokenizer, texts[:256], max_length=loaded.max_length)
-            agree[name] = float(np.mean(logits.argmax(axis=1) == reference.argmax(axis=1)))
-        for run in runners.values():  # untimed
-            for i in range(0, 3 * batch, batch):
+            return loaded.model(**enc).logits.numpy()
+
+    def graph_logits(g: OnnxForward, chunk: list[str]) -> np.ndarray:
+        return run_graph(g, loaded.tokenizer, chunk, max_length=loaded.max_length)[0]
+
+    logits_of: dict[str, Callable[[list[str]], np.ndarray]] = {
+        "torch": torch_logits,
+        **{name: functools.partial(graph_logits, g) for name, g in graphs.items()},
+    }
+    runners: dict[str, Callable[[list[str]], Any]] = {
+        "torch": lambda chunk: forward(loaded, chunk, loaded.max_length),
+        **{name: logits_of[name] for name in graphs},
+    }
+    reference = np.vstack([torch_logits(texts[i : i + 32]) for i in range(0, 256, 32)])
+    agree = {
+        name: float(np.mean(logits_of[name](texts[:256]).argmax(axis=1) == reference.argmax(axis=1)))
+        for name in graphs
+    }
+    accuracy: dict[str, dict[str, float]] = {}
+    if heldout is not None:
+        rows = heldout["text"].tolist()
+        for name, fn in logits_of.items():
+            logits = np.vstack([fn(rows[i : i + 32]) for i in range(0, len(rows), 32)])
+            m = classification_metrics(softmax_rows(logits), heldout["label"].tolist(), loaded.labels)
+            accuracy[name] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "rows": len(rows)}
+    for run in runners.values():  # untimed
+        for i in range(0, 3 * batch, batch):
+            run(texts[i : i + batch])
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            started = time.perf_counter()
+            for i in range(0, len(texts), batch):
                 run(texts[i : i + batch])
-        seconds: dict[str, list[float]] = {name: [] for name in runners}
-        for _ in range(repeats):
-            for name, run in runners.items():
-                started = time.perf_counter()
-                for i in range(0, len(texts), batch):
-                    run(texts[i : i + batch])
-                seconds[name].append(time.perf_counter() - started)
+            seconds[name].append(time.perf_counter() - started)
     rates = {name: len(texts) / statistics.median(s) for name, s in seconds.items()}
     return {
         "batch": batch,
@@ -225,7 +256,15 @@ def bare_runtimes(home: Path, texts: list[str], batch: int, *, repeats: int = 3)
         "texts_per_s": rates,
         "over_torch": {name: rate / rates["torch"] for name, rate in rates.items()},
         "labels_as_torch_on_256_texts": agree,
+        "heldout": accuracy,
+        "int8_guard": {k: v for k, v in guard.items() if k != "probe_logits"},
     }
+
+
+def softmax_rows(logits: Any) -> Any:
+    from registry.scores import softmax
+
+    return softmax(logits)
 
 
 def print_runtimes(section: dict[str, Any]) -> None:
@@ -377,6 +416,150 @@ def print_lengths(section: dict[str, Any]) -> None:
     print("is not the 64 row's, where every text fills 64 tokens")
 
 
+def mixed_texts(sentences: list[str], n: int, seed: int) -> list[str]:
+    """``n`` texts of mixed length, as a stream of messages and documents has them: each joins 1 to 24
+    consecutive demo sentences, the count drawn from an exponential distribution of mean 4 (most texts
+    short, a long tail past 256 tokens)."""
+    rng = random.Random(seed)
+    texts, i = [], 0
+    for _ in range(n):
+        k = min(24, 1 + int(rng.expovariate(1 / 3)))
+        texts.append(" ".join(sentences[(i + j) % len(sentences)] for j in range(k)))
+        i += k
+    return texts
+
+
+def padding_cost(
+    home: Path, sentences: list[str], seed: int, *, batch: int = 32, batches: int = 8, repeats: int = 3
+) -> dict[str, Any]:
+    """(f) What batches padded to their own longest text, and split by length, compute: the champion's
+    serving model (``service.runtime``, torch and ONNX fp32) on ``batches`` batches of ``batch`` texts in
+    arrival order, with and without length groups, interleaved ``repeats`` times (medians); on mixed-length
+    texts at max_length 256 and on the short demo sentences at the champion's max_length (64). Tokens:
+    real (attention mask), computed unsplit (the batch's longest x its size) and computed split."""
+    import dataclasses
+    import statistics
+
+    from service.runtime import GROUP_OVERHEAD_TOKENS, OnnxServingModel, ServingModel, length_groups
+
+    loaded = load_champion(home)
+    cases = {
+        "mixed, max_length 256": (mixed_texts(sentences, batch * batches, seed), 256),
+        "demo sentences, max_length 64": (sentences[: batch * batches], loaded.max_length),
+    }
+    out: dict[str, Any] = {"batch": batch, "batches": batches, "repeats": repeats, "cases": {}}
+    for case, (texts, max_length) in cases.items():
+        at_length = dataclasses.replace(loaded, max_length=max_length)
+        models = {
+            "torch": ServingModel(at_length, loaded.version),
+            "onnx": OnnxServingModel(at_length, loaded.version, threads=len(os.sched_getaffinity(0))),
+        }
+        chunks = [texts[i : i + batch] for i in range(0, len(texts), batch)]
+        real = computed = split = 0
+        for chunk in chunks:
+            enc = models["torch"]._encode(chunk)
+            lengths = enc["attention_mask"].sum(dim=1).tolist()
+            real += sum(lengths)
+            computed += len(lengths) * max(lengths)
+            split += sum(len(g) * max(lengths[i] for i in g) for g in length_groups(lengths))
+        jobs: dict[str, Callable[[], None]] = {}
+        for name, model in models.items():
+            for grouped in (False, True):
+
+                def job(model: Any = model, grouped: bool = grouped, chunks: list = chunks) -> None:
+                    model.group_by_length = grouped
+                    for chunk in chunks:
+                        model.predict(chunk)
+
+                jobs[f"{name}/{'split' if grouped else 'unsplit'}"] = job
+        for fn in jobs.values():  # untimed
+            fn()
+        seconds: dict[str, list[float]] = {name: [] for name in jobs}
+        for _ in range(repeats):
+            for name, fn in jobs.items():
+                started = time.perf_counter()
+                fn()
+                seconds[name].append(time.perf_counter() - started)
+        rates = {name: len(texts) / statistics.median(t) for name, t in seconds.items()}
+        out["cases"][case] = {
+            "max_length": max_length,
+            "texts": len(texts),
+            "mean_tokens": real / len(texts),
+            "tokens_real": real,
+            "tokens_computed_unsplit": computed,
+            "tokens_computed_split": split,
+            "texts_per_s": rates,
+            "split_over_unsplit": {
+                name: rates[f"{name}/split"] / rates[f"{name}/unsplit"] for name in models
+            },
+            "max_length_padding_tokens": len(texts) * max_length,
+        }
+    out["group_overhead_tokens"] = GROUP_OVERHEAD_TOKENS
+    return out
+
+
+def print_padding(section: dict[str, Any]) -> None:
+    print()
+    print(
+        f"(f) padding: batches of {section['batch']} in arrival order, padded to their longest text, "
+        f"unsplit or split by length (medians of {section['repeats']})"
+    )
+    print(
+        f"{'texts':<32}{'tokens real':>12}{'computed':>10}{'split':>8}{'torch t/s':>11}{'split':>8}"
+        f"{'onnx t/s':>10}{'split':>8}"
+    )
+    for case, c in section["cases"].items():
+        r = c["texts_per_s"]
+        print(
+            f"{case:<32}{c['tokens_real']:>12}{c['tokens_computed_unsplit']:>10}{c['tokens_computed_split']:>8}"
+            f"{r['torch/unsplit']:>11.1f}{r['torch/split']:>8.1f}{r['onnx/unsplit']:>10.1f}{r['onnx/split']:>8.1f}"
+        )
+
+
+SERVED = {"torch": "torch", "onnx": "onnx", "onnx-int8": "int8"}  # runtime -> DRIFTLINE_RUNTIME
+
+
+def serving_runtime(port: int) -> str:
+    """The runtime the server on ``port`` serves on, from its ``driftline_model_runtime`` gauge."""
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+        if line.startswith("driftline_model_runtime{") and line.rstrip().endswith(" 1.0"):
+            return line.split('runtime="', 1)[1].split('"', 1)[0]
+    return "unknown"
+
+
+def served(home: Path, setting: str, texts: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """(b), single, (d) and (c) on one runtime: a server with logging on, then one with logging off."""
+    port = free_port()
+    server = Server(home, port, log_predictions=True, env={"DRIFTLINE_RUNTIME": setting})
+    try:
+        runtime = serving_runtime(port)
+        print(f"    (b) /predict, logging on, {setting} (serving on {runtime}) ...", flush=True)
+        logged = measure(closed_loop("127.0.0.1", port, texts, clients=args.clients, seconds=args.seconds))
+        print("        single-request latency ...", flush=True)
+        single = measure(sequential("127.0.0.1", port, texts, count=200))
+        print("    (d) half load, open loop ...", flush=True)
+        half = measure(open_loop("127.0.0.1", port, texts, rate=logged.rps / 2, seconds=args.seconds))
+    finally:
+        server.stop()
+    port = free_port()
+    server = Server(home, port, log_predictions=False, env={"DRIFTLINE_RUNTIME": setting})
+    try:
+        print("    (c) /predict, logging off ...", flush=True)
+        unlogged = measure(closed_loop("127.0.0.1", port, texts, clients=args.clients, seconds=args.seconds))
+    finally:
+        server.stop()
+    return {
+        "setting": setting,
+        "runtime": runtime,
+        "b_predict_logging_on": summarize(logged),
+        "c_predict_logging_off": summarize(unlogged),
+        "single_request": summarize(single),
+        "d_half_load": {**summarize(half), "offered_rate": logged.rps / 2},
+        "p99_half_over_single": half.percentile(99) / single.percentile(50),
+        "b_over_c": logged.rps / unlogged.rps,
+    }
+
+
 class Server:
     """``bentoml serve`` on ``home`` (its own BentoML home, ending with this process, as ``driftline up``
     starts it); ``env``: more settings for it."""
@@ -470,6 +653,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run (a), (a') and (a'') alone and update the 'runtimes' key of the result file",
     )
+    parser.add_argument(
+        "--train-rows", type=int, default=1500, help="demo sentences the benchmark model is bootstrapped on"
+    )
+    parser.add_argument("--skip-lengths", action="store_true", help="leave (e) out of a full run")
     parser.add_argument("--lengths-repeats", type=int, default=5, help="(e): interleaved runs of each")
     parser.add_argument(
         "--length-tokens",
@@ -507,9 +694,9 @@ def runtimes_only(args: argparse.Namespace, command: str) -> None:
     texts = load_texts(1024, args.seed)
     with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
         home = Path(tmp) / "home"
-        make_home(home, args.seed, args.layers)
+        version = trained_home(home, args.seed, args.layers, args.train_rows)
         print("(a) (a') (a'') bare model on torch, ONNX fp32 and ONNX int8, batch 32 ...", flush=True)
-        section = bare_runtimes(home, texts, 32)
+        section = bare_runtimes(home, texts, 32, heldout=heldout_rows(home, version))
     section.update(command=command, layers=args.layers or 6)
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report["runtimes"] = section
@@ -532,100 +719,134 @@ def main(argv: Sequence[str] | None = None) -> None:
     texts = load_texts(4000, args.seed)
     with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
         home = Path(tmp) / "home"
-        make_home(home, args.seed, args.layers)
-        print("(a) bare model, batch 32 ...", flush=True)
-        both = bare_model(home, texts[:1024], 32)
-        bare, traced = both["eager"], both["traced"]
-        print("(e) bare model at max_length 64 / 128 / 256 / 512 ...", flush=True)
-        lengths = per_length(home, texts, repeats=args.lengths_repeats, length_tokens=args.length_tokens)
-        lengths.update(command=command, quick=args.quick)
+        print(f"bootstrap: the benchmark model, trained on {args.train_rows} demo sentences ...", flush=True)
+        version = trained_home(home, args.seed, args.layers, args.train_rows)
+        heldout = heldout_rows(home, version)
+        print("(a) (a') (a'') bare model on torch, ONNX fp32 and ONNX int8, batch 32 ...", flush=True)
+        bare = bare_runtimes(home, texts[:1024], 32, heldout=heldout)
+        print("(f) padding and length groups ...", flush=True)
+        padding = padding_cost(home, texts, args.seed)
+        runs = {}
+        for name, setting in SERVED.items():
+            print(f"(b) (c) (d) served on {name} ...", flush=True)
+            runs[name] = served(home, setting, texts, args)
+        lengths = None
+        if not args.skip_lengths:
+            print("(e) bare model at max_length 64 / 128 / 256 / 512 ...", flush=True)
+            lengths = per_length(home, texts, repeats=args.lengths_repeats, length_tokens=args.length_tokens)
+            lengths.update(command=command, quick=args.quick)
 
-        port = free_port()
-        server = Server(home, port, log_predictions=True)
-        try:
-            print("(b) /predict, logging on ...", flush=True)
-            logged = measure(
-                closed_loop("127.0.0.1", port, texts, clients=args.clients, seconds=args.seconds)
-            )
-            print("    single-request latency ...", flush=True)
-            single = measure(sequential("127.0.0.1", port, texts, count=200))
-            print("(d) half load, open loop ...", flush=True)
-            half = measure(open_loop("127.0.0.1", port, texts, rate=logged.rps / 2, seconds=args.seconds))
-        finally:
-            server.stop()
-        from registry.settings import Settings
-        from registry.store import Registry
-
-        rows_logged = Registry.open(Settings(home=home)).count_predictions()
-
-        port = free_port()
-        server = Server(home, port, log_predictions=False)
-        try:
-            print("(c) /predict, logging off ...", flush=True)
-            unlogged = measure(
-                closed_loop("127.0.0.1", port, texts, clients=args.clients, seconds=args.seconds)
-            )
-        finally:
-            server.stop()
-
+    rate = bare["texts_per_s"]
     ratios = {
-        "b_over_a": logged.rps / bare["texts_per_s"],
-        "b_over_a_traced": logged.rps / traced["texts_per_s"],
-        "b_over_c": logged.rps / unlogged.rps,
-        "p99_half_over_single": half.percentile(99) / single.percentile(50),
+        name: {
+            "served_over_bare_same_runtime": run["b_predict_logging_on"]["req_per_s"] / rate[name],
+            "served_over_bare_torch": run["b_predict_logging_on"]["req_per_s"] / rate["torch"],
+            "logging_on_over_off": run["b_over_c"],
+            "p99_half_over_single": run["p99_half_over_single"],
+        }
+        for name, run in runs.items()
     }
-    targets = {"b_over_a": 0.90, "b_over_c": 0.95, "p99_half_over_single": 3.0}
-    met = {
-        "b_over_a": ratios["b_over_a"] >= targets["b_over_a"],
-        "b_over_c": ratios["b_over_c"] >= targets["b_over_c"],
-        "p99_half_over_single": ratios["p99_half_over_single"] <= targets["p99_half_over_single"],
+    targets = {
+        "onnx served_over_bare_torch": (">=", 1.2),
+        "onnx-int8 served_over_bare_torch": (">=", 2.0),
+        "served_over_bare_same_runtime": (">=", 0.90),
+        "p99_half_over_single": ("<=", 3.0),
     }
     report = {
-        "machine": {
-            "cpus": len(os.sched_getaffinity(0)),
-            "platform": platform.platform(),
-            "python": sys.version.split()[0],
-        },
-        "model": f"MiniLM-L6 ({args.layers or 6} layers), 3 classes, max_length 64",
+        "machine": machine(["torch", "transformers", "onnxruntime", "bentoml"]),
+        "command": command,
+        "model": (
+            f"MiniLM-L6 ({args.layers or 6} layers), 3 classes, max_length 64, bootstrapped on "
+            f"{args.train_rows} demo sentences (1 epoch); held-out rows {len(heldout)}"
+        ),
         "clients": args.clients,
         "seconds_per_phase": args.seconds,
-        "a_bare_model": bare,
-        "a_traced_serving_model_in_process": traced,
-        "b_predict_logging_on": summarize(logged),
-        "c_predict_logging_off": summarize(unlogged),
-        "single_request": summarize(single),
-        "d_half_load": {**summarize(half), "offered_rate": logged.rps / 2},
-        "rows_logged_during_b_and_d": rows_logged,
+        "runtimes": bare,
+        "served": runs,
+        "padding": padding,
         "ratios": ratios,
-        "targets": targets,
-        "met": met,
+        "targets": {k: list(v) for k, v in targets.items()},
         "lengths": lengths,
     }
     write_json(args.out, report)
-
-    print()
-    print(f"{'measurement':<48}{'value':>14}")
-    print("-" * 62)
-    print(f"{'(a) bare model, batch 32 (texts/s)':<48}{bare['texts_per_s']:>14.1f}")
-    print(f"{'(a2) the traced serving model in-process (texts/s)':<48}{traced['texts_per_s']:>14.1f}")
-    print(f"{'(b) /predict, 16 clients, logging on (req/s)':<48}{logged.rps:>14.1f}")
-    print(f"{'(c) /predict, 16 clients, logging off (req/s)':<48}{unlogged.rps:>14.1f}")
-    print(f"{'    (b) p50 / p99 latency (ms)':<48}{logged.percentile(50):>7.1f}{logged.percentile(99):>7.1f}")
-    print(f"{'single request, idle server, p50 (ms)':<48}{single.percentile(50):>14.1f}")
-    print(
-        f"{'(d) half load ' + f'({logged.rps / 2:.0f} req/s) p50 / p99 (ms)':<48}"
-        f"{half.percentile(50):>7.1f}{half.percentile(99):>7.1f}"
-    )
-    print(f"{'failed requests (b, c, d)':<48}{logged.failed + unlogged.failed + half.failed:>14d}")
-    print("-" * 62)
-    for key, label in (
-        ("b_over_a", "(b)/(a)  target >= 0.90"),
-        ("b_over_c", "(b)/(c)  target >= 0.95"),
-        ("p99_half_over_single", "p99(d)/single  target <= 3"),
-    ):
-        print(f"{label:<48}{ratios[key]:>10.2f}  {'met' if met[key] else 'NOT met'}")
-    print_lengths(lengths)
+    print_report(report)
     print(f"\nwrote {args.out}")
+
+
+def print_report(report: dict[str, Any]) -> None:
+    bare, runs, ratios = report["runtimes"], report["served"], report["ratios"]
+    print()
+    print(describe_machine(report["machine"]))
+    print(report["model"])
+    print_runtimes(bare)
+    heldout = bare["heldout"]
+    if heldout:
+        print()
+        print(f"accuracy on the {next(iter(heldout.values()))['rows']} held-out rows, per runtime")
+        for name, m in heldout.items():
+            print(f"    {name:<12} accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}")
+        g = bare["int8_guard"]
+        print(
+            f"    int8 guard: {'passed' if g.get('passed') else 'refused: ' + '; '.join(g.get('reasons', []))}"
+        )
+    print()
+    cols = ("torch", "onnx", "onnx-int8")
+    print(
+        f"{'served, ' + str(report['clients']) + ' clients, ' + str(report['seconds_per_phase']) + ' s a phase':<44}"
+        + "".join(f"{c:>12}" for c in cols)
+    )
+    print("-" * (44 + 12 * len(cols)))
+
+    def row(label: str, values: list[str]) -> None:
+        print(f"{label:<44}" + "".join(f"{v:>12}" for v in values))
+
+    row("serving on (driftline_model_runtime)", [runs[c]["runtime"] for c in cols])
+    row(
+        "(b) /predict, logging on (req/s)",
+        [f"{runs[c]['b_predict_logging_on']['req_per_s']:.1f}" for c in cols],
+    )
+    row(
+        "(c) /predict, logging off (req/s)",
+        [f"{runs[c]['c_predict_logging_off']['req_per_s']:.1f}" for c in cols],
+    )
+    row(
+        "    (b) p50 / p99 (ms)",
+        [
+            f"{runs[c]['b_predict_logging_on']['p50_ms']:.0f}/{runs[c]['b_predict_logging_on']['p99_ms']:.0f}"
+            for c in cols
+        ],
+    )
+    row("single request, idle, p50 (ms)", [f"{runs[c]['single_request']['p50_ms']:.1f}" for c in cols])
+    row(
+        "(d) half of (b): p50 / p99 (ms)",
+        [f"{runs[c]['d_half_load']['p50_ms']:.0f}/{runs[c]['d_half_load']['p99_ms']:.0f}" for c in cols],
+    )
+    row(
+        "failed requests (b, c, d)",
+        [
+            str(
+                sum(
+                    runs[c][k]["failed"]
+                    for k in ("b_predict_logging_on", "c_predict_logging_off", "d_half_load")
+                )
+            )
+            for c in cols
+        ],
+    )
+    print("-" * (44 + 12 * len(cols)))
+    row(
+        "(b) / bare same runtime   target >= 0.90",
+        [f"{ratios[c]['served_over_bare_same_runtime']:.2f}" for c in cols],
+    )
+    row(
+        "(b) / bare torch   >= 1.2 onnx, >= 2.0 int8",
+        [f"{ratios[c]['served_over_bare_torch']:.2f}" for c in cols],
+    )
+    row("(b) / (c)   logging on over off", [f"{ratios[c]['logging_on_over_off']:.2f}" for c in cols])
+    row("p99 (d) / single   target <= 3", [f"{ratios[c]['p99_half_over_single']:.2f}" for c in cols])
+    print_padding(report["padding"])
+    if report.get("lengths"):
+        print_lengths(report["lengths"])
 
 
 if __name__ == "__main__":

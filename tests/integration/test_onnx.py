@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (make venv installs it)")
@@ -223,3 +224,32 @@ def test_serving_on_int8_and_falling_back_to_fp32(served_template: Path) -> None
     meta["onnx"]["int8"] = {"passed": False, "reasons": ["accuracy 0.9 is more than 0.5 points below"]}
     refused = OnnxServingModel(dataclasses.replace(load_version(artifacts, v1), meta=meta), v1, int8=True)
     assert refused.runtime == "onnx" and refused.int8_refused == "accuracy 0.9 is more than 0.5 points below"
+
+
+def test_a_batch_of_mixed_lengths_runs_in_length_groups_with_the_same_answers(served_template: Path) -> None:
+    from service.runtime import OnnxServingModel, ServingModel
+
+    settings = Settings(home=served_template)
+    registry = Registry.open(settings)
+    v1 = registry.get_version("sentiment", 1)
+    registry.close()
+    artifacts = LocalArtifactStore(settings.artifact_root)
+    short = [f"ok {i}" for i in range(16)]
+    long = [" ".join(["a fairly long review of the film that goes on"] * 12) + f" {i}" for i in range(16)]
+    mixed = [t for pair in zip(short, long, strict=True) for t in pair]
+    for model in (
+        ServingModel(load_version(artifacts, v1), v1),
+        OnnxServingModel(load_version(artifacts, v1), v1),
+    ):
+        out = model.predict(mixed)
+        assert model.grouped_batches == 1, model.runtime  # split: 32 x 64 tokens unsplit, far fewer split
+        alone = [model.predict([t]) for t in mixed]
+        assert model.grouped_batches == 1
+        probs = np.vstack([a.probs for a in alone])
+        assert (out.probs.argmax(axis=1) == probs.argmax(axis=1)).all()
+        assert abs(out.probs - probs).max() <= 1e-4, model.runtime
+        assert out.truncated is not None and out.truncated.tolist() == [a.truncated[0] for a in alone]
+        assert (
+            abs(out.embeddings.astype("f4") - np.vstack([a.embeddings for a in alone]).astype("f4")).max()
+            < 1e-2
+        )

@@ -379,3 +379,29 @@ def test_watcher_keeps_serving_when_registry_is_unreachable() -> None:
     assert not watcher.check_once()
     assert holder.current.version.version == 1  # type: ignore[union-attr]
     assert "connection refused" in (watcher.last_error or "")
+
+
+# --- length groups -------------------------------------------------------------------------------
+
+
+def test_length_groups_split_only_where_the_padding_saved_pays_for_the_pass() -> None:
+    import numpy as np
+
+    from service.runtime import length_groups
+
+    similar = [30, 31, 29, 32, 30, 28, 31, 30]
+    assert [g.tolist() for g in length_groups(similar, overhead_tokens=256)] == [list(range(8))]
+    mixed = [500, 10, 12, 480, 11, 505, 9, 490, 10, 500, 12, 495]
+    groups = length_groups(mixed, overhead_tokens=256, min_group=4)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(mixed)))  # every text once
+    assert [sorted(mixed[i] for i in g) for g in groups] == [
+        sorted(v for v in mixed if v < 100),
+        sorted(v for v in mixed if v >= 100),
+    ]
+    computed = sum(len(g) * max(mixed[i] for i in g) for g in groups)
+    assert computed + 256 * len(groups) < len(mixed) * max(mixed)  # what the split is for
+    # a pass that costs more than all the padding it could save: no split
+    assert len(length_groups(mixed, overhead_tokens=10_000)) == 1
+    # too few texts for two groups of min_group: no split
+    assert len(length_groups([500, 10, 500, 10, 500, 10, 500], min_group=4)) == 1
+    assert all(len(g) >= 2 for g in length_groups([1, 1, 900, 900, 1, 900], min_group=2, overhead_tokens=1))
