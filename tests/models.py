@@ -45,10 +45,13 @@ def make_home(home: Path, *, rows: int = 300) -> ModelVersion:
     return result.version
 
 
-def register_variant(home: Path, base: ModelVersion, *, favour: str, broken: bool = False) -> ModelVersion:
+def register_variant(
+    home: Path, base: ModelVersion, *, favour: str, broken: bool = False, onnx: bool = False
+) -> ModelVersion:
     """Register a copy of ``base`` whose classifier bias favours one label (not made champion).
 
-    With ``broken``, a stored file is damaged afterwards so that loading it fails its checksum.
+    With ``broken``, a stored file is damaged afterwards so that loading it fails its checksum. With
+    ``onnx``, the copy carries its own verified ONNX graph (as registration exports one), else none.
     """
     settings = Settings(home=home)
     registry = Registry.open(settings)
@@ -61,6 +64,12 @@ def register_variant(home: Path, base: ModelVersion, *, favour: str, broken: boo
         out = save_classifier(
             loaded.model, loaded.tokenizer, Path(tmp) / "m", max_length=loaded.max_length, extra={}
         )
+        if onnx:
+            from registry.onnxrt import attach_onnx
+
+            texts = [row["text"] for row in topic_rows(60, seed=12)]
+            block = attach_onnx(out, loaded.model, loaded.tokenizer, texts, max_length=loaded.max_length)
+            assert block["verified"], block
         ref, _ = artifacts.put_dir(out)
     if broken:
         stored = Path(artifacts.root) / "sha256" / ref.sha256 / "model.safetensors"

@@ -18,15 +18,22 @@ from tests.e2e.served import AUTH, Server
 
 @pytest.fixture(scope="module")
 def server(served_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from tests.models import copy_home
+    from tests.models import copy_home, register_variant
 
     home = copy_home(served_template, tmp_path_factory.mktemp("e2e") / "home")
+    registry = Registry.open(Settings(home=home))
+    v1 = registry.get_version("sentiment", 1)
+    registry.close()
+    assert register_variant(home, v1, favour="food", onnx=True).version == SWAP_TO
     srv = Server(home, home.parent / "serve.log")
     try:
         srv.wait_ready()
         yield srv
     finally:
         srv.stop()
+
+
+SWAP_TO = 4  # a variant of v1 with its own verified ONNX graph: the swap is from ONNX to ONNX
 
 
 def served_version(srv: Server, client: httpx.Client | None = None) -> int:
@@ -78,11 +85,11 @@ def test_hot_swap_under_load_fails_no_request(server: Server) -> None:
         t.start()
     time.sleep(1.0)
     r = server.http.post(
-        "/api/models/sentiment/promote", json={"version": 2, "reason": "e2e swap"}, headers=AUTH
+        "/api/models/sentiment/promote", json={"version": SWAP_TO, "reason": "e2e swap"}, headers=AUTH
     )
     assert r.status_code == 200, r.text
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not all(v and v[-1] == 2 for v in seen.values()):
+    while time.monotonic() < deadline and not all(v and v[-1] == SWAP_TO for v in seen.values()):
         time.sleep(0.1)
     time.sleep(1.0)
     stop.set()
@@ -93,15 +100,16 @@ def test_hot_swap_under_load_fails_no_request(server: Server) -> None:
     total = sum(len(v) for v in seen.values())
     assert total > 20
     for versions in seen.values():
-        assert versions[0] == 1 and versions[-1] == 2
-        switch = versions.index(2)
-        assert set(versions[switch:]) == {2}  # once answered by v2, never by v1 again
+        assert versions[0] == 1 and versions[-1] == SWAP_TO
+        switch = versions.index(SWAP_TO)
+        assert set(versions[switch:]) == {SWAP_TO}  # once answered by the new version, never by v1 again
 
-    # A damaged version is refused; v2 keeps serving.
+    # A damaged version is refused; the new one keeps serving, on ONNX Runtime.
     server.http.post("/api/models/sentiment/promote", json={"version": 3, "reason": "damaged"}, headers=AUTH)
     time.sleep(2.5)  # several polls, and a metrics export
-    assert served_version(server) == 2
+    assert served_version(server) == SWAP_TO
     metrics = server.http.get("/metrics").text
+    assert 'driftline_model_runtime{model="sentiment",runtime="onnx"} 1.0' in metrics
     assert "driftline_model_refused_total 1.0" in metrics
     assert "driftline_model_swaps_total 1.0" in metrics
 
