@@ -424,13 +424,22 @@ def check(window_size: int, as_json: bool) -> None:
         f"{c.n_reference} reference rows"
     )
     for name, value in c.scores.items():
-        if name in ("policy", "window") or not isinstance(value, dict):
+        if not isinstance(value, dict) or "threshold" not in value:  # not a signal: policy, window, estimates
             continue
         score = value.get("score")
         shown = "n/a" if score is None else f"{score:.3f}"
         click.echo(
             f"  {name:<26}{shown:>8}  threshold {value['threshold']:.3f}  {'DRIFT' if value['drifted'] else ''}"
         )
+    estimates = c.scores.get("accuracy_estimates")
+    if estimates:
+        shown = ", ".join(
+            f"{label} {e['value']:.3f} ({e['low']:.3f} to {e['high']:.3f})"
+            for label, e in (("expected", estimates["expected_accuracy"]), ("ATC", estimates["atc"]))
+            if e.get("value") is not None
+        )
+        verdict = "they DISAGREE: calibration broke" if estimates.get("disagree") else "they agree"
+        click.echo(f"  accuracy without labels: {shown}; {verdict}")
     facts = c.scores.get("window") or {}
     if facts.get("truncated"):
         click.echo(
@@ -594,13 +603,76 @@ def reject(decision_id: int, reason: str) -> None:
 
 @main.group()
 def labels() -> None:
-    """Labels: import them in bulk."""
+    """Labels: the queue of predictions worth labeling, and importing labels in bulk."""
+
+
+@labels.command("queue")
+@click.option("--limit", type=click.IntRange(1, 5000), default=100, show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "label-studio"]),
+    default="jsonl",
+    show_default=True,
+    help="label-studio: a JSON list of Label Studio tasks with the model's prediction pre-selected.",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="File to write (default: stdout).")
+@click.option(
+    "--random-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.1,
+    show_default=True,
+    help="Share of the queue drawn uniformly at random (marked 'random'): an unbiased sample for estimates.",
+)
+@click.option(
+    "--lease-hours",
+    type=click.FloatRange(0.0, 720.0, min_open=True),
+    default=24.0,
+    show_default=True,
+    help="How long the items handed out are not offered again.",
+)
+@click.option("--handed-to", default="cli", show_default=True, help="Recorded as who has the items.")
+@handle_errors
+def labels_queue(
+    limit: int, fmt: str, out: Path | None, random_share: float, lease_hours: float, handed_to: str
+) -> None:
+    """Hand out the champion's unlabeled predictions a label would teach most (margin sampling with
+    diversity over the logged embeddings, plus a random share), leased so they are not offered twice."""
+    from driftline.queue import write_handout
+    from registry.entities import CHAMPION
+
+    settings = get_settings()
+    registry = _open_registry(settings)
+    handout = registry.hand_out_labels(
+        registry.get_version_by_alias(settings.model_name, CHAMPION),
+        limit,
+        handed_to=handed_to,
+        random_share=random_share,
+        lease_hours=lease_hours,
+    )
+    write_handout(handout, fmt, out)
+    where = f" to {out}" if out is not None else ""
+    click.echo(
+        f"handed out {len(handout.items)} of {handout.candidates} unlabeled predictions of "
+        f"{handout.model_name} v{handout.model_version}{where}, leased until {handout.expires_at:%Y-%m-%d %H:%M} UTC "
+        f"(hand-out {handout.id})",
+        err=True,
+    )
 
 
 @labels.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "label-studio"]),
+    default="table",
+    show_default=True,
+    help="table: CSV / TSV / JSONL / Parquet with the columns below; label-studio: a Label Studio JSON "
+    "export of tasks from `driftline labels queue --format label-studio`.",
+)
 @click.option("--text-col", default=None, help="Column of texts (labels for texts seen anywhere).")
-@click.option("--label-col", required=True)
+@click.option("--label-col", default=None, help="Column of labels (required for --format table).")
 @click.option(
     "--prediction-id-col", default=None, help="Column of prediction ids (labels for logged predictions)."
 )
@@ -610,17 +682,26 @@ def labels() -> None:
 @handle_errors
 def labels_import(
     path: Path,
+    fmt: str,
     text_col: str | None,
-    label_col: str,
+    label_col: str | None,
     prediction_id_col: str | None,
     domain_col: str | None,
     time_col: str | None,
     source: str,
 ) -> None:
-    """Import labels from a CSV / TSV / JSONL / Parquet file, all or nothing."""
-    from driftline.labels_import import import_labels
+    """Import labels from a CSV / TSV / JSONL / Parquet file or a Label Studio export, all or nothing."""
+    from driftline.labels_import import import_label_studio, import_labels
 
     settings = get_settings()
+    if fmt == "label-studio":
+        count = import_label_studio(
+            _open_registry(settings), path, model_name=settings.model_name, source=source
+        )
+        click.echo(f"imported {count} labels from {path}")
+        return
+    if label_col is None:
+        raise click.UsageError("--label-col is required with --format table")
     count = import_labels(
         _open_registry(settings),
         path,
@@ -778,6 +859,19 @@ def up(host: str, port: int, no_scheduler: bool) -> None:
 @click.option("--window", type=int, default=500, show_default=True, help="Rows per reported window.")
 @click.option("--label-delay", type=int, default=100, show_default=True, help="A label arrives N rows later.")
 @click.option("--label-fraction", type=float, default=1.0, show_default=True, help="Share of rows labeled.")
+@click.option(
+    "--label-budget",
+    type=float,
+    default=None,
+    help="Instead: label at most this share of the rows, the ones --label-strategy picks.",
+)
+@click.option(
+    "--label-strategy",
+    type=click.Choice(["random", "queue"]),
+    default="random",
+    show_default=True,
+    help="queue: the rows the service's label queue hands out (GET /api/label-queue); random: any.",
+)
 @click.option("--check-every", type=int, default=250, show_default=True, help="Rows between drift checks.")
 @click.option(
     "--policy", type=click.Choice(["drift", "never", "every-window"]), default="drift", show_default=True

@@ -24,7 +24,9 @@ def import_labels(
     time_col: str | None = None,
     source: str = "import",
     cache_dir: Path | None = None,
+    raw: pd.DataFrame | None = None,
 ) -> int:
+    """Labels from the table at ``path`` (or ``raw``, already read from it), all or nothing."""
     if (text_col is None) == (prediction_id_col is None):
         raise InvalidInputError(
             "give --text-col (labels for texts) or --prediction-id-col (labels for predictions)"
@@ -35,7 +37,8 @@ def import_labels(
         raise InvalidInputError(
             f"model '{model_name}' has no champion, so its label set is unknown: run `driftline bootstrap` first"
         ) from exc
-    raw = read_table(path, cache_dir=cache_dir)
+    if raw is None:
+        raw = read_table(path, cache_dir=cache_dir)
     if prediction_id_col is not None:
         if prediction_id_col not in raw.columns:
             raise DataError(
@@ -63,3 +66,37 @@ def import_labels(
         for row in data.frame.itertuples(index=False)
     ]
     return len(registry.add_labels(items, allowed_labels=known))
+
+
+def import_label_studio(
+    registry: Registry, path: Path, *, model_name: str, source: str = "label-studio"
+) -> int:
+    """Import the labels of a Label Studio JSON export of tasks made by ``driftline labels queue``: each
+    annotated task's last annotation not cancelled, for the prediction id its data carries; all or
+    nothing, with the same checks as any import."""
+    import json
+
+    from registry.labelqueue import label_studio_labels
+
+    try:
+        tasks = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such file") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a JSON file: {exc}") from exc
+    try:
+        pairs = label_studio_labels(tasks, str(path))
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    if not pairs:
+        raise DataError(f"{path}: no annotated task (nothing to import)")
+    frame = pd.DataFrame(pairs, columns=["prediction_id", "label"])
+    return import_labels(
+        registry,
+        path,
+        model_name=model_name,
+        label_col="label",
+        prediction_id_col="prediction_id",
+        source=source,
+        raw=frame,
+    )

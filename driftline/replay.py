@@ -2,7 +2,10 @@
 
 Rows go to ``/predict`` in order, a few texts per request; each row's true label goes to ``/feedback``
 only ``label_delay`` rows later (labels arrive late in real life), and only for a seeded
-``label_fraction`` share of rows. Every served answer is recorded with the model version that gave it,
+``label_fraction`` share of rows. With a label budget (``label_budget``, a share of the rows), the
+replay's labeler answers only what its strategy asks for: ``random`` labels each row with that chance;
+``queue`` asks the service's label queue (``GET /api/label-queue``) every ``queue_every`` rows for the
+budget those rows earned and labels what it hands out (the replay knows every row's label). Every served answer is recorded with the model version that gave it,
 so accuracy can be scored per window, per domain and per version afterwards.
 
 A request the service refuses for what it carries (a 4xx: a text over ``DRIFTLINE_MAX_TEXT_CHARS``, a
@@ -19,6 +22,7 @@ over before the run ends.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -56,6 +60,10 @@ class ReplayOptions:
     batch_size: int = 8  # texts per /predict request
     label_delay: int = 50  # a row's label is sent after this many later rows
     label_fraction: float = 1.0  # share of rows that ever get a label (seeded)
+    # a label budget (share of the rows) spent by a strategy: "random" (as label_fraction) or "queue"
+    label_budget: float | None = None
+    label_strategy: str = "random"
+    queue_every: int = 50  # rows between two asks of the label queue (label_strategy "queue")
     rate: float | None = None  # rows per second; None: as fast as the service answers
     hold_during_runs: bool = True
     # Deterministic pacing: ask for a drift check every ``check_every`` rows (through the control API)
@@ -114,6 +122,8 @@ class ReplayLog:
     served: list[ServedRow] = field(default_factory=list)
     holds: list[Hold] = field(default_factory=list)
     labels_sent: int = 0  # labels the service accepted
+    queue_asks: int = 0  # hand-outs asked of the label queue (label_strategy "queue")
+    queue_items: int = 0  # items they held that were rows of this replay
     checks: list[dict[str, Any]] = field(default_factory=list)  # check requests made (deterministic mode)
     seconds: float = 0.0
     interrupted: bool = False  # the stream was not replayed to its end (see ended_early)
@@ -374,6 +384,11 @@ class DriftlineClient:
     def feedback(self, items: Sequence[dict[str, Any]]) -> int:
         return int(self._post("/feedback", {"items": list(items)})["accepted"])
 
+    def label_queue(self, limit: int) -> list[dict[str, Any]]:
+        """The champion's label queue: up to ``limit`` items, leased to this client's token."""
+        body = self._json("GET", "/api/label-queue", params={"model": self.model_name, "limit": limit})
+        return list(body["items"])
+
     def request_check(self) -> int:
         return int(self._json("POST", "/api/checks", json={"model_name": self.model_name})["id"])
 
@@ -432,6 +447,19 @@ class Replayer:
         self._last_poll = 0.0
         self._held_s = 0.0
         self._reasons_said: set[str] = set()
+        # label_strategy "queue": served rows by prediction id (their row index and place in the log),
+        # and the budget earned and not yet spent
+        self._by_prediction: dict[str, tuple[int, int, StreamRow]] = {}
+        self._budget = 0.0
+        self._next_ask = options.queue_every
+
+    @property
+    def _label_chance(self) -> float:
+        """The chance a row is labeled when served: 0 when the label queue decides instead."""
+        opts = self.options
+        if opts.label_budget is None:
+            return opts.label_fraction
+        return opts.label_budget if opts.label_strategy == "random" else 0.0
 
     def run(
         self, rows: Sequence[StreamRow], *, on_batch: Callable[[ReplayLog], None] | None = None
@@ -447,6 +475,7 @@ class Replayer:
                 self._pace(start, first)
                 self._send(rows[first : first + opts.batch_size], first, start)
                 sent = min(first + opts.batch_size, len(rows))
+                self._ask_queue(sent)
                 self._release_labels(due=sent - 1)
                 if on_batch is not None:
                     on_batch(self.log)
@@ -459,7 +488,9 @@ class Replayer:
                     opts.run_every
                     and sent // opts.run_every > (sent - len(rows[first:sent])) // opts.run_every
                 ):
-                    run_id = self.client.queue_run(f"policy every-window: row {sent}", self.options.run_config)
+                    run_id = self.client.queue_run(
+                        f"policy every-window: row {sent}", self.options.run_config
+                    )
                     self.say(f"  row {sent}: run {run_id} queued (every window)")
                     self._hold_while_training(row=sent, start=start)
                 elif opts.hold_during_runs and time.monotonic() - self._last_poll >= opts.poll_interval_s:
@@ -521,13 +552,40 @@ class Replayer:
         at = time.monotonic() - start
         for offset, (row, pred) in enumerate(zip(batch, predictions, strict=True)):
             index = first + offset
-            labeled = self._rng.random() < self.options.label_fraction
+            labeled = self._rng.random() < self._label_chance
+            if self.options.label_strategy == "queue" and self.options.label_budget is not None:
+                self._by_prediction[pred["prediction_id"]] = (index, len(self.log.served), row)
             self.log.served.append(
                 ServedRow(index, row.domain, row.label, pred["label"], version, at, labeled)
             )
             if labeled:
                 item = {"prediction_id": pred["prediction_id"], "label": row.label, "domain": row.domain}
                 self._pending.append((index + self.options.label_delay, index, item))
+
+    def _ask_queue(self, sent: int) -> None:
+        """Label strategy "queue": every ``queue_every`` rows, ask the label queue for the budget the rows
+        since the last ask earned, and schedule the label of each item that is a row of this replay
+        ``label_delay`` rows from now."""
+        opts = self.options
+        if opts.label_budget is None or opts.label_strategy != "queue" or sent < self._next_ask:
+            return
+        self._budget += opts.label_budget * (sent - (self._next_ask - opts.queue_every))
+        self._next_ask = sent + opts.queue_every
+        want = int(self._budget)
+        if want < 1:
+            return
+        self.log.queue_asks += 1
+        items = self.client.label_queue(min(want, 5000))
+        for item in items:
+            found = self._by_prediction.pop(item["prediction_id"], None)
+            if found is None:  # not a row of this replay (a probe of the served version)
+                continue
+            index, place, row = found
+            self._budget -= 1
+            self.log.queue_items += 1
+            self.log.served[place] = dataclasses.replace(self.log.served[place], labeled=True)
+            feedback = {"prediction_id": item["prediction_id"], "label": row.label, "domain": row.domain}
+            self._pending.append((sent - 1 + opts.label_delay, index, feedback))
 
     def _send_one_by_one(self, batch: Sequence[StreamRow], first: int, start: float) -> None:
         for offset, row in enumerate(batch):

@@ -54,6 +54,7 @@ from registry.settings import Settings
 
 Say = Callable[[str], None]
 POLICIES = ("drift", "never", "every-window")
+LABEL_STRATEGIES = ("random", "queue")  # who picks the rows a label budget pays for
 MIN_BOOTSTRAP_ROWS = 20
 
 
@@ -70,6 +71,8 @@ class SessionConfig:
     window: int = 500
     label_delay: int = 100
     label_fraction: float = 1.0
+    label_budget: float | None = None  # share of rows labeled, chosen by label_strategy
+    label_strategy: str = "random"  # random | queue (driftline.replay)
     check_every: int = 250
     policy: str = "drift"
     limit: int | None = None
@@ -89,12 +92,30 @@ class SessionConfig:
     # training v1 again, so sessions that compare policies start from the very same model.
     v1_workspace: Path | None = None
 
+    def labeled_share(self) -> float:
+        return self.label_budget if self.label_budget is not None else self.label_fraction
+
     def __post_init__(self) -> None:
         checks = [
             ("--policy", self.policy in POLICIES, f"must be one of {POLICIES}"),
             ("--window", self.window >= 10, "must be >= 10"),
             ("--label-delay", self.label_delay >= 0, "must be >= 0"),
             ("--label-fraction", 0.0 < self.label_fraction <= 1.0, "must be in (0, 1]"),
+            (
+                "--label-budget",
+                self.label_budget is None or 0.0 < self.label_budget <= 1.0,
+                "must be in (0, 1]",
+            ),
+            (
+                "--label-strategy",
+                self.label_strategy in LABEL_STRATEGIES,
+                f"must be one of {LABEL_STRATEGIES}",
+            ),
+            (
+                "--label-budget",
+                self.label_budget is None or self.label_fraction == 1.0,
+                "replaces --label-fraction: give one of them",
+            ),
             ("--check-every", self.check_every >= 10, "must be >= 10"),
             ("--limit", self.limit is None or self.limit >= 1, "must be >= 1"),
             (
@@ -348,6 +369,8 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
         batch_size=config.batch_size,
         label_delay=config.label_delay,
         label_fraction=config.label_fraction,
+        label_budget=config.label_budget,
+        label_strategy=config.label_strategy,
         rate=config.rate if config.realtime else None,
         check_every=None if config.realtime or config.policy == "every-window" else config.check_every,
         run_every=config.window if config.policy == "every-window" else None,
@@ -365,7 +388,8 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
             client.wait_ready(180.0, alive=lambda: procs.service.poll() is None)
             say(
                 f"[3/4] replay {len(stream.rows)} rows (policy {config.policy}); labels {config.label_delay} rows "
-                f"late for {config.label_fraction:.0%} of rows"
+                f"late for {config.labeled_share():.0%} of rows"
+                + (f", chosen by {config.label_strategy}" if config.label_budget is not None else "")
             )
             replayer = Replayer(client, options, progress=say)
             log = replayer.log

@@ -52,6 +52,10 @@ class StreamSummary:
     ended_early: str | None = None  # why the replay stopped before the end of the stream
     stream_rows: int | None = None  # rows in the stream (served + refused + not reached)
     preflight: dict[str, Any] = field(default_factory=dict)  # rows over the service's limits, counted first
+    # label-free accuracy estimates of each drift check against the accuracy its window's labels show
+    estimates_backtest: dict[str, Any] = field(default_factory=dict)
+    # who picked the labeled rows: rows labeled, and with the label queue, its asks and items
+    labeling: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -280,9 +284,12 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
                 "reason": c.reason,
                 "report": c.report_uri,
                 "at": c.created_at.isoformat(),
+                "n_current": c.n_current,
+                "estimates": c.scores.get("accuracy_estimates"),
             }
             for c in reversed(registry.list_drift_checks(name, limit=10_000))
         ]
+        estimates_backtest = _backtest(served, checks, registry, name)
         runs = [
             {
                 "id": r.id,
@@ -347,6 +354,12 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
         rows=len(served),
         seconds=seconds,
         labels_sent=log.labels_sent,
+        estimates_backtest=estimates_backtest,
+        labeling={
+            "rows_labeled": sum(r.labeled for r in served),
+            "queue_asks": log.queue_asks,
+            "queue_items": log.queue_items,
+        },
         accuracy=_accuracy(served),
         windows=windows,
         domains=domains,
@@ -364,6 +377,42 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
         ],
         interrupted=log.interrupted,
     )
+
+
+def _backtest(
+    served: Sequence[ServedRow], checks: list[dict[str, Any]], registry: Registry, name: str
+) -> dict[str, Any]:
+    """Each check's estimates against the realized accuracy of its window: the last ``n_current`` rows
+    its version served before the check, every one of them scored (the replay knows every label, sent
+    or not), and also only the rows that were labeled when a random strategy chose them."""
+    from monitor.estimates import backtest
+
+    per_check = []
+    for c in checks:
+        if not c.get("estimates"):
+            continue
+        before = [r for r in served[: c["row"]] if r.version == c["model_version"]][-c["n_current"] :]
+        if not before:
+            continue
+        labeled = [r for r in before if r.labeled]
+        per_check.append(
+            {
+                "check_id": c["id"],
+                "row": c["row"],
+                "version": c["model_version"],
+                "rows": len(before),
+                "realized": _accuracy(before),
+                "realized_labeled": _accuracy(labeled) if labeled else None,
+                "labeled": len(labeled),
+                "estimates": c["estimates"],
+            }
+        )
+    reference = {}
+    for version in {c["version"] for c in per_check}:
+        accuracy = registry.get_version(name, version).metrics.get("accuracy")
+        if isinstance(accuracy, int | float):
+            reference[version] = float(accuracy)
+    return {**backtest(per_check, reference), "per_check": per_check}
 
 
 def score_promotions(

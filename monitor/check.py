@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monitor.estimates import estimate_window
 from monitor.signals import (
     Signal,
     descriptor_drift,
@@ -51,6 +52,8 @@ class Window:
 @dataclass(frozen=True)
 class CheckOutcome:
     signals: tuple[Signal, ...]
+    # label-free estimates of the window's accuracy, with intervals (monitor.estimates.estimate_window)
+    estimates: dict[str, Any] | None = None
 
     @property
     def drifted_signals(self) -> tuple[str, ...]:
@@ -63,7 +66,7 @@ class CheckOutcome:
         return next((s for s in self.signals if s.name == name), None)
 
     def scores(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             s.name: {
                 "score": None if np.isnan(s.score) else s.score,
                 "threshold": s.threshold,
@@ -72,6 +75,9 @@ class CheckOutcome:
             }
             for s in self.signals
         }
+        if self.estimates is not None:
+            out["accuracy_estimates"] = self.estimates
+        return out
 
 
 def compute_check(
@@ -106,6 +112,9 @@ def compute_check(
     reference_probs = np.array(reference["probs"].tolist(), dtype=np.float64)
     current_probs = softmax(np.log(np.clip(window.probs, 1e-12, 1.0)), temperature)
     signals.append(quality_estimate(reference_probs, current_probs, max_drop=config.quality_margin))
+    estimates = estimate_window(
+        current_probs, reference_probs, (reference["predicted"] == reference["label"]).to_numpy()
+    )
     labeled = [(t, p) for t, p in zip(window.true_labels, window.predicted, strict=True) if t is not None]
     signals.append(
         realized_accuracy(
@@ -144,4 +153,4 @@ def compute_check(
                 },
             )
         )
-    return CheckOutcome(tuple(signals))
+    return CheckOutcome(tuple(signals), estimates)

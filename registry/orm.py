@@ -435,3 +435,23 @@ class LeaseRow(Base):
         return e.Lease(
             name=self.name, holder=self.holder, acquired_at=self.acquired_at, expires_at=self.expires_at
         )
+
+
+class LabelRequestRow(Base):
+    """A prediction the label queue handed out (registry.labelqueue): not offered again until
+    ``expires_at``, nor ever once it has a label."""
+
+    __tablename__ = "label_requests"
+    __table_args__ = (Index("ix_label_requests_prediction_expires", "prediction_id", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id", ondelete="CASCADE"))
+    model_name: Mapped[str] = mapped_column(StorableString(200))
+    model_version: Mapped[int] = mapped_column(Integer)
+    handout: Mapped[str] = mapped_column(StorableString(32), index=True)
+    strategy: Mapped[str] = mapped_column(String(16))
+    rank: Mapped[int] = mapped_column(Integer)
+    margin: Mapped[float] = mapped_column(Float)
+    handed_to: Mapped[str] = mapped_column(StorableString(200))
+    handed_out_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()

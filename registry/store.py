@@ -18,8 +18,10 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from registry import entities as e
+from registry import labelqueue
 from registry.db import check_schema, make_engine, session_factory, transaction
 from registry.errors import ConflictError, InvalidInputError, NotFoundError
+from registry.labelqueue import Handout
 from registry.orm import (
     AliasEventRow,
     AliasRow,
@@ -790,6 +792,35 @@ class Registry:
             if since is not None:
                 query = query.where(LabelRow.created_at >= since)
             return [r.to_entity() for r in s.scalars(query)]
+
+    def hand_out_labels(
+        self,
+        version: e.ModelVersion,
+        limit: int,
+        *,
+        handed_to: str,
+        random_share: float = 0.1,
+        lease_hours: float = 24.0,
+        seed: int | None = None,
+    ) -> Handout:
+        """The label queue of ``version`` (registry.labelqueue): up to ``limit`` of its latest unlabeled
+        predictions not handed out yet, most informative first, leased to ``handed_to``."""
+        if not 1 <= limit <= labelqueue.MAX_LIMIT:
+            raise InvalidInputError(f"limit must be 1 to {labelqueue.MAX_LIMIT}, got {limit}")
+        if not 0.0 <= random_share <= 1.0:
+            raise InvalidInputError(f"random_share must be within 0 and 1, got {random_share}")
+        if not lease_hours > 0:
+            raise InvalidInputError(f"lease_hours must be above 0, got {lease_hours}")
+        return labelqueue.hand_out(
+            self._tx,
+            version,
+            limit,
+            handed_to=handed_to,
+            now=self._clock(),
+            random_share=random_share,
+            lease=timedelta(hours=lease_hours),
+            seed=seed,
+        )
 
     def next_queued_run(self, model_name: str | None = None) -> e.RetrainRun | None:
         """The oldest queued run that may start now (to dispatch), or ``None``.

@@ -62,6 +62,7 @@ logger = logging.getLogger(__name__)
 VERSION_HEADER = "X-Driftline-Model-Version"
 CLIENT_GONE = 499  # the status recorded for a request whose client went away (nginx's "client closed")
 FREEZE_AFTER_REQUESTS = 100
+ESTIMATES_EVERY_S = 15.0  # how often /metrics reads the latest drift check's accuracy estimates
 CROSS_REPLICA_WAIT_S = 3.0  # the longest /feedback waits for ids another replica may not have written yet
 control_app = create_control_app()
 console_app = create_console_app()
@@ -304,6 +305,7 @@ class Driftline:
         self._requests = 0
         self._truncated = 0
         self._onnx_fallbacks = 0
+        self._estimates_read = -ESTIMATES_EVERY_S  # monotonic time the latest check was last read
         self._metrics_thread = threading.Thread(
             target=self._export_metrics, name="driftline-metrics", daemon=True
         )
@@ -382,6 +384,10 @@ class Driftline:
             m.model_version.labels(model=self.model_name).set(current.version.version)
             for runtime in RUNTIMES:
                 m.runtime.labels(model=self.model_name, runtime=runtime).set(int(current.runtime == runtime))
+        try:
+            self._export_estimates(m, current)
+        except Exception:  # noqa: BLE001 - a registry outage must not stop the other metrics
+            logger.warning("accuracy estimates not exported: the registry did not answer", exc_info=True)
         m.log_depth.set(self.log.depth)
         m.log_capacity.set(self.log.capacity)
         dropped = self.log.dropped_by_reason
@@ -401,6 +407,31 @@ class Driftline:
             if value > seen:
                 counter.inc(value - seen)
                 setattr(self, f"_exported{attr}", value)
+
+    def _export_estimates(self, m: Any, current: ServingModel | None) -> None:
+        """The champion's latest drift check's accuracy estimates, read every ``ESTIMATES_EVERY_S``."""
+        now = time.monotonic()
+        if current is None or now - self._estimates_read < ESTIMATES_EVERY_S:
+            return
+        self._estimates_read = now
+        checks = self.registry.list_drift_checks(self.model_name, limit=1)
+        if not checks or checks[0].model_version != current.version.version:
+            return
+        estimates = checks[0].scores.get("accuracy_estimates")
+        if not isinstance(estimates, dict):
+            return
+        version = str(checks[0].model_version)
+        for method in ("expected_accuracy", "atc"):
+            block = estimates.get(method) or {}
+            for bound, key in (("estimate", "value"), ("low", "low"), ("high", "high")):
+                value = block.get(key)
+                if isinstance(value, int | float):
+                    m.estimated_accuracy.labels(
+                        model=self.model_name, version=version, method=method, bound=bound
+                    ).set(value)
+        m.estimates_disagree.labels(model=self.model_name, version=version).set(
+            int(bool(estimates.get("disagree")))
+        )
 
     # --- APIs -------------------------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ class ServiceMetrics:
     texts_computed: Any
     runtime: Any
     onnx_fallbacks: Any
+    estimated_accuracy: Any
+    estimates_disagree: Any
 
 
 @functools.cache
@@ -81,5 +83,18 @@ def get_metrics() -> ServiceMetrics:
         onnx_fallbacks=Counter(
             "driftline_onnx_fallbacks",
             "Versions served on PyTorch because their ONNX graph was missing, unverified or differed here",
+        ),
+        estimated_accuracy=Gauge(
+            "driftline_estimated_accuracy",
+            "The latest drift check's label-free estimate of the champion's accuracy on its window "
+            "(method: expected_accuracy or atc; bound: estimate, low or high of its interval)",
+            ["model", "version", "method", "bound"],
+            multiprocess_mode="livemax",
+        ),
+        estimates_disagree=Gauge(
+            "driftline_accuracy_estimates_disagree",
+            "1 when the latest drift check's two accuracy estimates disagree (calibration broke), else 0",
+            ["model", "version"],
+            multiprocess_mode="livemax",
         ),
     )

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from registry.errors import DriftlineError, ErrorCode
-from service.api import checks, models, records, reports, runs
+from service.api import checks, labelqueue, models, records, reports, runs
 from service.api.deps import require_open_reads_or_reader
 
 
@@ -45,7 +45,15 @@ def create_control_app() -> FastAPI:
     )
     app.add_exception_handler(DriftlineError, _driftline_error)
     app.add_exception_handler(HTTPException, _framework_error)
-    routers = (models.router, runs.router, checks.router, records.checks, records.decisions, reports.router)
+    routers = (
+        models.router,
+        runs.router,
+        checks.router,
+        records.checks,
+        records.decisions,
+        reports.router,
+        labelqueue.router,
+    )
     for router in routers:
         # reads are open unless DRIFTLINE_OPEN_READS=false; writes check their role on each route
         app.include_router(router, dependencies=[Depends(require_open_reads_or_reader)])

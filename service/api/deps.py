@@ -164,6 +164,7 @@ def require_open_reads_or_reader(request: Request) -> None:
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
+LabelerDep = Annotated[str, Depends(_requires(Role.LABELER))]
 ReviewerDep = Annotated[str, Depends(_requires(Role.REVIEWER))]
 WriterDep = ReviewerDep
 """The control API's writes (promote, rollback, approve, reject, queue a run, request a check)."""

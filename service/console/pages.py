@@ -375,7 +375,8 @@ def check(request: Request, check_id: Id, registry: RegistryDep) -> HTMLResponse
     may_read(request, registry)
     found = registry.get_drift_check(check_id)
     queued = [r for r in registry.list_runs(found.model_name, limit=1000) if r.drift_check_id == check_id]
-    details = {k: v for k, v in found.scores.items() if not is_signal(v)}  # the policy's state, the window
+    # the policy's state, the window (the accuracy estimates have their own table)
+    details = {k: v for k, v in found.scores.items() if not is_signal(v) and k != "accuracy_estimates"}
     return page(
         request,
         registry,

@@ -197,3 +197,38 @@ def test_ctrl_c_stops_the_processes_and_keeps_what_was_replayed(tmp_path: Path) 
     assert 100 <= metrics["rows"] < CHANGE_AT + 400, output
     leftovers = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], output  # the service and the scheduler are gone
+
+
+# slow (about 40 s): a whole session, as the never test
+@pytest.mark.slow
+def test_a_label_budget_spent_by_the_queue_labels_what_the_queue_hands_out(tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+
+    from registry.orm import LabelRequestRow, LabelRow
+
+    config = session(tmp_path, "never", label_budget=0.2, label_strategy="queue", label_delay=10)
+    summary = run_session(config, say=lambda _: None)
+    metrics = json.loads((tmp_path / "never" / "metrics.json").read_text())
+    assert metrics["config"]["label_strategy"] == "queue" and metrics["config"]["label_budget"] == 0.2
+    rows = CHANGE_AT + 400
+    labeling = metrics["labeling"]
+    # the budget is earned 50 rows at a time (asked at the first batch of 8 past them) and spent on
+    # what the queue hands out, nothing else
+    assert labeling["queue_asks"] >= rows // (50 + 8)
+    assert 0.15 * rows <= summary.labels_sent <= 0.2 * rows + 1, labeling
+    assert labeling["queue_items"] == labeling["rows_labeled"] == summary.labels_sent
+    registry = Registry.open(session_settings(tmp_path / "never" / "workspace"))
+    with registry.engine.connect() as conn:
+        labels = conn.scalar(
+            select(func.count()).select_from(LabelRow).where(LabelRow.prediction_id.is_not(None))
+        )
+        strategies = dict(
+            conn.execute(
+                select(LabelRequestRow.strategy, func.count())
+                .where(LabelRequestRow.prediction_id.in_(select(LabelRow.prediction_id)))
+                .group_by(LabelRequestRow.strategy)
+            ).all()
+        )
+    assert labels == summary.labels_sent
+    assert sum(strategies.values()) == labels  # every label answers a hand-out
+    assert 0 < strategies.get("random", 0) < strategies["margin"]  # the random share is in it

@@ -110,6 +110,26 @@ def seed(registry: Registry, artifacts: LocalArtifactStore, tmp_path: Path, inpu
                 "embedding_drift": {"score": 0.81, "threshold": 0.55, "drifted": True, "p_value": 0.001},
                 "label_shift": {"score": 0.02, "threshold": 0.1, "drifted": False},
                 "window": {"rows": 150, "labeled": 90, "truncated": 0},
+                "accuracy_estimates": {
+                    "expected_accuracy": {
+                        "method": "expected_accuracy",
+                        "value": 0.712,
+                        "low": 0.681,
+                        "high": 0.743,
+                        "rows": 150,
+                    },
+                    "atc": {
+                        "method": "atc",
+                        "value": 0.52,
+                        "low": 0.44,
+                        "high": 0.6,
+                        "rows": 150,
+                        "threshold": 0.634,
+                    },
+                    "level": 0.95,
+                    "disagree": True,
+                    "disagree_gap": 0.03,
+                },
             },
             "drifted": True,
             "decision": "retrain",
@@ -206,6 +226,8 @@ def test_every_page_renders_the_records(home, tmp_path: Path) -> None:
     assert checks.status_code == 200 and "embedding_drift" in checks.text
     detail = client.get(f"/checks/{check}")
     assert detail.status_code == 200 and "0.550" in detail.text  # the threshold beside the score
+    assert "Accuracy without labels" in detail.text and "0.681 to 0.743" in detail.text
+    assert "threshold 0.634" in detail.text and "The two estimates disagree" in detail.text
     assert 'src="/ui/reports/drift/1/drift_report.html" sandbox="allow-scripts"' in detail.text
     embedded = client.get("/reports/drift/1/drift_report.html")
     assert embedded.status_code == 200 and "evidently report" in embedded.text

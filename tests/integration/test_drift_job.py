@@ -116,8 +116,14 @@ def test_cli_check_prints_scores_and_refuses_a_thin_window(served_home: Path) ->
     assert {"prediction_drift", "text_length_drift", "embedding_drift", "estimated_accuracy_drop"} <= set(
         body["check"]["scores"]
     )
+    estimates = body["check"]["scores"]["accuracy_estimates"]
+    for method in ("expected_accuracy", "atc"):  # undrifted rows: both near the held-out accuracy
+        e = estimates[method]
+        assert e["rows"] == 80 and 0.0 <= e["low"] <= e["value"] <= e["high"] <= 1.0, estimates
+    assert isinstance(estimates["disagree"], bool) and 0 < estimates["atc"]["threshold"] < 1
     table = CliRunner().invoke(main, ["check"], env=env)
     assert "decision: none" in table.stdout and "embedding_drift" in table.stdout
+    assert "accuracy without labels: expected 0." in table.stdout and "ATC 0." in table.stdout
 
 
 def test_window_needs_enough_rows(served_home: Path) -> None:

@@ -1,0 +1,85 @@
+"""The label queue: the champion's unlabeled predictions a label would teach most, handed out with a lease."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from registry import labelqueue as lq
+from registry.entities import CHAMPION
+from registry.settings import get_settings
+from service.api.deps import LabelerDep, RegistryDep
+from service.api.responses import EVERY_ROUTE, WRITE
+
+router = APIRouter(prefix="/label-queue", tags=["label queue"], responses=EVERY_ROUTE)
+
+
+class QueueItemOut(BaseModel):
+    prediction_id: str
+    text: str
+    created_at: str
+    model_name: str
+    model_version: int
+    predicted_label: str
+    scores: dict[str, float]
+    strategy: Literal["margin", "random"]
+    rank: int
+    margin: float
+
+
+class HandoutOut(BaseModel):
+    handout: str
+    model_name: str
+    model_version: int
+    handed_to: str
+    expires_at: str
+    candidates: int
+    random_share: float
+    items: list[QueueItemOut]
+
+
+def handout_body(handout: lq.Handout) -> dict[str, Any]:
+    return {
+        "handout": handout.id,
+        "model_name": handout.model_name,
+        "model_version": handout.model_version,
+        "handed_to": handout.handed_to,
+        "expires_at": handout.expires_at.isoformat(),
+        "candidates": handout.candidates,
+        "random_share": handout.random_share,
+        "items": [lq.item_record(item) for item in handout.items],
+    }
+
+
+@router.get(
+    "",
+    response_model=HandoutOut,
+    responses=WRITE,
+    description="Hands out up to `limit` of the champion's latest unlabeled predictions, most informative "
+    "first (margin sampling with diversity over the logged embeddings, plus a uniform-random share marked "
+    "`random`), and leases them to the caller for `lease_hours`: they are not offered again meanwhile, "
+    "nor ever once labeled. Needs a labeler token. `format=label-studio` answers Label Studio tasks instead.",
+)
+def label_queue(
+    registry: RegistryDep,
+    actor: LabelerDep,
+    model: str | None = Query(None, description="Defaults to DRIFTLINE_MODEL_NAME.", max_length=200),
+    limit: int = Query(100, ge=1, le=lq.MAX_LIMIT),
+    random_share: float = Query(lq.RANDOM_SHARE, ge=0.0, le=1.0),
+    lease_hours: float = Query(lq.LEASE.total_seconds() / 3600, gt=0.0, le=24 * 30),
+    format: Literal["json", "label-studio"] = Query("json"),  # noqa: A002 - the query parameter's name
+) -> Any:
+    handout = registry.hand_out_labels(
+        registry.get_version_by_alias(model or get_settings().model_name, CHAMPION),
+        limit,
+        handed_to=actor,
+        random_share=random_share,
+        lease_hours=lease_hours,
+    )
+    if format == "label-studio":
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse(lq.label_studio_tasks(handout))
+    return handout_body(handout)
