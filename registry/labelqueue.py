@@ -12,6 +12,8 @@ keeps an unbiased sample of the traffic: estimates of accuracy need labels nobod
 
 from __future__ import annotations
 
+import json
+import operator
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import exists, select
+from sqlalchemy import Text, cast, exists, insert, select
 from sqlalchemy.orm import Session
 
 from registry.entities import ModelVersion
@@ -54,22 +56,28 @@ def margins(probs: np.ndarray) -> np.ndarray:
     return top[:, 1] - top[:, 0]
 
 
+Lookup = Callable[[np.ndarray], tuple[np.ndarray | None, Sequence[str] | None]]
+"""Given candidate indices, their embeddings (rows of NaN where none was logged) and keys."""
+
+
 def rank_queue(
     probs: np.ndarray,
     limit: int,
     *,
-    embeddings: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
+    embeddings: np.ndarray | None = None,
     keys: Sequence[str] | None = None,
+    lookup: Lookup | None = None,
     random_share: float = RANDOM_SHARE,
     similar: float = SIMILAR_COSINE,
     seed: int = 0,
 ) -> list[QueueChoice]:
     """Up to ``limit`` candidates (rows of ``probs``, calibrated), each chosen once, in queue order.
 
-    ``embeddings`` (rows of NaN where none was logged; or a function giving those rows for an array of
-    candidate indices, called once, for the candidates the diversity pass may consider) and ``keys``
-    (e.g. text hashes) drive the diversity rule; without them the queue is in plain margin order. ``round(limit * random_share)``
-    places go to candidates drawn uniformly at random (with ``seed``), spread evenly through the queue.
+    ``embeddings`` (rows of NaN where none was logged) and ``keys`` (e.g. text hashes) drive the
+    diversity rule; or ``lookup`` gives both for the candidates the diversity pass reaches, a slice of
+    the margin order at a time (so a queue over a large log reads only what it considers). Without
+    them the queue is in plain margin order. ``round(limit * random_share)`` places go to candidates
+    drawn uniformly at random (with ``seed``), spread evenly through the queue.
     """
     if not 0.0 <= random_share <= 1.0:
         raise ValueError(f"random_share must be within [0, 1], got {random_share}")
@@ -83,7 +91,15 @@ def rank_queue(
     randoms = rng.choice(n, size=n_random, replace=False) if n_random else np.array([], dtype=int)
     taken = np.zeros(n, dtype=bool)
     taken[randoms] = True
-    chosen = _diverse_by_margin(gaps, taken, limit - n_random, embeddings, keys, similar)
+    if lookup is None and (embeddings is not None or keys is not None):
+
+        def lookup(index: np.ndarray) -> tuple[np.ndarray | None, Sequence[str] | None]:
+            return (
+                embeddings[index] if embeddings is not None else None,
+                [keys[i] for i in index] if keys is not None else None,
+            )
+
+    chosen = _diverse_by_margin(gaps, taken, limit - n_random, lookup, similar)
     order = _interleave(chosen, [int(i) for i in randoms], limit)
     return [
         QueueChoice(index=i, strategy=strategy, rank=rank, margin=float(gaps[i]))
@@ -91,46 +107,53 @@ def rank_queue(
     ]
 
 
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, vectors / norms, np.nan)
+
+
 def _diverse_by_margin(
-    gaps: np.ndarray,
-    taken: np.ndarray,
-    want: int,
-    embeddings: np.ndarray | Callable[[np.ndarray], np.ndarray] | None,
-    keys: Sequence[str] | None,
-    similar: float,
+    gaps: np.ndarray, taken: np.ndarray, want: int, lookup: Lookup | None, similar: float
 ) -> list[int]:
     if want <= 0:
         return []
     free = np.flatnonzero(~taken)
     pool = free[np.lexsort((free, gaps[free]))][: want * POOL_FACTOR]  # smallest margin first
-    unit = None  # unit vectors of the pool's embeddings, row k for pool[k]
-    if embeddings is not None:
-        vectors = np.asarray(embeddings(pool) if callable(embeddings) else embeddings[pool], dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            unit = np.where(norms > 0, vectors / norms, np.nan)
+    if lookup is None:
+        return [int(i) for i in pool[:want]]
     chosen: list[int] = []
     deferred: list[int] = []
     seen_keys: set[str] = set()
-    picked = np.empty((want, unit.shape[1]), dtype=np.float32) if unit is not None else None
-    count = 0  # rows of ``picked`` in use
-    for k, i in enumerate(pool):
+    picked: np.ndarray | None = None  # unit vectors of the chosen, first ``count`` rows in use
+    count = 0
+    step = max(2 * want, 64)  # candidates looked up at a time
+    for start in range(0, len(pool), step):
         if len(chosen) == want:
             break
-        if keys is not None and keys[i] in seen_keys:
-            deferred.append(int(i))
-            continue
-        if unit is not None and picked is not None:
-            v = unit[k]
-            if not np.isnan(v).any():
-                if count and float(np.max(picked[:count] @ v)) >= similar:
-                    deferred.append(int(i))
-                    continue
-                picked[count] = v
-                count += 1
-        chosen.append(int(i))
-        if keys is not None:
-            seen_keys.add(keys[i])
+        part = pool[start : start + step]
+        vectors, part_keys = lookup(part)
+        unit = _unit_rows(vectors) if vectors is not None else None
+        if unit is not None and picked is None:
+            picked = np.empty((want, unit.shape[1]), dtype=np.float32)
+        for k, i in enumerate(part):
+            if len(chosen) == want:
+                break
+            if part_keys is not None and part_keys[k] in seen_keys:
+                deferred.append(int(i))
+                continue
+            if unit is not None and picked is not None and unit.shape[1] == picked.shape[1]:
+                v = unit[k]
+                if not np.isnan(v).any():
+                    if count and float(np.max(picked[:count] @ v)) >= similar:
+                        deferred.append(int(i))
+                        continue
+                    picked[count] = v
+                    count += 1
+            chosen.append(int(i))
+            if part_keys is not None:
+                seen_keys.add(part_keys[k])
     for i in deferred:  # the pool's distinct candidates ran out: near-copies next, in margin order
         if len(chosen) == want:
             break
@@ -192,7 +215,13 @@ class Handout:
 def calibrated(scores: Sequence[dict[str, float]], labels: Sequence[str], temperature: float) -> np.ndarray:
     """The logged probabilities (softmax of the logits) re-scaled by the version's temperature: a softmax
     of log-probabilities over ``temperature`` equals a softmax of the logits over it."""
-    probs = np.array([[row.get(label, 0.0) for label in labels] for row in scores], dtype=np.float64)
+    try:  # every label in every row, as the service logs them: one C-level lookup per row
+        values = list(map(operator.itemgetter(*labels), scores)) if len(labels) > 1 else None
+    except (KeyError, TypeError):
+        values = None
+    if values is None:
+        values = [[row.get(label, 0.0) for label in labels] for row in scores]
+    probs = np.array(values, dtype=np.float64).reshape(len(scores), len(labels))
     if not len(probs):
         return probs.reshape(0, len(labels))
     return softmax(np.log(np.clip(probs, 1e-12, 1.0)), temperature=temperature)
@@ -215,7 +244,9 @@ def hand_out(
     temperature = float((version.calibration or {}).get("temperature", 1.0))
     with transaction() as s:
         rows = s.execute(
-            select(PredictionRow.id, PredictionRow.text_hash, PredictionRow.scores)
+            # the scores as stored text, parsed below in one call: 100,000 rows through the JSON type's
+            # per-row decoding took most of a hand-out's time
+            select(PredictionRow.id, cast(PredictionRow.scores, Text))
             .where(
                 PredictionRow.model_name == version.model_name,
                 PredictionRow.model_version == version.version,
@@ -227,21 +258,14 @@ def hand_out(
             .order_by(PredictionRow.created_at.desc(), PredictionRow.id.desc())
             .limit(candidates)
         ).all()
-    ids = [r.id for r in rows]
-    probs = calibrated([r.scores for r in rows], version.labels, temperature)
+    ids = [r[0] for r in rows]
+    probs = calibrated(json.loads("[" + ",".join(r[1] for r in rows) + "]"), version.labels, temperature)
 
-    def embeddings_of(index: np.ndarray) -> np.ndarray:
-        return _embeddings(transaction, [ids[i] for i in index])
+    def lookup(index: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        return _details(transaction, [ids[i] for i in index])
 
     rng_seed = seed if seed is not None else uuid.uuid4().int % (2**32)
-    queue = rank_queue(
-        probs,
-        limit,
-        embeddings=embeddings_of,
-        keys=[r.text_hash for r in rows],
-        random_share=random_share,
-        seed=rng_seed,
-    )
+    queue = rank_queue(probs, limit, lookup=lookup, random_share=random_share, seed=rng_seed)
     handout = uuid.uuid4().hex
     expires = now + lease
     items: list[QueueItem] = []
@@ -258,24 +282,25 @@ def hand_out(
             )
         }
         rank = 0
+        leases: list[dict[str, Any]] = []
         for c in queue:
             pid = ids[c.index]
             if pid in taken or pid not in found:
                 continue
             rank += 1
-            s.add(
-                LabelRequestRow(
-                    prediction_id=pid,
-                    model_name=version.model_name,
-                    model_version=version.version,
-                    handout=handout,
-                    strategy=c.strategy,
-                    rank=rank,
-                    margin=c.margin,
-                    handed_to=handed_to,
-                    handed_out_at=now,
-                    expires_at=expires,
-                )
+            leases.append(
+                {
+                    "prediction_id": pid,
+                    "model_name": version.model_name,
+                    "model_version": version.version,
+                    "handout": handout,
+                    "strategy": c.strategy,
+                    "rank": rank,
+                    "margin": c.margin,
+                    "handed_to": handed_to,
+                    "handed_out_at": now,
+                    "expires_at": expires,
+                }
             )
             row = found[pid]
             items.append(
@@ -295,6 +320,8 @@ def hand_out(
                     margin=round(c.margin, 6),
                 )
             )
+        if leases:
+            s.execute(insert(LabelRequestRow), leases)
     return Handout(
         id=handout,
         model_name=version.model_name,
@@ -325,24 +352,24 @@ def _active_requests(s: Session, prediction_ids: Sequence[str], now: datetime) -
     ]
 
 
-def _embeddings(transaction: Callable[[], Any], prediction_ids: Sequence[str]) -> np.ndarray:
-    """The logged float16 embeddings of ``prediction_ids`` as float32 rows, NaN where none was logged."""
-    found: dict[str, bytes] = {}
+def _details(transaction: Callable[[], Any], prediction_ids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """The logged float16 embeddings of ``prediction_ids`` as float32 rows (NaN where none was logged)
+    and their text hashes."""
+    found: dict[str, tuple[str, bytes | None]] = {}
     with transaction() as s:
         for chunk in _chunks(prediction_ids):
-            query = select(PredictionRow.id, PredictionRow.embedding).where(
-                PredictionRow.id.in_(chunk), PredictionRow.embedding.is_not(None)
+            query = select(PredictionRow.id, PredictionRow.text_hash, PredictionRow.embedding).where(
+                PredictionRow.id.in_(chunk)
             )
-            found.update((pid, blob) for pid, blob in s.execute(query))
-    if not found:
-        return np.full((len(prediction_ids), 1), np.nan, dtype=np.float32)
-    width = len(next(iter(found.values()))) // 2
+            found.update((pid, (key, blob)) for pid, key, blob in s.execute(query))
+    keys = [found.get(pid, (pid, None))[0] for pid in prediction_ids]
+    blobs = [found.get(pid, ("", None))[1] for pid in prediction_ids]
+    width = next((len(b) // 2 for b in blobs if b), 1)
     out = np.full((len(prediction_ids), width), np.nan, dtype=np.float32)
-    for k, pid in enumerate(prediction_ids):
-        blob = found.get(pid)
+    for k, blob in enumerate(blobs):
         if blob is not None and len(blob) == 2 * width:
             out[k] = np.frombuffer(blob, dtype=np.float16)
-    return out
+    return out, keys
 
 
 # --- formats ------------------------------------------------------------------------------------
