@@ -56,6 +56,7 @@ test-slow: venv browser
 bench: venv
 	$(BIN)/python -m bench.serve
 	$(BIN)/python -m bench.monitor
+	$(BIN)/python -m bench.labelqueue
 	$(BIN)/python -m bench.train
 	$(BIN)/python -m bench.learning --demo
 

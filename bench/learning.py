@@ -2,6 +2,7 @@
 many retrains, at what cost, next to the baselines?
 
     .venv/bin/python -m bench.learning --demo                 # the demo stream (VADER), three policies
+    .venv/bin/python -m bench.learning --demo --policies drift@queue,drift@random  # a 20 % label budget
     .venv/bin/python -m bench.learning DATA --text-col C --label-col C [--domain-col C] [--time-col C]
 
 Version 1 is trained once on the stream's first rows; each policy is then one ``driftline replay``
@@ -33,6 +34,9 @@ from bench.common import RESULTS, ROOT, describe_machine, go_offline, machine, w
 from registry.entities import GUARD_ACTOR
 
 POLICIES = ("drift", "never", "every-window")
+# The drift policy with a label budget (``--label-budget``) spent by one strategy: the label queue, or rows
+# drawn at random. Named ``drift@queue`` and ``drift@random`` in --policies and the results.
+BUDGET_STRATEGIES = ("queue", "random")
 PROMOTED = ("promoted", "approved")
 # What each policy's entry in a result file keeps of its session's summary.
 SUMMARY_KEYS = (
@@ -47,6 +51,8 @@ SUMMARY_KEYS = (
     "recovery",
     "promotion_checks",
     "windows",
+    "labeling",
+    "estimates_backtest",
 )
 
 
@@ -68,6 +74,7 @@ class StreamSpec:
     label_delay: int = 50
     limit: int | None = None  # stream rows replayed (None: all)
     min_new_labels: int = 100
+    label_budget: float = 0.2  # the share of rows the drift@queue and drift@random sessions may label
     train: dict[str, Any] = field(default_factory=dict)
 
 
@@ -115,7 +122,14 @@ def bootstrap_domains(stream: StreamSpec) -> set[str]:
 
 
 def session_config(policy: str, stream: StreamSpec, model: ModelSpec, out: Path) -> Any:
+    """The replay session of ``policy``: one of POLICIES, or ``drift@queue`` / ``drift@random`` (the drift
+    policy with the stream's label budget, spent by that strategy)."""
     from driftline.session import SessionConfig
+
+    policy, _, strategy = policy.partition("@")
+    if strategy and (policy != "drift" or strategy not in BUDGET_STRATEGIES):
+        raise ValueError(f"unknown policy {policy}@{strategy}: use drift@queue or drift@random")
+    budget = {"label_budget": stream.label_budget, "label_strategy": strategy} if strategy else {}
 
     train: dict[str, Any] = {**stream.train, "epochs": model.epochs}
     if model.layers is not None:
@@ -138,6 +152,7 @@ def session_config(policy: str, stream: StreamSpec, model: ModelSpec, out: Path)
         seed=model.seed,
         train=train,
         run_train={"epochs": model.run_epochs},
+        **budget,
     )
 
 
@@ -267,6 +282,16 @@ def compare(results: dict[str, dict[str, Any]], drifted: list[str]) -> dict[str,
         for r in results.values()
         for p in r.get("promotion_checks", [])
     ]
+    queue, random_ = results.get("drift@queue"), results.get("drift@random")
+    if queue and random_ and drifted:
+        a, b = drifted_accuracy(queue, drifted), drifted_accuracy(random_, drifted)
+        targets["queue vs random at the same label budget, drifted domains"] = {
+            "queue": a,
+            "random": b,
+            "labels_queue": queue["labels_sent"],
+            "labels_random": random_["labels_sent"],
+            "met": a >= b + 0.02,
+        }
     targets["no promotion worse by more than 1 pt"] = {
         "worst_delta": min(worst) if worst else None,
         "promotions": len(worst),
@@ -389,7 +414,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--epochs", type=float, default=2.0, help="v1's epochs")
     parser.add_argument("--run-epochs", type=float, default=2.0, help="each run's epochs")
-    parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument(
+        "--policies",
+        default=",".join(POLICIES),
+        help="comma-separated; also drift@queue and drift@random (the drift policy on --label-budget)",
+    )
+    parser.add_argument(
+        "--label-budget", type=float, default=0.2, help="share of rows drift@queue / drift@random may label"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--out", type=Path, default=ROOT / ".driftline" / "bench-learning", help="sessions' folders"
@@ -411,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         window=args.window,
         check_every=args.check_every,
         label_delay=args.label_delay,
+        label_budget=args.label_budget,
     )
     model = ModelSpec(epochs=args.epochs, run_epochs=args.run_epochs, layers=args.layers, seed=args.seed)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
