@@ -302,6 +302,10 @@ def _print_bootstrap(result: Any) -> None:
         f"{result.n_train} training rows, {m['train']['examples_per_second']:.1f} examples/s)"
     )
     click.echo(_metrics_table(m))
+    from retrain.quality import warning_lines
+
+    for line in warning_lines(m.get("quality") or {}):
+        click.echo(line)
 
 
 def _metrics_table(m: dict[str, Any]) -> str:

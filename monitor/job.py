@@ -179,6 +179,8 @@ def run_drift_check(
         since_last_run=datetime.now(UTC) - max(finished) if finished else None,
         last_attempt_labels=last_attempt_labels,
         realized_labels=int(realized.details.get("labeled", 0)) if realized and measured else None,
+        champion_train_rows=_train_rows(champion),
+        champion_degenerate=bool((champion.metrics.get("quality") or {}).get("degenerate")),
     )
     decision = decide(state, policy)
     first, last = rows[0][0].created_at, rows[-1][0].created_at
@@ -210,6 +212,12 @@ def run_drift_check(
         decision = Decision(False, record["reason"])
     logger.info("drift check %s on %s v%s: %s", check.id, model_name, champion.version, decision.reason)
     return CheckRecord(check=check, run=run, decision=decision)
+
+
+def _train_rows(champion: ModelVersion) -> int | None:
+    """The rows the champion was trained on, as its registration recorded them."""
+    n = (champion.metrics.get("train") or {}).get("n")
+    return int(n) if isinstance(n, int | float) and n > 0 else None
 
 
 def _run_config(run_config: dict[str, Any], policy: PolicyConfig, decision: Decision) -> dict[str, Any]:

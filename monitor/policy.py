@@ -62,6 +62,13 @@ class PolicyConfig:
     retry_label_growth: float = 2.0
     cooldown: timedelta = timedelta(minutes=30)
     retrain_on_drift: bool = True  # False: record what drift was seen, never queue (a baseline to compare)
+    # Without drift that hurts, an improvement run is queued once the labels since the champion reach
+    # this share of its training rows (and min_labels_floor): a model that was never good gets better
+    # with labels whatever the data does. Sooner (degenerate_growth_share) for a champion flagged
+    # degenerate at registration (retrain.quality). 0 (the default until the learning benchmark has
+    # measured a share): off.
+    label_growth_share: float = 0.0
+    degenerate_growth_share: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,8 @@ class PolicyInput:
     since_last_run: timedelta | None  # time since the last run ended (None: never)
     last_attempt_labels: int | None = None  # labels the last run on this champion had (None: no run yet)
     realized_labels: int | None = None  # labeled predictions in the window behind realized_drop
+    champion_train_rows: int | None = None  # rows the champion was trained on (None: unknown)
+    champion_degenerate: bool = False  # flagged degenerate when it was registered
 
 
 @dataclass(frozen=True)
@@ -260,9 +269,43 @@ def _gate_words(plan: LabelPlan, config: PolicyConfig) -> str:
     return f"{head} (the {plan.bound}; {int(plan.by_power)} for {terms})"
 
 
+def label_growth(state: PolicyInput, config: PolicyConfig, summary: str) -> Decision | None:
+    """The improvement run of the label-growth trigger, when drift does not call for one: queued once
+    the new labels reach the share of the champion's training rows; None when the trigger is off or the
+    champion's training rows are unknown."""
+    rows = state.champion_train_rows
+    if not rows or config.label_growth_share <= 0:
+        return None
+    share = config.degenerate_growth_share if state.champion_degenerate else config.label_growth_share
+    needed = max(config.min_labels_floor, math.ceil(share * rows))
+    retry = retry_labels(state, config)
+    words = (
+        f"{summary}; {state.new_labels} new labels = {state.new_labels / rows:.0%} of the champion's "
+        f"{rows} training rows"
+    )
+    words += (
+        f" (the champion is degenerate: an improvement run at {share:.0%})"
+        if state.champion_degenerate
+        else f" (an improvement run at {share:.0%})"
+    )
+    if retry is not None and retry > needed:
+        needed = retry
+        words += f"; the last run on this champion had {state.last_attempt_labels} and did not replace it ({retry})"
+    if state.new_labels < needed:
+        return Decision(False, f"{words}: fewer than {needed} new labels", needed)
+    if state.active_run:
+        return Decision(False, f"{words}: a run is already queued or running", needed)
+    if state.since_last_run is not None and state.since_last_run < config.cooldown:
+        left = config.cooldown - state.since_last_run
+        return Decision(False, f"{words}: cooling down ({int(left.total_seconds())} s left)", needed)
+    if not config.retrain_on_drift:
+        return Decision(False, f"{words}: retraining is off", needed)
+    return Decision(True, f"{words}: improvement run queued", needed)
+
+
 def decide(state: PolicyInput, config: PolicyConfig) -> Decision:
     if not state.drifted_signals:
-        return Decision(False, "no drift")
+        return label_growth(state, config, "no drift") or Decision(False, "no drift")
     parts = [
         f"drift on {', '.join(state.drifted_signals)} for {state.drift_streak} "
         f"check{'s' if state.drift_streak != 1 else ''}"
@@ -282,9 +325,8 @@ def decide(state: PolicyInput, config: PolicyConfig) -> Decision:
     drops = [d for d in (state.estimated_drop, state.realized_drop) if d is not None]
     hurts = any(d > config.quality_margin for d in drops)
     if not hurts and not config.drift_alone:
-        return Decision(
-            False, f"{summary}: quality has not dropped by more than {config.quality_margin * 100:.1f} pts"
-        )
+        calm = f"{summary}: quality has not dropped by more than {config.quality_margin * 100:.1f} pts"
+        return label_growth(state, config, calm) or Decision(False, calm)
     plan = label_plan(state, config)
     retry = retry_labels(state, config)
     needed = max(plan.labels, retry or 0)

@@ -66,6 +66,17 @@ class MonitorSettings(BaseSettings):
         description="after a run on this champion that did not replace it, a retry waits until the labels "
         "since the champion have grown this many times over what that run had (and by min_labels_floor)",
     )
+    label_growth_share: float = Field(
+        0.0,
+        ge=0,
+        description="without drift that hurts, queue an improvement run once the labels since the champion "
+        "reach this share of its training rows (and min_labels_floor); 0 (the default, until measured): off",
+    )
+    degenerate_growth_share: float = Field(
+        0.25,
+        ge=0,
+        description="the same share for a champion flagged degenerate at registration (sooner)",
+    )
     cooldown_s: float = Field(1800.0, ge=0)
     lease_ttl_s: float = Field(0.0, ge=0, description="0: three check intervals")
     retrain: dict = Field(  # type: ignore[type-arg]
@@ -153,6 +164,8 @@ class MonitorSettings(BaseSettings):
                 gate_power=self.trigger_power,
                 break_rate=self.trigger_break_rate,
                 retry_label_growth=self.retry_label_growth,
+                label_growth_share=self.label_growth_share,
+                degenerate_growth_share=self.degenerate_growth_share,
                 cooldown=timedelta(seconds=self.cooldown_s),
                 retrain_on_drift=self.retrain_on_drift,
             ),

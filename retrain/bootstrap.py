@@ -29,6 +29,7 @@ from retrain.data import ColumnSpec, Split, load_labeled_file, snapshot_digest, 
 from retrain.evaluate import classification_metrics, forward_outputs, softmax
 from retrain.lengths import LengthChoice
 from retrain.lifecycle import export_onnx, record_failure, remove_unreferenced, store_new
+from retrain.quality import assess
 from retrain.reference import REFERENCE_PROFILE, write_reference_profile
 from retrain.train import fine_tune, resolve_base_model, resolve_config
 
@@ -115,6 +116,12 @@ def bootstrap(
         )
         probs = softmax(logits)
         metrics = classification_metrics(probs, split.heldout["label"].tolist(), data.labels)
+        metrics["quality"] = assess(
+            [data.labels[i] for i in probs.argmax(axis=1)],
+            split.heldout["label"].tolist(),
+            data.labels,
+            metrics["macro_f1"],
+        )
         label_index = {label: i for i, label in enumerate(data.labels)}
         calibration = calibrate(logits, np.array([label_index[v] for v in split.heldout["label"]]))
         metrics["train"] = {"n": len(split.train), **trained.summary()}

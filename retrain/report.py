@@ -126,6 +126,7 @@ def report_context(r: ReportInputs) -> dict[str, Any]:
         "train": r.challenger_metrics.get("train", {}),
         "training": _training(r.challenger_metrics.get("train", {})),
         "onnx": {k: v for k, v in (r.challenger_metrics.get("onnx") or {}).items() if k != "seconds"},
+        "quality": r.challenger_metrics.get("quality") or {},
         "config": r.config,
     }
     return json.loads(json.dumps(context, default=str))  # what the JSON file holds, numpy types included

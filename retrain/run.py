@@ -50,6 +50,7 @@ from retrain.evaluate import classification_metrics, forward_outputs, softmax
 from retrain.gate import GateConfig, GateResult, PairedPredictions, evaluate_gate
 from retrain.lengths import LengthChoice
 from retrain.lifecycle import export_onnx, record_failure, remove_unreferenced, store_new
+from retrain.quality import assess
 from retrain.reference import write_reference_profile
 from retrain.report import ReportInputs, write_promotion_report
 from retrain.train import fine_tune, resolve_config
@@ -344,6 +345,12 @@ def _train_and_decide(
             profile_logits, profile_pooled = np.vstack([logits, old_logits]), np.vstack([pooled, old_pooled])
     gate = evaluate_gate(recent, old, config.gate)
     metrics = classification_metrics(softmax(logits), data.recent_heldout["label"].tolist(), champion.labels)
+    metrics["quality"] = assess(
+        [champion.labels[i] for i in logits.argmax(axis=1)],
+        data.recent_heldout["label"].tolist(),
+        champion.labels,
+        metrics["macro_f1"],
+    )
     data_detail = _data_detail(data, length_source, length_choice)
     metrics["train"] = {"n": len(data.train), **trained.summary(), "counts": data.counts, **data_detail}
     calibration = calibrate(logits, recent.y_true)

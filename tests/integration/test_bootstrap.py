@@ -204,3 +204,23 @@ def test_bad_input_is_one_line_and_writes_nothing(case: str, tmp_path: Path) -> 
     assert registry.list_models() == []
     assert registry.list_runs() == []
     assert not list(Path(get_settings().artifact_root).glob("sha256/*"))
+
+
+def test_a_degenerate_first_model_is_flagged_with_its_baseline(tmp_path: Path) -> None:
+    rows = topic_rows(900, seed=9)
+    food = [r for r in rows if r["label"] == "food"][:270]
+    rest = [r for r in rows if r["label"] == "sports"][:15] + [r for r in rows if r["label"] == "weather"][:15]
+    data = tmp_path / "skewed.csv"
+    pd.DataFrame(food + rest).sample(frac=1.0, random_state=0).to_csv(data, index=False)
+    # next to no training: whatever it reads, the model's answers are no better than always 'food'
+    result = run_cli(
+        "bootstrap", "--data", data, "--text-col", "text", "--label-col", "label",
+        "--num-hidden-layers", "1", "--epochs", "1", "--learning-rate", "1e-7", "--max-length", "32",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "WARNING: this model is degenerate" in result.output, result.output
+    assert "baseline (always 'food')" in result.output and "class weighting" in result.output
+    version = open_registry().get_version_by_alias("sentiment", "champion")
+    quality = version.metrics["quality"]
+    assert quality["degenerate"] and quality["baseline"]["label"] == "food"
+    assert quality["baseline"]["accuracy"] == pytest.approx(0.9, abs=0.05)

@@ -253,3 +253,55 @@ def test_a_significant_realized_drop_does_not_wait_for_persistence() -> None:
     assert d.retrain, d.reason
     assert "a significant realized drop: not waiting for 3 consecutive checks" in d.reason
     assert not decide(harm, replace(CONFIG, realized_drop_skips_persistence=False)).retrain
+
+
+# --- the label-growth trigger ------------------------------------------------------------------------
+
+GROWTH = replace(CONFIG, label_growth_share=1.0, degenerate_growth_share=0.25)
+CALM = PolicyInput(
+    drift_streak=0,
+    drifted_signals=(),
+    estimated_drop=0.0,
+    realized_drop=None,
+    new_labels=412,
+    active_run=False,
+    since_last_run=None,
+    champion_train_rows=294,
+)
+
+
+def test_no_drift_and_labels_past_the_champions_training_rows_queue_an_improvement_run() -> None:
+    d = decide(CALM, GROWTH)
+    assert d.retrain and d.labels_needed == 294
+    assert d.reason == (
+        "no drift; 412 new labels = 140% of the champion's 294 training rows (an improvement run at 100%): "
+        "improvement run queued"
+    )
+
+
+def test_below_the_share_no_run_and_the_reason_says_how_many() -> None:
+    d = decide(replace(CALM, new_labels=200), GROWTH)
+    assert not d.retrain and d.reason.endswith("fewer than 294 new labels")
+    assert not decide(CALM, CONFIG).retrain  # off by default: "no drift" as before
+    assert decide(CALM, CONFIG).reason == "no drift"
+    assert not decide(replace(CALM, champion_train_rows=None), GROWTH).retrain  # unknown training rows
+
+
+def test_a_degenerate_champion_is_improved_sooner() -> None:
+    d = decide(replace(CALM, new_labels=100, champion_degenerate=True), GROWTH)
+    assert d.retrain and d.labels_needed == 100  # 25 % of 294 is 74: the floor, 100
+    assert "the champion is degenerate" in d.reason
+
+
+def test_the_growth_trigger_keeps_the_retry_rule_the_active_run_and_the_cooldown() -> None:
+    retry = decide(replace(CALM, last_attempt_labels=300), GROWTH)
+    assert not retry.retrain and retry.labels_needed == 600 and "did not replace it" in retry.reason
+    assert not decide(replace(CALM, active_run=True), GROWTH).retrain
+    assert "cooling down" in decide(replace(CALM, since_last_run=timedelta(minutes=5)), GROWTH).reason
+
+
+def test_drift_that_does_not_hurt_falls_back_on_label_growth() -> None:
+    calm_drift = replace(READY, estimated_drop=0.01, new_labels=500, champion_train_rows=400)
+    d = decide(calm_drift, GROWTH)
+    assert d.retrain and "quality has not dropped by more than 3.0 pts; 500 new labels = 125%" in d.reason
+    assert not decide(calm_drift, CONFIG).retrain
