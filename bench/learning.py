@@ -2,7 +2,7 @@
 many retrains, at what cost, next to the baselines?
 
     .venv/bin/python -m bench.learning --demo                 # the demo stream (VADER), three policies
-    .venv/bin/python -m bench.learning --demo --policies drift@queue,drift@random  # a 20 % label budget
+    .venv/bin/python -m bench.learning --demo --policies drift@queue,drift@random --results learning-budget
     .venv/bin/python -m bench.learning DATA --text-col C --label-col C [--domain-col C] [--time-col C]
 
 Version 1 is trained once on the stream's first rows; each policy is then one ``driftline replay``
@@ -422,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--label-budget", type=float, default=0.2, help="share of rows drift@queue / drift@random may label"
     )
+    parser.add_argument(
+        "--results", default="learning", help="bench/results/NAME.json and NAME.md (default: learning)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--out", type=Path, default=ROOT / ".driftline" / "bench-learning", help="sessions' folders"
@@ -458,9 +461,10 @@ def main(argv: list[str] | None = None) -> int:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         **comparison,
     }
-    write_json(RESULTS / "learning.json", report)
-    (RESULTS / "learning.md").write_text(describe_machine(info) + "\n\n" + table)
-    print(f"wrote {RESULTS / 'learning.json'} and {RESULTS / 'learning.md'}")
+    json_path, md_path = RESULTS / f"{args.results}.json", RESULTS / f"{args.results}.md"
+    write_json(json_path, report)
+    md_path.write_text(describe_machine(info) + "\n\n" + table)
+    print(f"wrote {json_path} and {md_path}")
     return 0
 
 

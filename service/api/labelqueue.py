@@ -29,6 +29,14 @@ class QueueItemOut(BaseModel):
     margin: float
 
 
+class LabelStudioTask(BaseModel):
+    """A Label Studio task (``format=label-studio``): the text and prediction id in ``data``, the model's
+    answer in ``predictions`` (``model_version``, ``score``, a ``choices`` result)."""
+
+    data: dict[str, Any]
+    predictions: list[dict[str, Any]]
+
+
 class HandoutOut(BaseModel):
     handout: str
     model_name: str
@@ -55,7 +63,7 @@ def handout_body(handout: lq.Handout) -> dict[str, Any]:
 
 @router.get(
     "",
-    response_model=HandoutOut,
+    response_model=HandoutOut | list[LabelStudioTask],
     responses=WRITE,
     description="Hands out up to `limit` of the champion's latest unlabeled predictions, most informative "
     "first (margin sampling with diversity over the logged embeddings, plus a uniform-random share marked "
