@@ -119,6 +119,10 @@ def run_drift_check(
             and last[0].window_end >= rows[-1][0].created_at
         ):
             raise NothingNew(f"no prediction logged since drift check {last[0].id}")
+    # Labels the queue asked for because the model was unsure are a sample of its hardest rows, not of
+    # its accuracy: the realized accuracy reads the others (the queue's random share, labels from
+    # elsewhere). They still train the next run.
+    by_margin = registry.chosen_for_labels([p.id for p, label in rows if label is not None])
     reference = pd.read_parquet(artifacts.fetch(champion.artifact) / basis.profile)
     labels = champion.labels
     with_embedding = [i for i, (p, _) in enumerate(rows) if p.embedding is not None]
@@ -126,7 +130,7 @@ def run_drift_check(
         texts=[p.text for p, _ in rows],
         predicted=[p.label for p, _ in rows],
         probs=np.array([[p.scores.get(label, 0.0) for label in labels] for p, _ in rows], dtype=np.float64),
-        true_labels=[label for _, label in rows],
+        true_labels=[None if p.id in by_margin else label for p, label in rows],
         embeddings=np.stack([np.frombuffer(rows[i][0].embedding, dtype=np.float16) for i in with_embedding])
         if with_embedding
         else None,
@@ -196,7 +200,12 @@ def run_drift_check(
             **outcome.scores(),
             "policy": asdict(state)
             | {"since_last_run": str(state.since_last_run), "labels_needed": decision.labels_needed},
-            "window": {**_window_facts(rows), "runtime": basis.runtime, "left_out": basis.left_out},
+            "window": {
+                **_window_facts(rows),
+                "runtime": basis.runtime,
+                "left_out": basis.left_out,
+                "labeled_by_margin": len(by_margin),
+            },
         },
         "drifted": bool(outcome.drifted_signals),
         "decision": "retrain" if decision.retrain else "none",

@@ -27,6 +27,7 @@ from registry.orm import (
     AliasRow,
     CheckRequestRow,
     DriftCheckRow,
+    LabelRequestRow,
     LabelRow,
     LeaseRow,
     ModelVersionRow,
@@ -821,6 +822,22 @@ class Registry:
             lease=timedelta(hours=lease_hours),
             seed=seed,
         )
+
+    def chosen_for_labels(self, prediction_ids: Sequence[str], strategy: str = labelqueue.MARGIN) -> set[str]:
+        """Which of ``prediction_ids`` the label queue handed out by ``strategy``: labels asked for because
+        the model was unsure are not a sample of its accuracy (the random share is)."""
+        found: set[str] = set()
+        with self._tx() as s:
+            for start in range(0, len(prediction_ids), 500):
+                chunk = list(prediction_ids[start : start + 500])
+                found.update(
+                    s.scalars(
+                        select(LabelRequestRow.prediction_id)
+                        .where(LabelRequestRow.prediction_id.in_(chunk), LabelRequestRow.strategy == strategy)
+                        .distinct()
+                    )
+                )
+        return found
 
     def next_queued_run(self, model_name: str | None = None) -> e.RetrainRun | None:
         """The oldest queued run that may start now (to dispatch), or ``None``.

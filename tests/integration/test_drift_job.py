@@ -179,3 +179,35 @@ def test_a_window_served_on_int8_is_compared_with_the_int8_reference(served_home
     mixed = run_drift_check(store, artifacts, "sentiment", MonitorConfig(window_size=200)).check
     assert mixed.scores["window"]["runtime"] == "fp32" and mixed.scores["window"]["left_out"] == 50
     assert mixed.reference.endswith(f"/{REFERENCE_PROFILE} (60 rows)") and mixed.n_current == 150
+
+
+def test_labels_the_queue_asked_for_by_margin_are_left_out_of_the_realized_accuracy(served_home: Path) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert, select
+
+    from registry.orm import LabelRequestRow, PredictionRow
+
+    store = Registry.open(Settings(home=served_home))
+    artifacts = LocalArtifactStore(Settings(home=served_home).artifact_root)
+    config = MonitorConfig(window_size=200)
+    serve(served_home, [r["text"] for r in topic_rows(80, seed=98)], wrong_labels=True)
+    measured = run_drift_check(store, artifacts, "sentiment", config)
+    assert measured.check.scores["realized_accuracy_drop"]["score"] > 0.5  # every label says wrong
+    # the same labels, as answers to a margin hand-out: a sample of the hardest rows, not of accuracy
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        ids = conn.scalars(select(PredictionRow.id)).all()
+        conn.execute(
+            insert(LabelRequestRow),
+            [
+                {"prediction_id": pid, "model_name": "sentiment", "model_version": 1, "handout": "h" * 32,
+                 "strategy": "margin", "rank": i + 1, "margin": 0.01, "handed_to": "t", "handed_out_at": now,
+                 "expires_at": now + timedelta(hours=1)}
+                for i, pid in enumerate(ids)
+            ],
+        )  # fmt: skip
+    serve(served_home, [r["text"] for r in topic_rows(5, seed=97)], wrong_labels=True)  # something new
+    left_out = run_drift_check(store, artifacts, "sentiment", config)
+    assert left_out.check.scores["window"]["labeled_by_margin"] == 80
+    assert left_out.check.scores["realized_accuracy_drop"]["score"] is None  # 5 labels: too few to measure
