@@ -159,6 +159,8 @@ def test_bad_files_stop_with_one_line_before_anything_starts(
     assert not (tmp_path / "out" / "workspace").exists()  # nothing was created, nothing started
 
 
+# slow (48 s, and make test stays under 15 min): Ctrl-C mid-replay; test_up covers a signal to `up`
+@pytest.mark.slow
 def test_ctrl_c_stops_the_processes_and_keeps_what_was_replayed(tmp_path: Path) -> None:
     """SIGINT to the replay's process group (what Ctrl-C in a terminal does) mid-stream."""
     import os

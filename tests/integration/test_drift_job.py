@@ -63,6 +63,7 @@ def test_drift_persists_then_queues_exactly_one_run(served_home: Path) -> None:
         "truncated_share": 0.0,
         "runtime": "fp32",
         "left_out": 0,
+        "labeled_by_margin": 0,
     }
     assert first.check.scores["realized_accuracy_drop"]["drifted"]
     report = artifacts.root + "/reports/" + first.check.report_uri
@@ -146,6 +147,7 @@ def test_check_counts_the_texts_the_model_read_in_part(served_home: Path) -> Non
         "truncated_share": 20 / 60,
         "runtime": "fp32",
         "left_out": 0,
+        "labeled_by_margin": 0,
     }
 
 
