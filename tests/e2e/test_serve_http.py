@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,9 @@ def server(served_template: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     v1 = registry.get_version("sentiment", 1)
     registry.close()
     assert register_variant(home, v1, favour="food", onnx=True).version == SWAP_TO
+    registry = Registry.open(Settings(home=home))
+    registry.add_drift_check(ESTIMATED_CHECK)  # what /metrics exports of the champion's latest check
+    registry.close()
     srv = Server(home, home.parent / "serve.log")
     try:
         srv.wait_ready()
@@ -34,6 +38,34 @@ def server(served_template: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 SWAP_TO = 4  # a variant of v1 with its own verified ONNX graph: the swap is from ONNX to ONNX
+ESTIMATED_CHECK = {
+    "model_name": "sentiment",
+    "model_version": 1,
+    "window_start": datetime(2026, 12, 1, tzinfo=UTC),
+    "window_end": datetime(2026, 12, 2, tzinfo=UTC),
+    "reference": "v1 reference (60 rows)",
+    "n_reference": 60,
+    "n_current": 100,
+    "scores": {
+        "accuracy_estimates": {
+            "expected_accuracy": {
+                "method": "expected_accuracy",
+                "value": 0.8,
+                "low": 0.75,
+                "high": 0.85,
+                "rows": 100,
+            },
+            "atc": {"method": "atc", "value": 0.7, "low": 0.6, "high": 0.78, "rows": 100, "threshold": 0.9},
+            "level": 0.95,
+            "disagree": True,
+            "disagree_gap": 0.03,
+        }
+    },
+    "drifted": False,
+    "decision": "none",
+    "reason": "no drift",
+    "report_uri": None,
+}
 
 
 def served_version(srv: Server, client: httpx.Client | None = None) -> int:
@@ -63,6 +95,11 @@ def test_predict_over_http(server: Server) -> None:
     assert "driftline_prediction_log_queue_depth" in metrics
     # v1 carries a verified ONNX graph: it serves on ONNX Runtime (DRIFTLINE_RUNTIME=auto)
     assert 'driftline_model_runtime{model="sentiment",runtime="onnx"} 1.0' in metrics
+    # the champion's latest check's accuracy estimates, read at start and every 15 s
+    assert (
+        'driftline_estimated_accuracy{bound="low",method="atc",model="sentiment",version="1"} 0.6' in metrics
+    )
+    assert 'driftline_accuracy_estimates_disagree{model="sentiment",version="1"} 1.0' in metrics
 
 
 def test_hot_swap_under_load_fails_no_request(server: Server) -> None:
