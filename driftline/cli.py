@@ -17,6 +17,9 @@ import click
 from driftline.processes import DEFAULT_PORT
 from registry.entities import Role, as_dict
 from registry.errors import DriftlineError, ErrorCode
+from registry.labelqueue import LEASE as QUEUE_LEASE
+from registry.labelqueue import MAX_LIMIT as MAX_QUEUE_LIMIT
+from registry.labelqueue import RANDOM_SHARE as QUEUE_RANDOM_SHARE
 from registry.permissions import restrict_umask, secure_home
 from registry.settings import Settings, get_settings
 
@@ -47,6 +50,9 @@ def _setup(verbose: bool) -> None:
     )
     for noisy in ("httpx", "urllib3", "filelock", "fsspec", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+QUEUE_LEASE_HOURS = QUEUE_LEASE.total_seconds() / 3600
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -611,7 +617,7 @@ def labels() -> None:
 
 
 @labels.command("queue")
-@click.option("--limit", type=click.IntRange(1, 5000), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_QUEUE_LIMIT), default=100, show_default=True)
 @click.option(
     "--format",
     "fmt",
@@ -624,14 +630,14 @@ def labels() -> None:
 @click.option(
     "--random-share",
     type=click.FloatRange(0.0, 1.0),
-    default=0.1,
+    default=QUEUE_RANDOM_SHARE,
     show_default=True,
     help="Share of the queue drawn uniformly at random (marked 'random'): an unbiased sample for estimates.",
 )
 @click.option(
     "--lease-hours",
     type=click.FloatRange(0.0, 720.0, min_open=True),
-    default=24.0,
+    default=QUEUE_LEASE_HOURS,
     show_default=True,
     help="How long the items handed out are not offered again.",
 )

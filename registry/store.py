@@ -800,8 +800,8 @@ class Registry:
         limit: int,
         *,
         handed_to: str,
-        random_share: float = 0.1,
-        lease_hours: float = 24.0,
+        random_share: float = labelqueue.RANDOM_SHARE,
+        lease_hours: float = labelqueue.LEASE.total_seconds() / 3600,
         seed: int | None = None,
     ) -> Handout:
         """The label queue of ``version`` (registry.labelqueue): up to ``limit`` of its latest unlabeled
