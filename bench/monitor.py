@@ -214,7 +214,7 @@ def measure_size(reference: Any, window: Any, repeats: int, folder: Path) -> dic
             "html": (folder / REPORT_HTML).stat().st_size,
             "json": (folder / REPORT_JSON).stat().st_size,
         },
-        "scores": {name: value["score"] for name, value in outcome.scores().items()},
+        "scores": {s.name: None if s.score != s.score else s.score for s in outcome.signals},  # NaN: None
     }
 
 

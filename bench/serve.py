@@ -191,6 +191,7 @@ def bare_runtimes(
     import torch
 
     from registry.onnxrt import INT8_FILE, OnnxForward, quantize_int8, run_graph
+    from registry.scores import softmax
     from retrain.evaluate import classification_metrics
 
     loaded = load_champion(home)
@@ -236,7 +237,7 @@ def bare_runtimes(
         rows = heldout["text"].tolist()
         for name, fn in logits_of.items():
             logits = np.vstack([fn(rows[i : i + 32]) for i in range(0, len(rows), 32)])
-            m = classification_metrics(softmax_rows(logits), heldout["label"].tolist(), loaded.labels)
+            m = classification_metrics(softmax(logits), heldout["label"].tolist(), loaded.labels)
             accuracy[name] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "rows": len(rows)}
     for run in runners.values():  # untimed
         for i in range(0, 3 * batch, batch):
@@ -260,12 +261,6 @@ def bare_runtimes(
         "heldout": accuracy,
         "int8_guard": {k: v for k, v in guard.items() if k != "probe_logits"},
     }
-
-
-def softmax_rows(logits: Any) -> Any:
-    from registry.scores import softmax
-
-    return softmax(logits)
 
 
 def print_runtimes(section: dict[str, Any]) -> None:

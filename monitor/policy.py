@@ -291,16 +291,7 @@ def label_growth(state: PolicyInput, config: PolicyConfig, summary: str) -> Deci
     if retry is not None and retry > needed:
         needed = retry
         words += f"; the last run on this champion had {state.last_attempt_labels} and did not replace it ({retry})"
-    if state.new_labels < needed:
-        return Decision(False, f"{words}: fewer than {needed} new labels", needed)
-    if state.active_run:
-        return Decision(False, f"{words}: a run is already queued or running", needed)
-    if state.since_last_run is not None and state.since_last_run < config.cooldown:
-        left = config.cooldown - state.since_last_run
-        return Decision(False, f"{words}: cooling down ({int(left.total_seconds())} s left)", needed)
-    if not config.retrain_on_drift:
-        return Decision(False, f"{words}: retraining is off", needed)
-    return Decision(True, f"{words}: improvement run queued", needed)
+    return _when_clear(state, config, words, needed, off="retraining is off", queued="improvement run queued")
 
 
 def decide(state: PolicyInput, config: PolicyConfig) -> Decision:
@@ -337,6 +328,16 @@ def decide(state: PolicyInput, config: PolicyConfig) -> Decision:
             f"waits for {config.retry_label_growth:g}x that, and {config.min_labels_floor} more at least "
             f"({retry})"
         )
+    return _when_clear(
+        state, config, summary, needed, off="retraining on drift is off", queued="retrain queued"
+    )
+
+
+def _when_clear(
+    state: PolicyInput, config: PolicyConfig, summary: str, needed: int, *, off: str, queued: str
+) -> Decision:
+    """A run, once ``needed`` labels are in, no run is active, the cooldown is over and retraining is on;
+    else why not, after ``summary``."""
     if state.new_labels < needed:
         return Decision(False, f"{summary}: fewer than {needed} new labels", needed)
     if state.active_run:
@@ -345,5 +346,5 @@ def decide(state: PolicyInput, config: PolicyConfig) -> Decision:
         left = config.cooldown - state.since_last_run
         return Decision(False, f"{summary}: cooling down ({int(left.total_seconds())} s left)", needed)
     if not config.retrain_on_drift:
-        return Decision(False, f"{summary}: retraining on drift is off", needed)
-    return Decision(True, f"{summary}: retrain queued", needed)
+        return Decision(False, f"{summary}: {off}", needed)
+    return Decision(True, f"{summary}: {queued}", needed)
