@@ -343,6 +343,7 @@ def markdown(report: dict[str, Any]) -> str:
         *[f"acc. {d}" for d in domains],
         "drift alarms",
         "runs",
+        "growth runs",
         "promoted",
         "rollbacks",
         "labels used",
@@ -363,6 +364,7 @@ def markdown(report: dict[str, Any]) -> str:
             *[f"{r['domains'][d]['accuracy']:.3f}" if d in r["domains"] else "" for d in domains],
             str(r["counts"].get("drift_alarms", 0)),
             str(r["counts"]["runs"]),
+            str(r["counts"].get("runs_label_growth", 0)),
             str(r["counts"]["promotions"]),
             str(r.get("rollbacks", 0)),
             str(r["labels_used"]),
@@ -379,7 +381,9 @@ def markdown(report: dict[str, Any]) -> str:
         "Recovery: from the first row of a drifted domain to the first promotion after it that beat the "
         "model it replaced on the rows it served (blank: none did; n/a: no drifted domain); seconds from "
         "the first drift check (every-window: the first run) at or after that row. Harm: the worst "
-        "promoted-minus-replaced accuracy on those rows (blank: no promotion)."
+        "promoted-minus-replaced accuracy on those rows (blank: no promotion). Growth runs: those of the "
+        "runs the label-growth trigger queued (no drift that hurts; the labels since the champion outgrew "
+        "its training set)."
     )
     for name, t in targets.items():
         numbers = ", ".join(

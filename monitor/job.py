@@ -214,7 +214,7 @@ def run_drift_check(
     }
     queue = _run_config(config.run_config, policy, decision) if decision.retrain else None
     try:
-        check, run = registry.add_drift_check(record, queue_run=queue)
+        check, run = registry.add_drift_check(record, queue_run=queue, trigger=decision.trigger)
     except ConflictError as exc:  # another monitor queued a run since we looked
         record.update(decision="none", reason=f"{decision.reason} (not queued: {exc.message})")
         check, run = registry.add_drift_check(record)

@@ -28,6 +28,7 @@ from typing import Any
 from scipy.stats import norm
 
 from monitor.signals import REALIZED_DROP
+from registry.entities import RunTrigger
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,10 @@ class PolicyConfig:
     retrain_on_drift: bool = True  # False: record what drift was seen, never queue (a baseline to compare)
     # Without drift that hurts, an improvement run is queued once the labels since the champion reach
     # this share of its training rows (and min_labels_floor): a model that was never good gets better
-    # with labels whatever the data does. Sooner (degenerate_growth_share) for a champion flagged
-    # degenerate at registration (retrain.quality). 0 (the default until the learning benchmark has
-    # measured a share): off.
-    label_growth_share: float = 0.0
+    # with labels whatever the data does. 1.0: when a run would double the champion's training set, the
+    # step on a learning curve that is worth a gate's time. Sooner (degenerate_growth_share) for a
+    # champion flagged degenerate at registration (retrain.quality). 0: off.
+    label_growth_share: float = 1.0
     degenerate_growth_share: float = 0.25
 
 
@@ -91,6 +92,7 @@ class Decision:
     retrain: bool
     reason: str
     labels_needed: int | None = None  # new labels the run needed (None: the check stopped before asking)
+    trigger: RunTrigger = RunTrigger.DRIFT  # the rule that asked for the run
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,10 @@ def label_growth(state: PolicyInput, config: PolicyConfig, summary: str) -> Deci
     if retry is not None and retry > needed:
         needed = retry
         words += f"; the last run on this champion had {state.last_attempt_labels} and did not replace it ({retry})"
-    return _when_clear(state, config, words, needed, off="retraining is off", queued="improvement run queued")
+    decision = _when_clear(
+        state, config, words, needed, off="retraining is off", queued="improvement run queued"
+    )
+    return replace(decision, trigger=RunTrigger.LABEL_GROWTH)
 
 
 def decide(state: PolicyInput, config: PolicyConfig) -> Decision:

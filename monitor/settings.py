@@ -67,13 +67,13 @@ class MonitorSettings(BaseSettings):
         "since the champion have grown this many times over what that run had (and by min_labels_floor)",
     )
     label_growth_share: float = Field(
-        0.0,
+        PolicyConfig.label_growth_share,
         ge=0,
         description="without drift that hurts, queue an improvement run once the labels since the champion "
-        "reach this share of its training rows (and min_labels_floor); 0 (the default, until measured): off",
+        "reach this share of its training rows (and min_labels_floor); 0: off",
     )
     degenerate_growth_share: float = Field(
-        0.25,
+        PolicyConfig.degenerate_growth_share,
         ge=0,
         description="the same share for a champion flagged degenerate at registration (sooner)",
     )

@@ -34,6 +34,7 @@ class CheckRequestStatus(enum.StrEnum):
 class RunTrigger(enum.StrEnum):
     BOOTSTRAP = "bootstrap"
     DRIFT = "drift"
+    LABEL_GROWTH = "label_growth"  # no drift that hurts, but the labels since the champion outgrew it
     SCHEDULE = "schedule"
     MANUAL = "manual"
 

@@ -339,11 +339,16 @@ class Registry:
     # --- drift checks and promotion decisions ---------------------------------------------------
 
     def add_drift_check(
-        self, check: dict[str, Any], *, queue_run: dict[str, Any] | None = None
+        self,
+        check: dict[str, Any],
+        *,
+        queue_run: dict[str, Any] | None = None,
+        trigger: e.RunTrigger = e.RunTrigger.DRIFT,
     ) -> tuple[e.DriftCheck, e.RetrainRun | None]:
         """Store a drift check and, in the same transaction, the run its decision queued (if any).
 
-        ``queue_run`` holds the run's ``config``; the run refers to the check. A run already queued or
+        ``queue_run`` holds the run's ``config`` and ``trigger`` what queued it (the drift rule or the
+        label-growth rule); the run refers to the check. A run already queued or
         running for the model, or a champion other than the checked ``model_version`` (a promotion
         landed while the check ran), makes the whole write fail with :class:`ConflictError`. Queueing
         locks the model's row first (SQLite: the write lock ``BEGIN IMMEDIATE`` takes), so two monitors
@@ -382,7 +387,7 @@ class Registry:
                     )
                 run = RetrainRunRow(
                     model_name=row.model_name,
-                    trigger=e.RunTrigger.DRIFT.value,
+                    trigger=trigger.value,
                     status=e.RunStatus.QUEUED.value,
                     attempts=0,
                     config=queue_run,

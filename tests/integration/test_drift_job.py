@@ -39,9 +39,14 @@ def test_drift_persists_then_queues_exactly_one_run(served_home: Path) -> None:
     store = Registry.open(Settings(home=served_home))
     artifacts = LocalArtifactStore(Settings(home=served_home).artifact_root)
     # bootstrap was just now: no cooldown. The labels below are all wrong, so the realized drop would act
-    # at once (tests/unit/test_policy.py); this test is about persistence and the retry rule.
+    # at once (tests/unit/test_policy.py); this test is about persistence and the retry rule of the drift
+    # trigger, without the label-growth trigger.
     policy = PolicyConfig(
-        persistence=2, min_labels_floor=50, cooldown=timedelta(0), realized_drop_skips_persistence=False
+        persistence=2,
+        min_labels_floor=50,
+        cooldown=timedelta(0),
+        realized_drop_skips_persistence=False,
+        label_growth_share=0.0,
     )
     config = MonitorConfig(window_size=200, policy=policy)
 
@@ -183,7 +188,9 @@ def test_a_window_served_on_int8_is_compared_with_the_int8_reference(served_home
     assert mixed.reference.endswith(f"/{REFERENCE_PROFILE} (60 rows)") and mixed.n_current == 150
 
 
-def test_labels_the_queue_asked_for_by_margin_are_left_out_of_the_realized_accuracy(served_home: Path) -> None:
+def test_labels_the_queue_asked_for_by_margin_are_left_out_of_the_realized_accuracy(
+    served_home: Path,
+) -> None:
     from datetime import UTC, datetime
 
     from sqlalchemy import insert, select

@@ -95,6 +95,7 @@ def test_summary_places_records_on_the_stream_and_links_reports(served_home: Pat
         "checks": 1,
         "drift_alarms": 1,
         "runs": 1,
+        "runs_label_growth": 0,
         "promotions": 1,
         "rejections": 0,
         "runs_skipped": 0,

@@ -18,6 +18,7 @@ from monitor.policy import (
     label_plan,
     labels_for_decisive_gate,
 )
+from registry.entities import RunTrigger
 from retrain.assemble import AssemblyConfig
 from retrain.gate import GateConfig, PairedPredictions, evaluate_gate
 
@@ -272,7 +273,7 @@ CALM = PolicyInput(
 
 def test_no_drift_and_labels_past_the_champions_training_rows_queue_an_improvement_run() -> None:
     d = decide(CALM, GROWTH)
-    assert d.retrain and d.labels_needed == 294
+    assert d.retrain and d.labels_needed == 294 and d.trigger is RunTrigger.LABEL_GROWTH
     assert d.reason == (
         "no drift; 412 new labels = 140% of the champion's 294 training rows (an improvement run at 100%): "
         "improvement run queued"
@@ -282,8 +283,8 @@ def test_no_drift_and_labels_past_the_champions_training_rows_queue_an_improveme
 def test_below_the_share_no_run_and_the_reason_says_how_many() -> None:
     d = decide(replace(CALM, new_labels=200), GROWTH)
     assert not d.retrain and d.reason.endswith("fewer than 294 new labels")
-    assert not decide(CALM, CONFIG).retrain  # off by default: "no drift" as before
-    assert decide(CALM, CONFIG).reason == "no drift"
+    off = replace(CONFIG, label_growth_share=0.0)
+    assert not decide(CALM, off).retrain and decide(CALM, off).reason == "no drift"
     assert not decide(replace(CALM, champion_train_rows=None), GROWTH).retrain  # unknown training rows
 
 
@@ -304,4 +305,6 @@ def test_drift_that_does_not_hurt_falls_back_on_label_growth() -> None:
     calm_drift = replace(READY, estimated_drop=0.01, new_labels=500, champion_train_rows=400)
     d = decide(calm_drift, GROWTH)
     assert d.retrain and "quality has not dropped by more than 3.0 pts; 500 new labels = 125%" in d.reason
-    assert not decide(calm_drift, CONFIG).retrain
+    assert d.trigger is RunTrigger.LABEL_GROWTH
+    assert not decide(calm_drift, replace(CONFIG, label_growth_share=0.0)).retrain
+    assert decide(READY, GROWTH).trigger is RunTrigger.DRIFT  # drift that hurts: the drift rule's run
