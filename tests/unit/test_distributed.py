@@ -21,10 +21,11 @@ from registry.entities import ArtifactRef, NewLabel, RunStatus, RunTrigger
 from registry.errors import ConflictError, InvalidInputError
 from retrain import distributed
 from retrain import run as run_module
+from retrain.checkpoints import training_digest
 from retrain.config import TrainConfig
 from retrain.distributed import Channel, PeerLost, Ranks, Stop, TrainPlan
+from retrain.hftrainer import training_args
 from retrain.run import execute_run, follow_run
-from retrain.train import _training_args, training_digest
 from tests.integration.test_retrain_run import CONFIG, finance_rows, open_home
 from tests.textgen import topic_rows
 
@@ -340,15 +341,15 @@ def test_ddp_training_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     # needs the process group of a real job: tests/e2e/test_torchrun.py).
     monkeypatch.setattr(transformers, "TrainingArguments", lambda **kwargs: kwargs)
     cfg = TrainConfig(batch_size=16)
-    one = _training_args(cfg, tmp_path, n_train=100, validate=True, keep=True, progress=False)
+    one = training_args(cfg, tmp_path, n_train=100, validate=True, keep=True, progress=False)
     assert one["per_device_train_batch_size"] == 16 and "use_cpu" not in one and "ddp_backend" not in one
     assert one["logging_steps"] == 1  # 7 steps per epoch, 1 epoch
-    two = _training_args(cfg, tmp_path, n_train=100, validate=True, keep=True, progress=False, world_size=2)
+    two = training_args(cfg, tmp_path, n_train=100, validate=True, keep=True, progress=False, world_size=2)
     assert two["per_device_train_batch_size"] == 8  # a step still sees 16 rows: the protocol is unchanged
     assert {
         k: v for k, v in two.items() if k not in ("per_device_train_batch_size", "use_cpu", "ddp_backend")
     } == {k: v for k, v in one.items() if k != "per_device_train_batch_size"}
-    three = _training_args(cfg, tmp_path, n_train=100, validate=True, keep=True, progress=False, world_size=3)
+    three = training_args(cfg, tmp_path, n_train=100, validate=True, keep=True, progress=False, world_size=3)
     assert three["per_device_train_batch_size"] == 6
     if not torch.cuda.is_available():
         # Without use_cpu the Trainer would train each CPU rank on its own, with no DDP at all.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrain.gate import GateConfig, PairedPredictions, evaluate_gate, macro_f1
+from retrain.gate import GateConfig, PairedPredictions, _macro_f1_batch, evaluate_gate
 
 
 def predictions(y: np.ndarray, error_rate: float, seed: int, k: int = 3) -> np.ndarray:
@@ -19,12 +19,17 @@ def labels(n: int, seed: int = 0, k: int = 3) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, k, n)
 
 
-def test_macro_f1_matches_sklearn() -> None:
+def test_the_vectorized_bootstrap_macro_f1_matches_sklearn_on_every_resample() -> None:
     from sklearn.metrics import f1_score
 
-    y = labels(500)
-    p = predictions(y, 0.3, 1)
-    assert macro_f1(y, p, np.unique(y)) == pytest.approx(f1_score(y, p, average="macro"))
+    y = labels(200, k=4)
+    p = predictions(y, 0.4, 1, k=4)
+    p[:5] = 4  # a label outside the classes: it only ever counts as a miss
+    idx = np.random.default_rng(2).integers(0, len(y), size=(50, len(y)))
+    idx[0] = np.flatnonzero(y != 3)[0]  # one resample of a single row: classes it lacks score 0
+    classes = np.unique(y)
+    expected = [f1_score(y[i], p[i], labels=classes, average="macro", zero_division=0) for i in idx]
+    np.testing.assert_allclose(_macro_f1_batch(y, p, idx, classes), expected, rtol=0, atol=1e-12)
 
 
 def test_clearly_better_challenger_passes() -> None:

@@ -3,6 +3,7 @@ bookkeeping and the report line. No model is trained here."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -10,15 +11,10 @@ import pandas as pd
 import pytest
 
 from registry.errors import InvalidInputError
+from retrain.checkpoints import CHECKPOINT_DIGEST, resume_point, training_digest, training_folder
 from retrain.config import TrainConfig
 from retrain.report import _training
-from retrain.train import (
-    CHECKPOINT_DIGEST,
-    choose_weighting,
-    resume_point,
-    training_digest,
-    validation_split,
-)
+from retrain.train import choose_weighting, validation_split
 
 
 @pytest.mark.parametrize(
@@ -109,6 +105,24 @@ def test_resume_point_only_for_the_same_rows(tmp_path: Path) -> None:
     assert training_digest(rows, ["a", "b"], TrainConfig(seed=1), tmp_path / "base") != digest
     assert resume_point(tmp_path / "ck", changed) is None
     assert list((tmp_path / "ck").glob("checkpoint-*")) == []
+
+
+def test_training_folder_is_the_checkpoint_dir_or_a_temporary_one(tmp_path: Path) -> None:
+    rows = _rows({"a": 10, "b": 10})
+    with contextlib.ExitStack() as stack:
+        out_dir, resume = training_folder(
+            stack, rows, ["a", "b"], TrainConfig(), tmp_path, tmp_path / "ck", None
+        )
+        assert (out_dir, resume) == (tmp_path / "ck", None)
+        assert (tmp_path / "ck" / CHECKPOINT_DIGEST).is_file()  # the retry resumes only on these rows
+        (out_dir / "checkpoint-4").mkdir()
+        (out_dir / "checkpoint-4" / "trainer_state.json").write_text("{}")
+        again = training_folder(stack, rows, ["a", "b"], TrainConfig(), tmp_path, tmp_path / "ck", None)
+        assert again == (tmp_path / "ck", tmp_path / "ck" / "checkpoint-4")
+        temporary, nothing = training_folder(stack, rows, ["a", "b"], TrainConfig(), tmp_path, None, None)
+        assert temporary.is_dir() and nothing is None
+    assert not temporary.exists()  # removed with the stack
+    assert (tmp_path / "ck" / "checkpoint-4").is_dir()
 
 
 def test_report_line_on_training() -> None:
