@@ -68,10 +68,6 @@ class Processes:
     def service(self) -> subprocess.Popen:
         return self.procs[0]
 
-    def exited(self) -> list[tuple[int, int]]:
-        """(pid, exit code) of the processes that have ended."""
-        return [(p.pid, p.returncode) for p in self.procs if p.poll() is not None]
-
     @property
     def scheduler(self) -> subprocess.Popen | None:
         return self.procs[1] if len(self.procs) > 1 else None

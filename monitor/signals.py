@@ -27,10 +27,6 @@ class Signal:
     drifted: bool
     details: dict[str, Any] = field(default_factory=dict)
 
-    def describe(self) -> str:
-        state = "drift" if self.drifted else "no drift"
-        return f"{self.name}: {self.score:.3f} (threshold {self.threshold:.3f}): {state}"
-
 
 def _distribution(values: Sequence[str], labels: Sequence[str], smoothing: float = 0.5) -> np.ndarray:
     index = {label: i for i, label in enumerate(labels)}
