@@ -32,10 +32,16 @@ logger = logging.getLogger(__name__)
 class MonitorConfig:
     window_size: int = 500
     check: CheckConfig = field(default_factory=CheckConfig)
+    # Its quality_margin is the check's: the policy judges drops against the margin the check flagged
+    # them with (set here, whatever the policy config says).
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     # Recorded on the runs it queues; its ``assembly`` and ``gate`` figures also size the policy's label
     # count (align_with_run), and each queued run gets the policy's floor as its ``min_new_labels``.
     run_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        margin = self.check.quality_margin
+        object.__setattr__(self, "policy", replace(self.policy, quality_margin=margin))
 
 
 @dataclass(frozen=True)
