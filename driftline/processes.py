@@ -1,11 +1,13 @@
 """Starting Driftline's processes: ``driftline up`` runs the serving process and the scheduler on
-embedded defaults; the demo and the replay start the same pair in the background."""
+embedded defaults; the demo and the replay start the same pair in the background, and say how to serve
+their workspace again once they stopped it (:class:`ConsoleHint`)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -57,6 +59,36 @@ def bentoml_home(home: Path) -> Path:
     return (home / "bentoml").absolute()
 
 
+@dataclass(frozen=True)
+class ConsoleHint:
+    """How to open the review console on a session's workspace. The session's own service (on a free
+    port) is stopped before the summary is written, so its URL is dead: the hint is the command that
+    serves the workspace again (``driftline up --no-scheduler``: no new checks or runs change what the
+    session recorded) and the console's URL on ``up``'s default port."""
+
+    command: str
+    url: str
+    decisions_url: str | None = None  # the console's list of promotion decisions, when there are some
+
+    @classmethod
+    def of(cls, settings: Settings, *, decisions: bool = False) -> ConsoleHint:
+        env = [f"DRIFTLINE_HOME={shlex.quote(str(Path(settings.home).absolute()))}"]
+        if settings.model_name != Settings.model_fields["model_name"].default:
+            env.append(f"DRIFTLINE_MODEL_NAME={shlex.quote(settings.model_name)}")
+        command = " ".join([*env, shlex.quote(driftline_executable()), "up", "--no-scheduler"])
+        url = console_url("127.0.0.1", DEFAULT_PORT)
+        return cls(command=command, url=url, decisions_url=url + "decisions" if decisions else None)
+
+    def lines(self) -> list[str]:
+        decisions = f" (decisions: {self.decisions_url})" if self.decisions_url else ""
+        return [
+            "console: this session's service has stopped; to review its records, run",
+            f"  {self.command}",
+            f"  then open {self.url}{decisions} and sign in with the token it prints "
+            "(DRIFTLINE_API_TOKEN if set)",
+        ]
+
+
 @dataclass
 class Processes:
     """The service (first) and the scheduler (if started), as child processes."""
@@ -67,10 +99,6 @@ class Processes:
     @property
     def service(self) -> subprocess.Popen:
         return self.procs[0]
-
-    def exited(self) -> list[tuple[int, int]]:
-        """(pid, exit code) of the processes that have ended."""
-        return [(p.pid, p.returncode) for p in self.procs if p.poll() is not None]
 
     @property
     def scheduler(self) -> subprocess.Popen | None:

@@ -18,34 +18,40 @@ The scheduler runs on its own clock. With ``hold_during_runs`` the replay stops 
 retraining run is queued or running, and after a promotion waits until the service has hot-swapped to
 the new champion: on a small machine a run takes minutes, and without the hold a short stream would be
 over before the run ends.
+
+The HTTP calls are :mod:`driftline.client`'s; what a stream holds over the service's limits is counted
+before anything is sent by :mod:`driftline.preflight`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import random
-import re
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from registry.errors import DriftlineError, ErrorCode, InvalidInputError
+# The client and the preflight count live in their own modules; their names stay importable from here.
+from driftline.client import DriftlineClient as DriftlineClient
+from driftline.client import RequestRefused, predict_body_bytes
+from driftline.client import ServiceError as ServiceError
+from driftline.client import encode_body as encode_body
+from driftline.client import fold_numbers as fold_numbers
+from driftline.preflight import Preflight as Preflight
+from driftline.preflight import ServiceLimits as ServiceLimits
+from driftline.preflight import preflight as preflight
+from registry.errors import DriftlineError, ErrorCode
 
 logger = logging.getLogger(__name__)
 
 IN_FLIGHT = ("queued", "running")
-LONG_TEXT_CHARS = 2000  # texts longer than this are reported before a replay: the model reads their head only
-# 4xx answers that are about the caller, not about what the request carries: no row would fare better alone
-NOT_ABOUT_ROWS = (401, 403)
 FEEDBACK_CHUNK = 256  # labels per /feedback request
-VERSION_PROBE = "driftline replay: which model version answers?"  # the text of served_version()
 
 
 @dataclass(frozen=True)
@@ -131,294 +137,6 @@ class ReplayLog:
     refused_rows: list[Refused] = field(default_factory=list)  # rows /predict refused: not served
     refused_labels: list[Refused] = field(default_factory=list)  # labels /feedback refused
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A 4xx answer: its status, the service's error code (empty when the body is not JSON) and message."""
-
-    status: int
-    error: str
-    message: str
-
-    @classmethod
-    def of(cls, response: httpx.Response) -> Refusal:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and "message" in body:
-            return cls(response.status_code, str(body.get("error") or ""), str(body["message"]))
-        return cls(response.status_code, "", response.text.strip() or response.reason_phrase)
-
-    @property
-    def reason(self) -> str:
-        """``422 INVALID_INPUT: texts[0]: has N characters; the limit is 100000 (DRIFTLINE_MAX_TEXT_CHARS)``:
-        the same for every row refused for the same cause, so reasons can be counted."""
-        return f"{self.status}{' ' + self.error if self.error else ''}: {fold_numbers(self.message)}"
-
-
-# a count of characters, bytes, ... that is not the limit ("has 2581 characters", not "the limit of 2000 bytes")
-_COUNTED = re.compile(r"(?<!limit of )(?<!limit is )\b\d[\d,]*(?= (?:characters|bytes|texts|items|tokens)\b)")
-_HEX_IDS = re.compile(r"\b[0-9a-f]{32}\b")  # prediction ids
-
-
-def fold_numbers(message: str, *, limit: int = 300) -> str:
-    """``message`` without what is particular to one row: counts of characters, bytes, texts or items
-    become N, prediction ids <id>; limits and indexes stay. Cut to ``limit`` characters."""
-    folded = _HEX_IDS.sub("<id>", _COUNTED.sub("N", " ".join(message.split())))
-    return folded if len(folded) <= limit else folded[: limit - 3] + "..."
-
-
-class RequestRefused(DriftlineError):
-    """The service refused a request for what it carries (a 4xx): its rows may fare better one by one."""
-
-    code = ErrorCode.INVALID_INPUT
-
-    def __init__(self, message: str, *, refusal: Refusal) -> None:
-        super().__init__(message)
-        self.refusal = refusal
-
-
-class ServiceError(DriftlineError):
-    """The service failed a request (a 5xx), or refused the caller (401, 403): the replay cannot go on."""
-
-    code = ErrorCode.UNAVAILABLE
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def encode_body(body: Any) -> bytes:
-    """A JSON body as httpx would send it; a lone surrogate in a text (UTF-8 cannot carry one) goes as a
-    ``\\ud800`` escape instead of failing here: the service decides what to do with it."""
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
-
-
-def predict_body_bytes(texts: Sequence[str]) -> int:
-    return len(encode_body({"texts": list(texts)}))
-
-
-@dataclass(frozen=True)
-class ServiceLimits:
-    """The request limits of a service (``service.settings.ServeSettings``), as the replay needs them."""
-
-    max_text_chars: int
-    max_texts_per_request: int
-    max_feedback_items: int
-    max_body_bytes: int | None = None  # None: the service has no body limit
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ServiceLimits:
-        """The limits of a service started with exactly ``env``: its DRIFTLINE_* values, defaults for the
-        rest (this process's own environment is not read)."""
-        from pydantic import ValidationError
-
-        from service.settings import ServeSettings
-
-        class EnvOnly(ServeSettings):
-            @classmethod
-            def settings_customise_sources(
-                cls, settings_cls: Any, init_settings: Any, **_other_sources: Any
-            ) -> tuple[Any, ...]:
-                return (init_settings,)  # the values below, never this process's environment or files
-
-        prefix = str(ServeSettings.model_config.get("env_prefix", "")).upper()
-        upper = {k.upper(): v for k, v in env.items()}
-        values = {
-            name: upper[prefix + name.upper()]
-            for name in ServeSettings.model_fields
-            if prefix + name.upper() in upper
-        }
-        try:
-            serve = EnvOnly(**values)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            name = prefix + str(first["loc"][0]).upper() if first["loc"] else "service settings"
-            raise InvalidInputError(f"{name}: {first['msg']} (got {first.get('input')!r})") from exc
-        return cls(
-            max_text_chars=serve.max_text_chars,
-            max_texts_per_request=serve.max_texts_per_request,
-            max_feedback_items=serve.max_feedback_items,
-            max_body_bytes=getattr(serve, "max_body_bytes", None),
-        )
-
-
-@dataclass(frozen=True)
-class Preflight:
-    """What the stream holds that the service will refuse or cut, counted before anything is sent."""
-
-    limits: ServiceLimits
-    rows: int
-    batch_size: int
-    over_chars: int  # rows over the per-text limit: refused
-    long_texts: int  # rows longer than long_chars: served, but the model reads their head only
-    long_chars: int
-    requests: int  # /predict requests of batch_size rows
-    requests_over_body: int  # of them, over the body limit: their rows go one by one
-    rows_over_body: int  # rows over the body limit on their own: not sent, counted as refused
-    max_length: int | None = None  # the model's max_length, in tokens
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def lines(self) -> list[str]:
-        lim, n = self.limits, self.rows
-        out = []
-        if self.over_chars:
-            out.append(
-                f"{self.over_chars:,} of {n:,} rows are over the service's {lim.max_text_chars:,}-character limit "
-                "(DRIFTLINE_MAX_TEXT_CHARS); they will be refused and counted"
-            )
-        if self.batch_size > lim.max_texts_per_request:
-            out.append(
-                f"requests of {self.batch_size} texts are over the service's limit of {lim.max_texts_per_request} "
-                "(DRIFTLINE_MAX_TEXTS_PER_REQUEST); each will be refused and its rows sent one by one"
-            )
-        if self.requests_over_body:
-            out.append(
-                f"{self.requests_over_body:,} of {self.requests:,} requests ({self.batch_size} texts each) are over "
-                f"the service's {lim.max_body_bytes:,}-byte body limit (DRIFTLINE_MAX_BODY_BYTES); their rows "
-                "will be sent one by one"
-            )
-        if self.rows_over_body:
-            out.append(
-                f"{self.rows_over_body:,} of {n:,} rows are over the body limit on their own; they will not be "
-                "sent, and are counted as refused"
-            )
-        if not out:
-            body = f", {lim.max_body_bytes:,} bytes per request" if lim.max_body_bytes else ""
-            out.append(
-                f"service limits: {lim.max_text_chars:,} characters per text{body}; no row is over them"
-            )
-        if self.long_texts:
-            head = f"the first {self.max_length} tokens" if self.max_length else "its first max_length tokens"
-            out.append(
-                f"{self.long_texts:,} of {n:,} rows are longer than {self.long_chars:,} characters; the model "
-                f"reads {head} of each"
-            )
-        return out
-
-
-def preflight(
-    rows: Sequence[StreamRow],
-    limits: ServiceLimits,
-    *,
-    batch_size: int,
-    long_chars: int = LONG_TEXT_CHARS,
-    max_length: int | None = None,
-) -> Preflight:
-    """Count, without sending anything, the rows and requests that are over the service's limits."""
-    lengths = [len(r.text) for r in rows]
-    requests = len(range(0, len(rows), batch_size))
-    over_body = alone_over = 0
-    if limits.max_body_bytes is not None:
-        # a body is {"texts":[...]}: 12 bytes, the texts as JSON strings, a comma between two
-        sizes = [len(encode_body(r.text)) for r in rows]
-        alone_over = sum(12 + size > limits.max_body_bytes for size in sizes)
-        for first in range(0, len(rows), batch_size):
-            chunk = sizes[first : first + batch_size]
-            over_body += 12 + sum(chunk) + len(chunk) - 1 > limits.max_body_bytes
-    return Preflight(
-        limits=limits,
-        rows=len(rows),
-        batch_size=batch_size,
-        over_chars=sum(n > limits.max_text_chars for n in lengths),
-        long_texts=sum(n > long_chars for n in lengths),
-        long_chars=long_chars,
-        requests=requests,
-        requests_over_body=over_body,
-        rows_over_body=alone_over,
-        max_length=max_length,
-    )
-
-
-class DriftlineClient:
-    """The few HTTP calls the replay makes: predict, feedback, runs, champion, served version."""
-
-    def __init__(self, base_url: str, *, model_name: str, token: str | None, timeout_s: float = 60.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s)
-        self.model_name = model_name
-
-    def close(self) -> None:
-        self.http.close()
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
-        status = response.status_code
-        if status >= 400:
-            message = f"{method} {path} answered {status}: {response.text[:300]}"
-            if status < 500 and status not in NOT_ABOUT_ROWS:
-                raise RequestRefused(message, refusal=Refusal.of(response))
-            raise ServiceError(message, status=status)
-        return response.json()
-
-    def _post(self, path: str, body: Any) -> Any:
-        headers = {"Content-Type": "application/json"}
-        return self._json("POST", path, content=encode_body(body), headers=headers)
-
-    def wait_ready(self, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not alive():
-                raise DriftlineError("the service exited before it was ready", code=ErrorCode.UNAVAILABLE)
-            try:
-                if self.http.get("/readyz", timeout=2.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        raise DriftlineError(f"the service was not ready after {timeout_s:.0f} s", code=ErrorCode.UNAVAILABLE)
-
-    def predict(self, texts: Sequence[str]) -> tuple[int, list[dict[str, Any]]]:
-        """Raises :class:`RequestRefused` on a 4xx, :class:`ServiceError` on a 5xx."""
-        body = self._post("/predict", {"texts": list(texts)})
-        return int(body["model_version"]), body["predictions"]
-
-    def feedback(self, items: Sequence[dict[str, Any]]) -> int:
-        return int(self._post("/feedback", {"items": list(items)})["accepted"])
-
-    def label_queue(self, limit: int) -> list[dict[str, Any]]:
-        """The champion's label queue: up to ``limit`` items, leased to this client's token."""
-        body = self._json("GET", "/api/label-queue", params={"model": self.model_name, "limit": limit})
-        return list(body["items"])
-
-    def request_check(self) -> int:
-        return int(self._json("POST", "/api/checks", json={"model_name": self.model_name})["id"])
-
-    def check_request(self, request_id: int) -> dict[str, Any]:
-        return self._json("GET", f"/api/checks/requests/{request_id}")
-
-    def queue_run(self, reason: str, config: dict[str, Any] | None = None) -> int:
-        """Queue a run; ``config`` is a run config (``train``, ``assembly``, ``gate``, ``mode``)."""
-        config = config or {}
-        body = {
-            "model_name": self.model_name,
-            "reason": reason,
-            "config": config.get("train", {}),
-            "assembly": config.get("assembly", {}),
-            "gate": config.get("gate", {}),
-        }
-        return int(self._json("POST", "/api/runs", json=body)["id"])
-
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        return self._json("GET", "/api/runs", params={"model_name": self.model_name, "limit": limit})
-
-    def champion_version(self) -> int | None:
-        response = self.http.get(f"/api/models/{self.model_name}/aliases/champion")
-        return int(response.json()["version"]) if response.status_code == 200 else None
-
-    def served_version(self) -> int:
-        """The version that answers ``/predict`` now: one probe text, which the service logs like any
-        prediction (a few unlabeled rows per hot swap the replay waits for). Not ``/metrics``: its gauge can
-        lag behind what serves (and did, when two workspaces shared BentoML's Prometheus files)."""
-        return self.predict([VERSION_PROBE])[0]
 
 
 Progress = Callable[[str], None]

@@ -1,13 +1,12 @@
 """What a replay did, scored: served accuracy per window, per domain and per version; the checks, runs
-and decisions the registry recorded meanwhile, placed on the stream; a timeline figure and an
-``index.html`` that links every drift and promotion report."""
+and decisions the registry recorded meanwhile, placed on the stream; an ``index.html`` that links every
+drift and promotion report (``templates/replay_index.html.j2``) beside the timeline figure
+(``driftline.timeline``)."""
 
 from __future__ import annotations
 
 import bisect
-import html
 import os
-import shlex
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from driftline.processes import ConsoleHint as ConsoleHint  # re-exported: the session prints it
 from driftline.replay import Refused, ReplayLog, ServedRow
+from driftline.timeline import write_timeline as write_timeline  # re-exported: the session draws it
+from registry.entities import DriftCheck, PromotionDecision, RetrainRun
 from registry.settings import Settings
 from registry.store import Registry
 
@@ -66,6 +68,10 @@ class StreamSummary:
 
     def lines(self) -> list[str]:
         """The summary, one screen."""
+        return [*self._stream_lines(), "", *self._domain_lines(), "", *self._record_lines()]
+
+    def _stream_lines(self) -> list[str]:
+        """What was served and what was refused."""
         out = [
             f"{self.rows} rows served in {self.seconds / 60:.1f} min, {self.labels_sent} labels sent; "
             f"served accuracy {self.accuracy:.3f}, macro-F1 {self.macro_f1:.3f}",
@@ -93,20 +99,26 @@ class StreamSummary:
                 for reason, count in reasons.items():
                     rows = ", ".join(map(str, examples.get(reason, [])))
                     out.append(f"  {count:,} x {reason} (rows {rows}{', ...' if count > EXAMPLES else ''})")
-        out += [
-            "",
-            f"  {'domain':<10}{'rows':>6}{'accuracy':>10}   by serving version",
-        ]
+        return out
+
+    def _domain_lines(self) -> list[str]:
+        out = [f"  {'domain':<10}{'rows':>6}{'accuracy':>10}   by serving version"]
         for name, d in self.domains.items():
             versions = "  ".join(
                 f"v{v}: {s['accuracy']:.3f} ({s['n']})" for v, s in sorted(d["by_version"].items())
             )
             out.append(f"  {name:<10}{d['n']:>6}{d['accuracy']:>10.3f}   {versions}")
+        return out
+
+    def _record_lines(self) -> list[str]:
+        """The checks, runs and decisions the registry recorded, and what the promotions did."""
         drifted = sum(c["drifted"] for c in self.checks)
-        out += ["", f"drift checks: {len(self.checks)} ({drifted} saw drift)"]
-        for c in self.checks:
-            if c["decision"] == "retrain":
-                out.append(f"  check {c['id']} at row {c['row']}: {c['reason']}")
+        out = [f"drift checks: {len(self.checks)} ({drifted} saw drift)"]
+        out += [
+            f"  check {c['id']} at row {c['row']}: {c['reason']}"
+            for c in self.checks
+            if c["decision"] == "retrain"
+        ]
         out.append(f"retraining runs: {len(self.runs)}")
         verdicts = {d["run_id"]: d["status"] for d in self.decisions}
         for r in self.runs:
@@ -115,6 +127,10 @@ class StreamSummary:
             error = f" ({r['error']})" if r["error"] else ""
             out.append(f"  run {r['id']} ({r['trigger']}) {r['status']}{detail}{error}")
         out.append(f"decisions: {len(self.decisions)} ({len(self.promotions)} promoted)")
+        return out + self._promotion_lines()
+
+    def _promotion_lines(self) -> list[str]:
+        out = []
         if self.recovery and self.recovery.get("promotion"):
             r = self.recovery
             out.append(
@@ -139,49 +155,6 @@ class StreamSummary:
         return out
 
 
-@dataclass(frozen=True)
-class ConsoleHint:
-    """How to open the review console on a session's workspace. The session's own service (on a free
-    port) is stopped before the summary is written, so its URL is dead: the hint is the command that
-    serves the workspace again (``driftline up --no-scheduler``: no new checks or runs change what the
-    session recorded) and the console's URL on ``up``'s default port."""
-
-    command: str
-    url: str
-    decisions_url: str | None = None  # the console's list of promotion decisions, when there are some
-
-    @classmethod
-    def of(cls, settings: Settings, *, decisions: bool = False) -> ConsoleHint:
-        from driftline.processes import DEFAULT_PORT, console_url, driftline_executable
-
-        env = [f"DRIFTLINE_HOME={shlex.quote(str(Path(settings.home).absolute()))}"]
-        if settings.model_name != Settings.model_fields["model_name"].default:
-            env.append(f"DRIFTLINE_MODEL_NAME={shlex.quote(settings.model_name)}")
-        command = " ".join([*env, shlex.quote(driftline_executable()), "up", "--no-scheduler"])
-        url = console_url("127.0.0.1", DEFAULT_PORT)
-        return cls(command=command, url=url, decisions_url=url + "decisions" if decisions else None)
-
-    def lines(self) -> list[str]:
-        decisions = f" (decisions: {self.decisions_url})" if self.decisions_url else ""
-        return [
-            "console: this session's service has stopped; to review its records, run",
-            f"  {self.command}",
-            f"  then open {self.url}{decisions} and sign in with the token it prints "
-            "(DRIFTLINE_API_TOKEN if set)",
-        ]
-
-    def html(self) -> str:
-        esc = html.escape
-        link = f'<a href="{esc(self.url)}">{esc(self.url)}</a>'
-        if self.decisions_url:
-            link += f' (decisions: <a href="{esc(self.decisions_url)}">{esc(self.decisions_url)}</a>)'
-        return (
-            "<p><b>Review console</b>: this session's service has stopped; to review its records, run "
-            f"<code>{esc(self.command)}</code>, then open {link} and sign in with the token it prints "
-            "(DRIFTLINE_API_TOKEN if set).</p>"
-        )
-
-
 def _refusals(refused: list[Refused]) -> tuple[int, dict[str, int], dict[str, list[int]]]:
     """How many, how many per reason (most frequent first), and the first few row indexes of each."""
     counts = Counter(r.reason for r in refused)
@@ -204,8 +177,7 @@ def _macro_f1(rows: list[ServedRow]) -> float:
     from sklearn.metrics import f1_score
 
     truth, predicted = [r.label for r in rows], [r.predicted for r in rows]
-    labels = sorted(set(truth) | set(predicted))
-    return float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0))
+    return float(f1_score(truth, predicted, average="macro", zero_division=0))
 
 
 def _row_at(times: list[float], started_at: datetime, when: datetime) -> int:
@@ -236,7 +208,52 @@ def _recovery(checks: list[dict[str, Any]], decisions: list[dict[str, Any]]) -> 
 
 
 def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float) -> StreamSummary:
+    """The replay's scores (per ``window`` rows, per domain, per version) and the registry's records of
+    it, placed on the stream."""
     served = log.served
+    records = _records(settings, log)
+    checks, runs, decisions = records["checks"], records["runs"], records["decisions"]
+    rows_refused, rows_reasons, rows_examples = _refusals(log.refused_rows)
+    labels_refused, labels_reasons, labels_examples = _refusals(log.refused_labels)
+    return StreamSummary(
+        rows_refused=rows_refused,
+        rows_refused_reasons=rows_reasons,
+        rows_refused_examples=rows_examples,
+        labels_refused=labels_refused,
+        labels_refused_reasons=labels_reasons,
+        labels_refused_examples=labels_examples,
+        ended_early=log.ended_early,
+        macro_f1=_macro_f1(served),
+        counts=_counts(checks, runs, decisions),
+        training_seconds=sum(r["seconds"] or 0.0 for r in runs),
+        recovery=_recovery(checks, decisions),
+        rows=len(served),
+        seconds=seconds,
+        labels_sent=log.labels_sent,
+        labeling={
+            "rows_labeled": sum(r.labeled for r in served),
+            "queue_asks": log.queue_asks,
+            "queue_items": log.queue_items,
+        },
+        accuracy=_accuracy(served),
+        windows=_windows(served, window),
+        domains=_domains(served),
+        holds=[
+            {
+                "row": h.row,
+                "seconds": round(h.ended - h.started, 1),
+                "runs": h.run_ids,
+                "swapped_to": h.champion_after,
+            }
+            for h in log.holds
+        ],
+        interrupted=log.interrupted,
+        **records,
+    )
+
+
+def _windows(served: list[ServedRow], window: int) -> list[dict[str, Any]]:
+    """Each ``window`` rows in serving order: their domains, serving versions and scores."""
     windows = []
     for start in range(0, len(served), window):
         rows = served[start : start + window]
@@ -250,6 +267,12 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
                 "macro_f1": _macro_f1(rows),
             }
         )
+    return windows
+
+
+def _domains(served: list[ServedRow]) -> dict[str, dict[str, Any]]:
+    """Per domain (in order of appearance): where it sits on the stream, its scores, and its accuracy
+    per serving version."""
     by_domain: dict[str, list[ServedRow]] = defaultdict(list)
     for r in served:
         by_domain[str(r.domain)].append(r)
@@ -266,59 +289,30 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
             "macro_f1": _macro_f1(rows),
             "by_version": {v: {"n": len(vr), "accuracy": _accuracy(vr)} for v, vr in versions.items()},
         }
+    return domains
 
-    times = [r.at for r in served]
+
+def _records(settings: Settings, log: ReplayLog) -> dict[str, Any]:
+    """The registry's drift checks, runs and decisions, oldest first, each at the row it came after; the
+    training rows of the versions the runs made; the checks' estimates against the served accuracy."""
+    times = [r.at for r in log.served]
+
+    def row_at(when: datetime) -> int:
+        return _row_at(times, log.started_at, when)
+
     registry = Registry.open(settings)
     try:
         name = settings.model_name
         checks = [
-            {
-                "id": c.id,
-                "row": _row_at(times, log.started_at, c.created_at),
-                "model_version": c.model_version,
-                "drifted": c.drifted,
-                "signals": [k for k, v in c.scores.items() if isinstance(v, dict) and v.get("drifted")],
-                "embedding_auc": (c.scores.get("embedding_drift") or {}).get("score"),
-                "embedding_threshold": (c.scores.get("embedding_drift") or {}).get("threshold"),
-                "decision": c.decision,
-                "reason": c.reason,
-                "report": c.report_uri,
-                "at": c.created_at.isoformat(),
-                "n_current": c.n_current,
-                "estimates": c.scores.get("accuracy_estimates"),
-            }
-            for c in reversed(registry.list_drift_checks(name, limit=10_000))
+            _check(c, row_at(c.created_at)) for c in reversed(registry.list_drift_checks(name, limit=10_000))
         ]
-        estimates_backtest = _backtest(served, checks, registry, name)
         runs = [
-            {
-                "id": r.id,
-                "trigger": r.trigger.value,
-                "status": r.status.value,
-                "row": _row_at(times, log.started_at, r.created_at),
-                "drift_check_id": r.drift_check_id,
-                "candidate_version": r.candidate_version,
-                "seconds": (r.finished_at - r.started_at).total_seconds()
-                if r.finished_at and r.started_at
-                else None,
-                "error": r.error,
-            }
+            _run(r, row_at(r.created_at))
             for r in reversed(registry.list_runs(name, limit=10_000))
             if r.trigger.value != "bootstrap"
         ]
         decisions = [
-            {
-                "id": d.id,
-                "run_id": d.run_id,
-                "candidate_version": d.candidate_version,
-                "incumbent_version": d.incumbent_version,
-                "status": d.status.value,
-                "reasons": list(d.reasons),
-                "report": d.report_uri,
-                "row": _row_at(times, log.started_at, d.created_at),
-                "at": d.created_at.isoformat(),
-            }
-            for d in reversed(registry.list_decisions(name, limit=10_000))
+            _decision(d, row_at(d.created_at)) for d in reversed(registry.list_decisions(name, limit=10_000))
         ]
         made = {r["candidate_version"] for r in runs if r["candidate_version"]}
         labels_used = sum(
@@ -326,58 +320,71 @@ def summarize(settings: Settings, log: ReplayLog, *, window: int, seconds: float
             for v in registry.list_versions(name)
             if v.version in made
         )
+        backtest = _backtest(log.served, checks, registry, name)
     finally:
         registry.close()
-    rows_refused, rows_reasons, rows_examples = _refusals(log.refused_rows)
-    labels_refused, labels_reasons, labels_examples = _refusals(log.refused_labels)
-    return StreamSummary(
-        rows_refused=rows_refused,
-        rows_refused_reasons=rows_reasons,
-        rows_refused_examples=rows_examples,
-        labels_refused=labels_refused,
-        labels_refused_reasons=labels_reasons,
-        labels_refused_examples=labels_examples,
-        ended_early=log.ended_early,
-        macro_f1=_macro_f1(served),
-        counts={
-            "checks": len(checks),
-            "drift_alarms": sum(c["drifted"] for c in checks),
-            "runs": len(runs),
-            "runs_label_growth": sum(r["trigger"] == "label_growth" for r in runs),
-            "promotions": sum(d["status"] in ("promoted", "approved") for d in decisions),
-            "rejections": sum(d["status"] in ("rejected", "refused") for d in decisions),
-            "runs_skipped": sum(r["status"] == "skipped" for r in runs),
-            "runs_failed": sum(r["status"] == "failed" for r in runs),
-        },
-        labels_used=labels_used,
-        training_seconds=sum(r["seconds"] or 0.0 for r in runs),
-        recovery=_recovery(checks, decisions),
-        rows=len(served),
-        seconds=seconds,
-        labels_sent=log.labels_sent,
-        estimates_backtest=estimates_backtest,
-        labeling={
-            "rows_labeled": sum(r.labeled for r in served),
-            "queue_asks": log.queue_asks,
-            "queue_items": log.queue_items,
-        },
-        accuracy=_accuracy(served),
-        windows=windows,
-        domains=domains,
-        checks=checks,
-        runs=runs,
-        decisions=decisions,
-        holds=[
-            {
-                "row": h.row,
-                "seconds": round(h.ended - h.started, 1),
-                "runs": h.run_ids,
-                "swapped_to": h.champion_after,
-            }
-            for h in log.holds
-        ],
-        interrupted=log.interrupted,
-    )
+    records = {"checks": checks, "runs": runs, "decisions": decisions, "labels_used": labels_used}
+    return {**records, "estimates_backtest": backtest}
+
+
+def _check(c: DriftCheck, row: int) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "row": row,
+        "model_version": c.model_version,
+        "drifted": c.drifted,
+        "signals": [k for k, v in c.scores.items() if isinstance(v, dict) and v.get("drifted")],
+        "embedding_auc": (c.scores.get("embedding_drift") or {}).get("score"),
+        "embedding_threshold": (c.scores.get("embedding_drift") or {}).get("threshold"),
+        "decision": c.decision,
+        "reason": c.reason,
+        "report": c.report_uri,
+        "at": c.created_at.isoformat(),
+        "n_current": c.n_current,
+        "estimates": c.scores.get("accuracy_estimates"),
+    }
+
+
+def _run(r: RetrainRun, row: int) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "trigger": r.trigger.value,
+        "status": r.status.value,
+        "row": row,
+        "drift_check_id": r.drift_check_id,
+        "candidate_version": r.candidate_version,
+        "seconds": (r.finished_at - r.started_at).total_seconds() if r.finished_at and r.started_at else None,
+        "error": r.error,
+    }
+
+
+def _decision(d: PromotionDecision, row: int) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "run_id": d.run_id,
+        "candidate_version": d.candidate_version,
+        "incumbent_version": d.incumbent_version,
+        "status": d.status.value,
+        "reasons": list(d.reasons),
+        "report": d.report_uri,
+        "row": row,
+        "at": d.created_at.isoformat(),
+    }
+
+
+def _counts(
+    checks: list[dict[str, Any]], runs: list[dict[str, Any]], decisions: list[dict[str, Any]]
+) -> dict[str, int]:
+    return {
+        "checks": len(checks),
+        "drift_alarms": sum(c["drifted"] for c in checks),
+        "runs": len(runs),
+        "runs_label_growth": sum(r["trigger"] == "label_growth" for r in runs),
+        "promotions": sum(d["status"] in ("promoted", "approved") for d in decisions),
+        "rejections": sum(d["status"] in ("rejected", "refused") for d in decisions),
+        "runs_skipped": sum(r["status"] == "skipped" for r in runs),
+        "runs_failed": sum(r["status"] == "failed" for r in runs),
+    }
 
 
 def _backtest(
@@ -461,133 +468,29 @@ def score_promotions(
     return checks
 
 
-def write_timeline(summary: StreamSummary, path: Path) -> Path:
-    """Served accuracy per window, the embedding-drift score of each check, run and promotion marks,
-    domain bands."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(11, 5.2), dpi=110)
-    colors = ["#e8f0fe", "#fef3e0", "#e6f4ea", "#fce8e6", "#f3e8fd"]
-    for i, (name, d) in enumerate(summary.domains.items()):
-        ax.axvspan(d["first_row"], d["last_row"] + 1, color=colors[i % len(colors)], zorder=0)
-        ax.text((d["first_row"] + d["last_row"]) / 2, 1.02, name, ha="center", va="bottom", fontsize=9)
-    mids = [(w["start"] + w["end"]) / 2 for w in summary.windows]
-    ax.plot(mids, [w["accuracy"] for w in summary.windows], "o-", color="#1a73e8", label="served accuracy")
-    ax.set_ylim(0, 1.1)
-    ax.set_xlim(0, max(summary.rows, 1))
-    ax.set_xlabel("stream row")
-    ax.set_ylabel("accuracy (window)")
-    for r in summary.runs:
-        ax.axvline(r["row"], color="#f29900", linestyle="--", linewidth=1.2)
-    for d in summary.decisions:
-        promoted = d["status"] in ("promoted", "approved")
-        ax.axvline(d["row"], color="#188038" if promoted else "#d93025", linewidth=2)
-        ax.text(
-            d["row"], 0.04, f" v{d['candidate_version']} {d['status']}", rotation=90, fontsize=8, va="bottom"
-        )
-    drift = ax.twinx()
-    points = [c for c in summary.checks if c["embedding_auc"] is not None]
-    drift.scatter(
-        [c["row"] for c in points],
-        [c["embedding_auc"] for c in points],
-        c=["#d93025" if c["drifted"] else "#9aa0a6" for c in points],
-        s=14,
-        label="drift check (embedding AUC; red: drift)",
-    )
-    drift.set_ylim(0.4, 1.05)
-    drift.set_ylabel("embedding drift AUC")
-    handles = [
-        plt.Line2D([], [], color="#1a73e8", marker="o", label="served accuracy per window"),
-        plt.Line2D([], [], color="#d93025", marker="o", linestyle="", label="drift check, drift seen"),
-        plt.Line2D([], [], color="#9aa0a6", marker="o", linestyle="", label="drift check, no drift"),
-        plt.Line2D([], [], color="#f29900", linestyle="--", label="run queued"),
-        plt.Line2D([], [], color="#188038", label="promotion"),
-    ]
-    ax.legend(
-        handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5, fontsize=8, frameon=False
-    )
-    ax.set_title("Driftline: served accuracy, drift checks, retraining and promotions", fontsize=11, pad=18)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def _link(settings: Settings, uri: str | None, out_dir: Path) -> str:
-    if not uri:
-        return ""
+def _report_link(settings: Settings, uri: str, out_dir: Path) -> dict[str, str]:
+    """Where the index links a report: relative to ``out_dir`` when it is on disk; else (an object-store
+    artifact root) no ``href``, the page names it and the control API serves it."""
     target = Path(settings.artifact_root) / "reports" / uri
-    if not target.exists():  # an object-store artifact root: name the report, the control API serves it
-        return f"<code>reports/{html.escape(uri)}</code>"
-    return f'<a href="{html.escape(os.path.relpath(target, out_dir))}">{html.escape(Path(uri).name)}</a>'
+    if not target.exists():
+        return {"name": f"reports/{uri}"}
+    return {"href": os.path.relpath(target, out_dir), "name": Path(uri).name}
 
 
 def write_index(summary: StreamSummary, settings: Settings, out_dir: Path) -> Path:
-    """One page linking the timeline and every drift and promotion report."""
-    esc = html.escape
-    rows_domains = "".join(
-        f"<tr><td>{esc(n)}</td><td>{d['n']}</td><td>{d['accuracy']:.3f}</td><td>"
-        + ", ".join(f"v{v}: {s['accuracy']:.3f} ({s['n']} rows)" for v, s in sorted(d["by_version"].items()))
-        + "</td></tr>"
-        for n, d in summary.domains.items()
-    )
-    rows_checks = "".join(
-        f"<tr><td>{c['id']}</td><td>{c['row']}</td><td>v{c['model_version']}</td>"
-        f"<td>{'yes' if c['drifted'] else 'no'}</td><td>{esc(', '.join(c['signals']))}</td>"
-        f"<td>{esc(c['decision'])}</td><td>{esc(c['reason'])}</td><td>{_link(settings, c['report'], out_dir)}</td></tr>"
-        for c in summary.checks
-    )
-    rows_runs = "".join(
-        f"<tr><td>{r['id']}</td><td>{esc(r['trigger'])}</td><td>{r['row']}</td><td>{esc(r['status'])}</td>"
-        f"<td>{'v' + str(r['candidate_version']) if r['candidate_version'] else ''}</td>"
-        f"<td>{'' if r['seconds'] is None else round(r['seconds'])}</td><td>{esc(r['error'] or '')}</td></tr>"
-        for r in summary.runs
-    )
-    rows_decisions = "".join(
-        f"<tr><td>{d['id']}</td><td>{d['run_id']}</td><td>v{d['candidate_version']} vs v{d['incumbent_version']}</td>"
-        f"<td>{esc(d['status'])}</td><td>{esc('; '.join(d['reasons']))}</td>"
-        f"<td>{_link(settings, d['report'], out_dir)}</td></tr>"
-        for d in summary.decisions
-    )
-    notes = []
-    if summary.ended_early:
-        notes.append(f"<p><b>The replay ended early</b>: {esc(summary.ended_early)}</p>")
-    if summary.rows_refused:
-        notes.append(
-            f"<p>{summary.rows_refused} rows refused by the service (not served, not scored): "
-            + "; ".join(f"{esc(r)} ({n})" for r, n in summary.rows_refused_reasons.items())
-            + ".</p>"
+    """One page linking the timeline and every drift and promotion report (``replay_index.html.j2``)."""
+    from registry.templating import environment
+
+    reports = [r["report"] for r in (*summary.checks, *summary.decisions) if r["report"]]
+    page = (
+        environment("driftline")
+        .get_template("replay_index.html.j2")
+        .render(
+            summary=summary,
+            console=ConsoleHint.of(settings, decisions=bool(summary.decisions)),
+            links={uri: _report_link(settings, uri, out_dir) for uri in reports},
         )
-    if summary.labels_refused:
-        notes.append(
-            f"<p>{summary.labels_refused} labels refused by /feedback: "
-            + "; ".join(f"{esc(r)} ({n})" for r, n in summary.labels_refused_reasons.items())
-            + ".</p>"
-        )
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Driftline demo</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ddd;padding:4px 8px;font-size:14px;vertical-align:top}}
-th{{background:#f5f5f5}}</style></head><body>
-<h1>Driftline: one pass of the loop</h1>
-<p>{summary.rows} rows served in {summary.seconds / 60:.1f} min; {summary.labels_sent} labels sent;
-served accuracy {summary.accuracy:.3f}{" (interrupted)" if summary.interrupted else ""}.</p>
-{"".join(notes)}
-{ConsoleHint.of(settings, decisions=bool(summary.decisions)).html()}
-<img src="timeline.png" alt="timeline" style="max-width:100%">
-<h2>Served accuracy per domain</h2>
-<table><tr><th>domain</th><th>rows</th><th>accuracy</th><th>by serving version</th></tr>{rows_domains}</table>
-<h2>Promotion decisions</h2>
-<table><tr><th>id</th><th>run</th><th>challenger vs champion</th><th>status</th><th>reasons</th><th>report</th></tr>{rows_decisions}</table>
-<h2>Retraining runs</h2>
-<table><tr><th>id</th><th>trigger</th><th>at row</th><th>status</th><th>candidate</th><th>seconds</th><th>error</th></tr>{rows_runs}</table>
-<h2>Drift checks</h2>
-<table><tr><th>id</th><th>at row</th><th>model</th><th>drift</th><th>signals</th><th>decision</th><th>reason</th><th>report</th></tr>{rows_checks}</table>
-</body></html>
-"""
+    )
     path = out_dir / "index.html"
     path.write_text(page)
     return path

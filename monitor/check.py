@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monitor import signals
 from monitor.estimates import estimate_window
 from monitor.signals import (
     Signal,
@@ -22,18 +23,21 @@ from monitor.signals import (
     prediction_drift,
     quality_estimate,
     realized_accuracy,
-    softmax,
 )
+from registry.scores import softmax
 
 
 @dataclass(frozen=True)
 class CheckConfig:
-    prediction_threshold: float = 0.1  # Jensen-Shannon distance of predicted-label shares
-    length_threshold: float = 0.1  # Kolmogorov-Smirnov statistic of text lengths
-    embedding_threshold: float = 0.55  # ROC-AUC of a classifier telling the windows apart
-    quality_margin: float = 0.03  # accuracy drop, estimated or realized
-    realized_alpha: float = 0.01  # a realized drop must also be significant at this level
-    min_labels: int = 30
+    """The thresholds of one check; each default is its signal's own (``monitor.signals``)."""
+
+    prediction_threshold: float = signals.PREDICTION_THRESHOLD
+    length_threshold: float = signals.DESCRIPTOR_THRESHOLD
+    embedding_threshold: float = signals.EMBEDDING_THRESHOLD
+    # accuracy drop, estimated or realized; the job hands it to the trigger policy (MonitorConfig)
+    quality_margin: float = signals.QUALITY_MARGIN
+    realized_alpha: float = signals.ALPHA  # a realized drop must also be significant at this level
+    min_labels: int = signals.MIN_LABELS
     min_rows: int = 50
 
 
@@ -96,6 +100,8 @@ def compute_check(
         raise ValueError(
             f"a drift check needs at least {config.min_rows} logged predictions, got {len(window.texts)}"
         )
+    reference_probs = np.array(reference["probs"].tolist(), dtype=np.float64)
+    current_probs = calibrated(window.probs, temperature)
     signals = [
         prediction_drift(
             reference["predicted"].tolist(),
@@ -108,49 +114,68 @@ def compute_check(
             np.array([len(t) for t in window.texts]),
             threshold=config.length_threshold,
         ),
+        quality_estimate(reference_probs, current_probs, max_drop=config.quality_margin),
+        _realized(window, reference_accuracy, reference_accuracy_rows, config),
     ]
-    reference_probs = np.array(reference["probs"].tolist(), dtype=np.float64)
-    current_probs = softmax(np.log(np.clip(window.probs, 1e-12, 1.0)), temperature)
-    signals.append(quality_estimate(reference_probs, current_probs, max_drop=config.quality_margin))
     estimates = estimate_window(
         current_probs, reference_probs, (reference["predicted"] == reference["label"]).to_numpy()
     )
-    labeled = [(t, p) for t, p in zip(window.true_labels, window.predicted, strict=True) if t is not None]
-    signals.append(
-        realized_accuracy(
-            [t for t, _ in labeled],
-            [p for _, p in labeled],
-            reference_accuracy=reference_accuracy,
-            reference_n=reference_accuracy_rows,
-            max_drop=config.quality_margin,
-            min_labels=config.min_labels,
-            alpha=config.realized_alpha,
-        )
-    )
     if window.embeddings is not None and len(window.embeddings) >= config.min_rows:
-        from monitor.evidently_report import evidently_drift
-
-        score = evidently_drift(reference, window, report_dir=report_dir)
-        # Evidently scores one random train/test split: on a few hundred rows its AUC swings by +-0.08
-        # and crossed the threshold on undrifted windows. A cross-validated AUC, where every row is
-        # scored once, must confirm it, above the threshold and significant, before the signal fires.
-        confirm = embedding_drift(
-            np.array(reference["embedding"].tolist(), dtype=np.float32),
-            window.embeddings,
-            threshold=config.embedding_threshold,
-        )
-        signals.append(
-            Signal(
-                "embedding_drift",
-                score,
-                config.embedding_threshold,
-                score > config.embedding_threshold and confirm.drifted,
-                {
-                    "method": "Evidently EmbeddingsDrift (model), confirmed by a 5-fold cross-validated AUC",
-                    "cross_validated_auc": confirm.score,
-                    "cross_validated_p_value": confirm.details["p_value"],
-                    "rows": [len(reference), len(window.embeddings)],
-                },
-            )
-        )
+        signals.append(_embedding_signal(reference, window, window.embeddings, config, report_dir))
     return CheckOutcome(tuple(signals), estimates)
+
+
+def calibrated(served_probs: np.ndarray, temperature: float) -> np.ndarray:
+    """The window's probabilities as served (temperature 1) recalibrated with the version's temperature."""
+    logits = np.log(np.clip(served_probs, 1e-12, 1.0))
+    return softmax(logits, temperature).astype(np.float64)
+
+
+def _realized(
+    window: Window, reference_accuracy: float, reference_rows: int | None, config: CheckConfig
+) -> Signal:
+    """The realized accuracy of the window's labeled predictions against the reference accuracy."""
+    labeled = [(t, p) for t, p in zip(window.true_labels, window.predicted, strict=True) if t is not None]
+    return realized_accuracy(
+        [t for t, _ in labeled],
+        [p for _, p in labeled],
+        reference_accuracy=reference_accuracy,
+        reference_n=reference_rows,
+        max_drop=config.quality_margin,
+        min_labels=config.min_labels,
+        alpha=config.realized_alpha,
+    )
+
+
+def _embedding_signal(
+    reference: pd.DataFrame,
+    window: Window,
+    embeddings: np.ndarray,
+    config: CheckConfig,
+    report_dir: Path | None,
+) -> Signal:
+    """Evidently's embedding drift on the window's ``embeddings``, confirmed by a cross-validated AUC
+    before it fires."""
+    from monitor.evidently_report import evidently_drift
+
+    score = evidently_drift(reference, window, report_dir=report_dir)
+    # Evidently scores one random train/test split: on a few hundred rows its AUC swings by +-0.08
+    # and crossed the threshold on undrifted windows. A cross-validated AUC, where every row is
+    # scored once, must confirm it, above the threshold and significant, before the signal fires.
+    confirm = embedding_drift(
+        np.array(reference["embedding"].tolist(), dtype=np.float32),
+        embeddings,
+        threshold=config.embedding_threshold,
+    )
+    return Signal(
+        "embedding_drift",
+        score,
+        config.embedding_threshold,
+        score > config.embedding_threshold and confirm.drifted,
+        {
+            "method": "Evidently EmbeddingsDrift (model), confirmed by a 5-fold cross-validated AUC",
+            "cross_validated_auc": confirm.score,
+            "cross_validated_p_value": confirm.details["p_value"],
+            "rows": [len(reference), len(embeddings)],
+        },
+    )

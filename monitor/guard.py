@@ -44,7 +44,6 @@ from registry.store import Registry
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class GuardConfig:
     min_labels: int = 50  # labeled rows the new champion must have served before its first look
@@ -127,8 +126,6 @@ def judge(
     """The guard's decision on rows in serving order (labels and both models' predicted labels).
     ``labeled``: how many labeled rows there are in all, when only the first ones are passed (the
     latest look's)."""
-    from scipy.stats import binomtest
-
     n = len(y_true)
     if len(champion_pred) != n or len(replaced_pred) != n:
         raise ValueError(
@@ -147,36 +144,18 @@ def judge(
         )
     look = reached[-1]
     first = max(0, look - config.window)  # the look's window: its latest rows
-    y, a, b = y_true[first:look], champion_pred[first:look], replaced_pred[first:look]
-    judged = look - first
-    champion_right = [p == t for p, t in zip(a, y, strict=True)]
-    replaced_right = [p == t for p, t in zip(b, y, strict=True)]
-    only_champion = sum(c and not r for c, r in zip(champion_right, replaced_right, strict=True))
-    only_replaced = sum(r and not c for c, r in zip(champion_right, replaced_right, strict=True))
-    discordant = only_champion + only_replaced
-    p_value = binomtest(only_replaced, discordant, 0.5, alternative="greater").pvalue if discordant else 1.0
-    acc_a, acc_b = sum(champion_right) / judged, sum(replaced_right) / judged
-    diff = acc_a - acc_b
+    paired = paired_comparison(y_true[first:look], champion_pred[first:look], replaced_pred[first:look])
     level = config.alpha_per_look
     new, old = names
     evidence = (
-        f"on the same {judged} labeled rows ({first + 1}-{look} since the promotion) {new} scores {acc_a:.3f} and {old} {acc_b:.3f} ({_pts(diff)}); "
-        f"only {new} right on {only_champion}, only {old} on {only_replaced}: one-sided exact McNemar "
-        f"p = {p_value:.2g} (level {level:.3g} per look, {len(config.looks())} looks)"
+        f"on the same {paired['judged']} labeled rows ({first + 1}-{look} since the promotion) {new} scores "
+        f"{paired['champion_accuracy']:.3f} and {old} {paired['replaced_accuracy']:.3f} "
+        f"({_pts(paired['difference'])}); only {new} right on {paired['champion_only_right']}, only {old} "
+        f"on {paired['replaced_only_right']}: one-sided exact McNemar p = {paired['p_value']:.2g} "
+        f"(level {level:.3g} per look, {len(config.looks())} looks)"
     )
-    common = {
-        "labeled": total,
-        "look": look,
-        "judged": judged,
-        "champion_accuracy": acc_a,
-        "replaced_accuracy": acc_b,
-        "difference": diff,
-        "champion_only_right": only_champion,
-        "replaced_only_right": only_replaced,
-        "p_value": float(p_value),
-        "alpha_per_look": level,
-    }
-    if diff < -config.margin and p_value < level:
+    common = {"labeled": total, "look": look, **paired, "alpha_per_look": level}
+    if paired["difference"] < -config.margin and paired["p_value"] < level:
         return GuardVerdict(
             GuardStatus.ROLLBACK,
             f"{new} is worse than {old} by more than {config.margin * 100:.1f} pts, significantly: {evidence}",
@@ -187,6 +166,29 @@ def judge(
             GuardStatus.CLEARED, f"no harm at the last look: {evidence}; the guard ends", **common
         )
     return GuardVerdict(GuardStatus.WATCHING, f"no significant harm yet: {evidence}", **common)
+
+
+def paired_comparison(y: Sequence[str], champion: Sequence[str], replaced: Sequence[str]) -> dict[str, Any]:
+    """The paired comparison of two models on the same labeled rows: their accuracies, the rows only one
+    of them gets right, and the one-sided exact McNemar test that the replaced one wins more of those."""
+    from scipy.stats import binomtest
+
+    champion_right = [p == t for p, t in zip(champion, y, strict=True)]
+    replaced_right = [p == t for p, t in zip(replaced, y, strict=True)]
+    only_champion = sum(c and not r for c, r in zip(champion_right, replaced_right, strict=True))
+    only_replaced = sum(r and not c for c, r in zip(champion_right, replaced_right, strict=True))
+    discordant = only_champion + only_replaced
+    p_value = binomtest(only_replaced, discordant, 0.5, alternative="greater").pvalue if discordant else 1.0
+    acc_a, acc_b = sum(champion_right) / len(y), sum(replaced_right) / len(y)
+    return {
+        "judged": len(y),
+        "champion_accuracy": acc_a,
+        "replaced_accuracy": acc_b,
+        "difference": acc_a - acc_b,
+        "champion_only_right": only_champion,
+        "replaced_only_right": only_replaced,
+        "p_value": float(p_value),
+    }
 
 
 # --- the job --------------------------------------------------------------------------------------

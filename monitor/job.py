@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from monitor.check import CheckConfig, Window, compute_check
+from monitor.check import CheckConfig, CheckOutcome, Window, compute_check
 from monitor.policy import Decision, PolicyConfig, PolicyInput, align_with_run, decide
 from monitor.signals import REALIZED_DROP
 from registry.artifacts import ArtifactStore
@@ -32,10 +34,16 @@ logger = logging.getLogger(__name__)
 class MonitorConfig:
     window_size: int = 500
     check: CheckConfig = field(default_factory=CheckConfig)
+    # Its quality_margin is the check's: the policy judges drops against the margin the check flagged
+    # them with (set here, whatever the policy config says).
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     # Recorded on the runs it queues; its ``assembly`` and ``gate`` figures also size the policy's label
     # count (align_with_run), and each queued run gets the policy's floor as its ``min_new_labels``.
     run_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        margin = self.check.quality_margin
+        object.__setattr__(self, "policy", replace(self.policy, quality_margin=margin))
 
 
 @dataclass(frozen=True)
@@ -99,93 +107,19 @@ def run_drift_check(
 ) -> CheckRecord:
     """Check the champion's latest window now. ``skip_unchanged`` (the scheduler's ticks): raise
     :class:`NothingNew` when no prediction was logged since the last check of the same version."""
-    import pandas as pd
-
     config = config or MonitorConfig()
     champion = registry.get_version_by_alias(model_name, CHAMPION)
-    rows, basis = reference_basis(
-        champion, registry.window(model_name, champion.version, limit=config.window_size)
-    )
-    if len(rows) < config.check.min_rows:
-        raise InvalidInputError(
-            f"model '{model_name}' v{champion.version} has served {len(rows)} logged predictions; a drift check "
-            f"needs at least {config.check.min_rows}"
-        )
-    if skip_unchanged:
-        last = registry.list_drift_checks(model_name, limit=1)
-        if (
-            last
-            and last[0].model_version == champion.version
-            and last[0].window_end >= rows[-1][0].created_at
-        ):
-            raise NothingNew(f"no prediction logged since drift check {last[0].id}")
+    rows, basis = _window_rows(registry, champion, config, skip_unchanged=skip_unchanged)
     # Labels the queue asked for because the model was unsure are a sample of its hardest rows, not of
     # its accuracy: the realized accuracy reads the others (the queue's random share, labels from
     # elsewhere). They still train the next run.
     by_margin = registry.chosen_for_labels([p.id for p, label in rows if label is not None])
     reference = pd.read_parquet(artifacts.fetch(champion.artifact) / basis.profile)
-    labels = champion.labels
-    with_embedding = [i for i, (p, _) in enumerate(rows) if p.embedding is not None]
-    window = Window(
-        texts=[p.text for p, _ in rows],
-        predicted=[p.label for p, _ in rows],
-        probs=np.array([[p.scores.get(label, 0.0) for label in labels] for p, _ in rows], dtype=np.float64),
-        true_labels=[None if p.id in by_margin else label for p, label in rows],
-        embeddings=np.stack([np.frombuffer(rows[i][0].embedding, dtype=np.float16) for i in with_embedding])
-        if with_embedding
-        else None,
-        embedding_rows=with_embedding,
-    )
-    name = f"drift/{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory(prefix="driftline-check-") as tmp:
-        outcome = compute_check(
-            reference,
-            window,
-            labels=labels,
-            temperature=basis.temperature,
-            reference_accuracy=basis.accuracy,
-            reference_accuracy_rows=champion.metrics.get("n"),
-            config=config.check,
-            report_dir=Path(tmp),
-        )
-        report_uri = artifacts.put_report(Path(tmp), name) + "/drift_report.html"
+    window = window_of(rows, champion.labels, by_margin)
+    outcome, report_uri = _compute(artifacts, reference, window, champion, basis, config.check)
 
     policy = align_with_run(config.policy, config.run_config)
-    previous = registry.list_drift_checks(model_name, limit=policy.persistence)
-    streak = 1 if outcome.drifted_signals else 0
-    if streak:
-        for check in previous:
-            if not check.drifted or check.model_version != champion.version:
-                break
-            streak += 1
-    runs = registry.list_runs(model_name, limit=20)
-    finished = [r.finished_at for r in runs if r.finished_at is not None]
-    # Labels count from the champion's training (what a run would train on). A run that started since
-    # then and has ended did not replace the champion (refused, failed, skipped): a retry waits for
-    # more evidence. (One still going is "already queued or running".)
-    new_labels = registry.count_labels(since=champion.created_at)
-    attempts = [
-        r.started_at
-        for r in runs
-        if r.started_at is not None and r.finished_at is not None and r.started_at >= champion.created_at
-    ]
-    last_attempt_labels = new_labels - registry.count_labels(since=max(attempts)) if attempts else None
-    estimated = outcome.signal("estimated_accuracy_drop")
-    realized = outcome.signal(REALIZED_DROP)
-    measured = realized is not None and not np.isnan(realized.score)  # enough labels in the window
-    state = PolicyInput(
-        drift_streak=streak,
-        drifted_signals=outcome.drifted_signals,
-        estimated_drop=estimated.score if estimated else None,
-        realized_drop=realized.score if realized and measured else None,
-        new_labels=new_labels,
-        active_run=any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in runs),
-        since_last_run=datetime.now(UTC) - max(finished) if finished else None,
-        last_attempt_labels=last_attempt_labels,
-        realized_labels=int(realized.details.get("labeled", 0)) if realized and measured else None,
-        champion_train_rows=_train_rows(champion),
-        champion_degenerate=bool((champion.metrics.get("quality") or {}).get("degenerate")),
-    )
+    state = _policy_state(registry, champion, outcome, policy)
     decision = decide(state, policy)
     first, last = rows[0][0].created_at, rows[-1][0].created_at
     record = {
@@ -221,6 +155,148 @@ def run_drift_check(
         decision = Decision(False, record["reason"])
     logger.info("drift check %s on %s v%s: %s", check.id, model_name, champion.version, decision.reason)
     return CheckRecord(check=check, run=run, decision=decision)
+
+
+def _window_rows(
+    registry: Registry, champion: ModelVersion, config: MonitorConfig, *, skip_unchanged: bool
+) -> tuple[list[tuple[Prediction, str | None]], ReferenceBasis]:
+    """The champion's latest window (the rows of the runtime that served most of it) and its basis;
+    raises when it is too small, or with ``skip_unchanged``, when the last check saw it already."""
+    model_name = champion.model_name
+    rows, basis = reference_basis(
+        champion, registry.window(model_name, champion.version, limit=config.window_size)
+    )
+    if len(rows) < config.check.min_rows:
+        raise InvalidInputError(
+            f"model '{model_name}' v{champion.version} has served {len(rows)} logged predictions; a drift check "
+            f"needs at least {config.check.min_rows}"
+        )
+    if skip_unchanged:
+        last = registry.list_drift_checks(model_name, limit=1)
+        if (
+            last
+            and last[0].model_version == champion.version
+            and last[0].window_end >= rows[-1][0].created_at
+        ):
+            raise NothingNew(f"no prediction logged since drift check {last[0].id}")
+    return rows, basis
+
+
+def window_of(
+    rows: list[tuple[Prediction, str | None]], labels: Sequence[str], by_margin: set[str]
+) -> Window:
+    """The check's view of logged rows: texts, served labels and probabilities (in ``labels`` order),
+    the true labels except those in ``by_margin``, and the embeddings of the rows that kept one."""
+    with_embedding = [i for i, (p, _) in enumerate(rows) if p.embedding is not None]
+    return Window(
+        texts=[p.text for p, _ in rows],
+        predicted=[p.label for p, _ in rows],
+        probs=np.array([[p.scores.get(label, 0.0) for label in labels] for p, _ in rows], dtype=np.float64),
+        true_labels=[None if p.id in by_margin else label for p, label in rows],
+        embeddings=np.stack([np.frombuffer(rows[i][0].embedding, dtype=np.float16) for i in with_embedding])
+        if with_embedding
+        else None,
+        embedding_rows=with_embedding,
+    )
+
+
+def _compute(
+    artifacts: ArtifactStore,
+    reference: pd.DataFrame,
+    window: Window,
+    champion: ModelVersion,
+    basis: ReferenceBasis,
+    config: CheckConfig,
+) -> tuple[CheckOutcome, str]:
+    """The check's signals and the URI of its Evidently report, stored beside the other reports."""
+    name = f"drift/{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="driftline-check-") as tmp:
+        outcome = compute_check(
+            reference,
+            window,
+            labels=champion.labels,
+            temperature=basis.temperature,
+            reference_accuracy=basis.accuracy,
+            reference_accuracy_rows=champion.metrics.get("n"),
+            config=config,
+            report_dir=Path(tmp),
+        )
+        report_uri = artifacts.put_report(Path(tmp), name) + "/drift_report.html"
+    return outcome, report_uri
+
+
+def _policy_state(
+    registry: Registry, champion: ModelVersion, outcome: CheckOutcome, policy: PolicyConfig
+) -> PolicyInput:
+    """The policy's input: this check's outcome with the previous checks, the runs and the labels the
+    registry holds."""
+    previous = registry.list_drift_checks(champion.model_name, limit=policy.persistence)
+    runs = registry.list_runs(champion.model_name, limit=20)
+    # Labels count from the champion's training (what a run would train on). A run that started since
+    # then and has ended did not replace the champion (refused, failed, skipped): a retry waits for
+    # more evidence. (One still going is "already queued or running".)
+    new_labels = registry.count_labels(since=champion.created_at)
+    attempt = last_attempt_start(runs, champion)
+    since_attempt = registry.count_labels(since=attempt) if attempt is not None else None
+    return policy_input(
+        outcome, champion, previous, runs, new_labels=new_labels, labels_since_attempt=since_attempt
+    )
+
+
+def drift_streak(drifted: bool, previous: Sequence[DriftCheck], version: int) -> int:
+    """Consecutive checks, ending with this one, in which some signal drifted: ``previous`` (latest
+    first) counts while its checks drifted on the same champion ``version``."""
+    if not drifted:
+        return 0
+    streak = 1
+    for check in previous:
+        if not check.drifted or check.model_version != version:
+            break
+        streak += 1
+    return streak
+
+
+def last_attempt_start(runs: Sequence[RetrainRun], champion: ModelVersion) -> datetime | None:
+    """When the latest run that started since the champion and has ended began (None: no such run)."""
+    attempts = [
+        r.started_at
+        for r in runs
+        if r.started_at is not None and r.finished_at is not None and r.started_at >= champion.created_at
+    ]
+    return max(attempts) if attempts else None
+
+
+def policy_input(
+    outcome: CheckOutcome,
+    champion: ModelVersion,
+    previous: Sequence[DriftCheck],
+    runs: Sequence[RetrainRun],
+    *,
+    new_labels: int,
+    labels_since_attempt: int | None,
+    now: datetime | None = None,
+) -> PolicyInput:
+    """What the trigger policy reads, from this check's ``outcome``, the ``previous`` checks (latest
+    first), the model's recent ``runs`` and two label counts: ``new_labels`` since the champion's
+    training and ``labels_since_attempt``, since the start of the last attempt on this champion
+    (:func:`last_attempt_start`; None: no attempt). ``now``: the clock (default: the current time)."""
+    finished = [r.finished_at for r in runs if r.finished_at is not None]
+    estimated = outcome.signal("estimated_accuracy_drop")
+    realized = outcome.signal(REALIZED_DROP)
+    measured = realized is not None and not np.isnan(realized.score)  # enough labels in the window
+    return PolicyInput(
+        drift_streak=drift_streak(bool(outcome.drifted_signals), previous, champion.version),
+        drifted_signals=outcome.drifted_signals,
+        estimated_drop=estimated.score if estimated else None,
+        realized_drop=realized.score if realized and measured else None,
+        new_labels=new_labels,
+        active_run=any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in runs),
+        since_last_run=(now or datetime.now(UTC)) - max(finished) if finished else None,
+        last_attempt_labels=None if labels_since_attempt is None else new_labels - labels_since_attempt,
+        realized_labels=int(realized.details.get("labeled", 0)) if realized and measured else None,
+        champion_train_rows=_train_rows(champion),
+        champion_degenerate=bool((champion.metrics.get("quality") or {}).get("degenerate")),
+    )
 
 
 def _train_rows(champion: ModelVersion) -> int | None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from scipy.stats import norm
 
-from monitor.signals import REALIZED_DROP
+from monitor.signals import QUALITY_MARGIN, REALIZED_DROP
 from registry.entities import RunTrigger
 
 
@@ -38,7 +38,9 @@ class PolicyConfig:
     # significant (its own test, p < 0.01, and over the margin) is measured harm on labeled rows, not an
     # alarm to confirm: it acts at once, and each check of waiting would cost served accuracy.
     realized_drop_skips_persistence: bool = True
-    quality_margin: float = 0.03  # estimated or realized accuracy drop that counts as "hurts"
+    # Estimated or realized accuracy drop that counts as "hurts": the drift check's margin (in the job,
+    # MonitorConfig sets it from CheckConfig.quality_margin).
+    quality_margin: float = QUALITY_MARGIN
     drift_alone: bool = False  # retrain on persistent drift even without a quality drop
     # Labels a run needs: enough that the gate, on the run's recent held-out share of them, passes with
     # ``gate_power`` a challenger that recovers the observed drop (labels_for_decisive_gate); at least

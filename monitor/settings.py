@@ -24,7 +24,7 @@ class MonitorSettings(BaseSettings):
     window_size: int = Field(500, ge=10)
     min_window_rows: int = Field(50, ge=2)
     drift_persistence: int = Field(3, ge=1)
-    quality_margin: float = Field(0.03, ge=0)
+    quality_margin: float = Field(CheckConfig.quality_margin, ge=0)
     drift_alone: bool = False
     realized_drop_skips_persistence: bool = Field(
         True,
@@ -113,12 +113,15 @@ class MonitorSettings(BaseSettings):
         1000, ge=1, description="the guard's last look: it ends there for a promotion that did no harm"
     )
     guard_margin: float = Field(
-        0.01,
+        GuardConfig.margin,
         ge=0,
         description="an accuracy loss beyond this against the replaced version is harm, if significant",
     )
     guard_alpha: float = Field(
-        0.05, gt=0, lt=1, description="significance of the guard's test over all its looks of one promotion"
+        GuardConfig.alpha,
+        gt=0,
+        lt=1,
+        description="significance of the guard's test over all its looks of one promotion",
     )
     launcher: Literal["subprocess", "torchrun", "kubernetes", "none"] = Field(
         "subprocess",
@@ -157,7 +160,6 @@ class MonitorSettings(BaseSettings):
             policy=PolicyConfig(
                 persistence=self.drift_persistence,
                 realized_drop_skips_persistence=self.realized_drop_skips_persistence,
-                quality_margin=self.quality_margin,
                 drift_alone=self.drift_alone,
                 min_labels_floor=self.min_labels_floor,
                 max_labels_wait=max(self.min_labels_floor, self.max_labels_wait),

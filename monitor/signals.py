@@ -2,6 +2,9 @@
 on) against the current window of logged predictions. Each returns a :class:`Signal` with its score,
 its threshold and whether it fired; nothing here reads a database or a clock.
 
+Each signal's default threshold is declared beside its test (as Evidently's stattest registry does);
+``monitor.check.CheckConfig`` and the ``DRIFTLINE_*`` settings take their defaults from these.
+
 Usage::
 
     sig = prediction_drift(reference_labels, current_labels, labels=("neg", "neu", "pos"))
@@ -15,8 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.spatial.distance import jensenshannon
+
+from registry.scores import softmax as softmax  # re-exported: tests calibrate with it from here
 
 REALIZED_DROP = "realized_accuracy_drop"  # the signal measured on labels, not estimated
+# Every test's significance level: a score over its threshold fires only when the test also rejects,
+# so that small windows do not alarm on noise.
+ALPHA = 0.01
 
 
 @dataclass(frozen=True)
@@ -26,10 +35,6 @@ class Signal:
     threshold: float
     drifted: bool
     details: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        state = "drift" if self.drifted else "no drift"
-        return f"{self.name}: {self.score:.3f} (threshold {self.threshold:.3f}): {state}"
 
 
 def _distribution(values: Sequence[str], labels: Sequence[str], smoothing: float = 0.5) -> np.ndarray:
@@ -41,15 +46,7 @@ def _distribution(values: Sequence[str], labels: Sequence[str], smoothing: float
     return counts / counts.sum()
 
 
-def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon distance (base 2, in [0, 1])."""
-    m = 0.5 * (p + q)
-
-    def kl(a: np.ndarray, b: np.ndarray) -> float:
-        mask = a > 0
-        return float(np.sum(a[mask] * np.log2(a[mask] / b[mask])))
-
-    return float(np.sqrt(max(0.0, 0.5 * kl(p, m) + 0.5 * kl(q, m))))
+PREDICTION_THRESHOLD = 0.1  # Jensen-Shannon distance (base 2, in [0, 1]) of predicted-label shares
 
 
 def prediction_drift(
@@ -57,15 +54,15 @@ def prediction_drift(
     current: Sequence[str],
     *,
     labels: Sequence[str],
-    threshold: float = 0.1,
-    alpha: float = 0.01,
+    threshold: float = PREDICTION_THRESHOLD,
+    alpha: float = ALPHA,
 ) -> Signal:
     """Has the distribution of predicted labels moved? Jensen-Shannon distance of the two shares above
     ``threshold``, and a chi-square test significant at ``alpha`` so small windows do not alarm on noise."""
     from scipy.stats import chi2_contingency
 
     p, q = _distribution(reference, labels), _distribution(current, labels)
-    score = jensen_shannon(p, q)
+    score = float(jensenshannon(p, q, base=2))
     counts = np.array(
         [
             _distribution(reference, labels, 0.0) * len(reference),
@@ -86,13 +83,16 @@ def prediction_drift(
     )
 
 
+DESCRIPTOR_THRESHOLD = 0.1  # Kolmogorov-Smirnov statistic of a per-text descriptor (the length)
+
+
 def descriptor_drift(
     reference: np.ndarray,
     current: np.ndarray,
     *,
     name: str = "text_length",
-    threshold: float = 0.1,
-    alpha: float = 0.01,
+    threshold: float = DESCRIPTOR_THRESHOLD,
+    alpha: float = ALPHA,
 ) -> Signal:
     """Has a per-text descriptor (length, ...) moved? Two-sample Kolmogorov-Smirnov statistic above
     ``threshold`` and significant at ``alpha``."""
@@ -114,12 +114,15 @@ def descriptor_drift(
     )
 
 
+EMBEDDING_THRESHOLD = 0.55  # ROC-AUC of a classifier telling the windows apart (0.5: it cannot)
+
+
 def embedding_drift(
     reference: np.ndarray,
     current: np.ndarray,
     *,
-    threshold: float = 0.55,
-    alpha: float = 0.01,
+    threshold: float = EMBEDDING_THRESHOLD,
+    alpha: float = ALPHA,
     seed: int = 0,
     max_rows: int = 2000,
 ) -> Signal:
@@ -144,21 +147,19 @@ def embedding_drift(
     )
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Calibrated probabilities: the temperature comes from the model version (fitted at training time)."""
-    z = np.asarray(logits, dtype=float) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def expected_accuracy(probs: np.ndarray) -> float:
     """The accuracy a calibrated model expects of itself: the mean of its top-class probability."""
     return float(np.mean(np.max(probs, axis=1))) if len(probs) else float("nan")
 
 
+# The accuracy drop, estimated or realized, that hurts: 3 points. The trigger policy judges drops
+# against the same margin (monitor.job.MonitorConfig hands the check's on).
+QUALITY_MARGIN = 0.03
+MIN_LABELS = 30  # labeled rows in a window below which the realized accuracy is not measured
+
+
 def quality_estimate(
-    reference_probs: np.ndarray, current_probs: np.ndarray, *, max_drop: float = 0.05
+    reference_probs: np.ndarray, current_probs: np.ndarray, *, max_drop: float = QUALITY_MARGIN
 ) -> Signal:
     """Label-free: has the expected accuracy (from calibrated confidences) dropped by more than ``max_drop``?"""
     ref, cur = expected_accuracy(reference_probs), expected_accuracy(current_probs)
@@ -174,9 +175,9 @@ def realized_accuracy(
     *,
     reference_accuracy: float,
     reference_n: int | None = None,
-    max_drop: float = 0.05,
-    min_labels: int = 30,
-    alpha: float = 0.01,
+    max_drop: float = QUALITY_MARGIN,
+    min_labels: int = MIN_LABELS,
+    alpha: float = ALPHA,
 ) -> Signal:
     """With labels: has the accuracy of the window's labeled predictions dropped by more than ``max_drop``,
     and significantly?
