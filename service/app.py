@@ -39,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 
 from registry.artifacts import artifact_store
 from registry.entities import CHAMPION, ModelVersion, NewLabel, NewPrediction, Role
-from registry.errors import DriftlineError, NotFoundError
+from registry.errors import DriftlineError, ErrorCode, NotFoundError, error_body
 from registry.modelio import load_version
 from registry.permissions import secure_home
 from registry.settings import get_settings
@@ -106,11 +106,11 @@ class JSONOnly:
             media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if media != b"application/json":
                 shown = media.decode("latin-1") or "none"
-                body = {
-                    "error": "INVALID_INPUT",
-                    "message": f"Content-Type must be application/json, got {shown}",
-                    "details": {"field": "Content-Type"},
-                }
+                body = error_body(
+                    ErrorCode.INVALID_INPUT,
+                    f"Content-Type must be application/json, got {shown}",
+                    {"field": "Content-Type"},
+                )
                 await JSONResponse(body, status_code=415)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -127,7 +127,7 @@ class ApiPathGuard:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if path.startswith("/api/") and any(ord(c) < 32 for c in path):
-            body = {"error": "NOT_FOUND", "message": "no route matches a path with control characters"}
+            body = error_body(ErrorCode.NOT_FOUND, "no route matches a path with control characters")
             await JSONResponse(body, status_code=404)(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -170,11 +170,11 @@ class BodyGuard:
     @staticmethod
     def _too_large(limit: int) -> JSONResponse:
         return JSONResponse(
-            {
-                "error": "INVALID_INPUT",
-                "message": f"request body is over the limit of {limit} bytes (DRIFTLINE_MAX_BODY_BYTES)",
-                "details": {"field": "body", "limit": limit},
-            },
+            error_body(
+                ErrorCode.INVALID_INPUT,
+                f"request body is over the limit of {limit} bytes (DRIFTLINE_MAX_BODY_BYTES)",
+                {"field": "body", "limit": limit},
+            ),
             status_code=413,
         )
 
@@ -239,16 +239,15 @@ async def _disconnected(request: Request) -> None:
 
 
 def _overloaded(exc: Overloaded) -> dict[str, Any]:
-    return {
-        "error": "UNAVAILABLE",
-        "message": f"the service is overloaded: {exc} (DRIFTLINE_MAX_QUEUE_WAIT_MS); "
-        f"retry after {exc.retry_after_s} s",
-        "details": {
+    return error_body(
+        ErrorCode.UNAVAILABLE,
+        f"the service is overloaded: {exc} (DRIFTLINE_MAX_QUEUE_WAIT_MS); retry after {exc.retry_after_s} s",
+        {
             "expected_wait_ms": round(exc.expected_wait_s * 1000),
             "limit_ms": round(exc.limit_s * 1000),
             "retry_after_s": exc.retry_after_s,
         },
-    }
+    )
 
 
 def _reply(ctx: bentoml.Context, status: int, body: dict[str, Any]) -> JSONResponse:
@@ -523,11 +522,11 @@ class Driftline:
 
     def _no_champion(self) -> dict[str, Any]:
         reason = self.watcher.last_error or f"model '{self.model_name}' has no champion yet"
-        return {
-            "error": "UNAVAILABLE",
-            "message": f"no model is serving: {reason}; create one with "
+        return error_body(
+            ErrorCode.UNAVAILABLE,
+            f"no model is serving: {reason}; create one with "
             "`driftline bootstrap --data FILE --text-col C --label-col C`",
-        }
+        )
 
     @bentoml.api(route="/feedback")
     async def feedback(self, items: list[FeedbackItem], ctx: bentoml.Context) -> FeedbackResponse:

@@ -7,7 +7,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from registry.errors import DriftlineError, ErrorCode
+from registry.errors import DriftlineError, ErrorCode, error_body
 from service.api import checks, labelqueue, models, records, reports, runs
 from service.api.deps import require_open_reads_or_reader
 
@@ -31,9 +31,7 @@ async def _framework_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and message == "Not Found":
         message = "no route matches this method and path"
-    return JSONResponse(
-        {"error": code.value, "message": message}, status_code=exc.status_code, headers=exc.headers
-    )
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
 
 def create_control_app() -> FastAPI:
