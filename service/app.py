@@ -46,7 +46,7 @@ from registry.settings import get_settings
 from registry.store import Registry
 from registry.texts import clean_text, text_hash
 from service.api.app import create_control_app
-from service.api.deps import authorize_header
+from service.api.deps import Backends, authorize_header
 from service.batching import Abandoned, MicroBatcher, Overloaded
 from service.console.app import create_console_app
 from service.httpmetrics import RouteMetrics
@@ -64,8 +64,17 @@ CLIENT_GONE = 499  # the status recorded for a request whose client went away (n
 FREEZE_AFTER_REQUESTS = 100
 ESTIMATES_EVERY_S = 15.0  # how often /metrics reads the latest drift check's accuracy estimates
 CROSS_REPLICA_WAIT_S = 3.0  # the longest /feedback waits for ids another replica may not have written yet
-control_app = create_control_app()
-console_app = create_console_app()
+
+
+def _serving_backends() -> Backends:
+    """The serving instance's registry and artifact store, shared by the control API and the console:
+    BentoML starts its mounted apps once it has made the instance."""
+    service = bentoml.get_current_service()
+    return service.registry, service.artifacts
+
+
+control_app = create_control_app(_serving_backends)
+console_app = create_console_app(_serving_backends)
 
 
 class TextPrediction(BaseModel):
@@ -278,10 +287,6 @@ class Driftline:
         torch.set_num_threads(threads_per_worker(self.serve))
         self.registry = Registry.open(self.settings)
         self.artifacts = artifact_store(self.settings)
-        control_app.state.registry = self.registry
-        control_app.state.artifacts = self.artifacts
-        console_app.state.registry = self.registry
-        console_app.state.artifacts = self.artifacts
         self.model_name = self.settings.model_name
         self.holder = ModelHolder()
         self.log = PredictionLog(
