@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -52,10 +52,8 @@ def _error_page(
             message=message,
             field=field,
         )
-    except DriftlineError:  # the registry itself is unavailable: a plain page, still escaped
-        from html import escape
-
-        return HTMLResponse(f"<h1>{escape(title)}</h1><p>{escape(message)}</p>", status_code=status)
+    except DriftlineError:  # the registry itself is unavailable: the same page, with nobody signed in
+        return pages.render_page(request, "error.html.j2", status, title=title, message=message, field=field)
 
 
 async def _driftline_error(request: Request, exc: Exception) -> Response:

@@ -64,21 +64,25 @@ def page(
 ) -> HTMLResponse:
     """Render a console template with what every page needs: links, who is signed in, the CSRF token."""
     reviewer = auth.current_reviewer(request, registry)
-    body = (
-        environment("service.console")
-        .get_template(template)
-        .render(
-            base=base_path(request),
-            reviewer=reviewer,
-            may_decide=reviewer is not None and reviewer.may(Role.REVIEWER),
-            csrf=auth.csrf_token(request),
-            csrf_field=auth.CSRF_FIELD,
-            flash=request.session.pop("flash", None),
-            open_reads=get_settings().open_reads,
-            q=quote,
-            **context,
-        )
+    return render_page(
+        request,
+        template,
+        status,
+        reviewer=reviewer,
+        may_decide=reviewer is not None and reviewer.may(Role.REVIEWER),
+        csrf=auth.csrf_token(request),
+        csrf_field=auth.CSRF_FIELD,
+        flash=request.session.pop("flash", None),
+        open_reads=get_settings().open_reads,
+        q=quote,
+        **context,
     )
+
+
+def render_page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A console template rendered with ``context`` (escaped) and the console's links, under its policy;
+    no registry read: what :func:`page` adds to it needs one."""
+    body = environment("service.console").get_template(template).render(base=base_path(request), **context)
     return HTMLResponse(body, status_code=status, headers={"Content-Security-Policy": PAGE_POLICY})
 
 
