@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.json"
+REPORTS = "reports"
+LOCAL_PROTOCOLS = frozenset({"file", "local"})
 ALLOWED_SUFFIXES = frozenset(
     {".safetensors", ".json", ".txt", ".model", ".md", ".jsonl", ".parquet", ".html", ".onnx"}
 )
@@ -58,6 +60,11 @@ class ArtifactStore(Protocol):
 
     def put_report(self, local_dir: Path, name: str) -> str:
         """Copy a report folder to ``<root>/reports/<name>/``; returns ``name``."""
+        ...
+
+    def read_report(self, path: str) -> bytes:
+        """The bytes of the file ``<root>/reports/<path>``; ``NotFoundError`` when there is none, also for
+        a path that would leave the reports folder."""
         ...
 
 
@@ -134,6 +141,8 @@ class FsspecArtifactStore:
         self._cache_dir = (
             Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "driftline-artifacts"
         )
+        protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
+        self._local = bool(protocols & LOCAL_PROTOCOLS)
 
     def _path(self, *parts: str) -> str:
         return str(PurePosixPath(self._base, *parts))
@@ -219,14 +228,26 @@ class FsspecArtifactStore:
         return local
 
     def put_report(self, local_dir: Path, name: str) -> str:
-        parts = PurePosixPath(name).parts
-        if not parts or any(p in ("..", ".") for p in parts) or name.startswith("/"):
+        if not _plain_relative(PurePosixPath(name).parts):
             raise UnsafeArtifactError(f"report name '{name}' must be a plain relative path")
         for path in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
-            target = self._path("reports", name, path.relative_to(local_dir).as_posix())
+            target = self._path(REPORTS, name, path.relative_to(local_dir).as_posix())
             self.fs.makedirs(str(PurePosixPath(target).parent), exist_ok=True)
             self.fs.put_file(str(path), target)
         return name
+
+    def read_report(self, path: str) -> bytes:
+        """On a local filesystem a path with a symlink in it, or whose real path lies outside the real
+        reports folder, is answered like a missing file (other fsspec stores have no symlinks)."""
+        parts = PurePosixPath(path).parts
+        if _plain_relative(parts) and (
+            not self._local or _inside_local_folder(Path(self._base, REPORTS), parts)
+        ):
+            full = self._path(REPORTS, *parts)
+            if self.fs.isfile(full):
+                with self.fs.open(full, "rb") as fh:
+                    return fh.read()
+        raise NotFoundError(f"report '{path}' does not exist", field="path")
 
     def delete(self, ref: ArtifactRef) -> None:
         path = self._final_path(ref)
@@ -259,6 +280,21 @@ class LocalArtifactStore(FsspecArtifactStore):
             raise NotFoundError(f"artifact {ref.sha256[:12]} not found under {self.root}")
         verify_dir(path, ref.sha256)
         return path
+
+
+def _plain_relative(parts: tuple[str, ...]) -> bool:
+    return bool(parts) and not any(p in ("..", ".") or p.startswith("/") for p in parts)
+
+
+def _inside_local_folder(folder: Path, parts: tuple[str, ...]) -> bool:
+    """Whether ``folder/parts`` has no symlink among its components under ``folder`` and its real path
+    lies inside the real ``folder`` (which may itself be reached through a symlink)."""
+    path = folder
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            return False
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def open_artifact_store(

@@ -6,6 +6,7 @@ Messages name the thing that is wrong: ``model 'sentiment' has no version 7``.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -40,6 +41,15 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 }
 
 
+def error_body(code: ErrorCode, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON body of every error answer, whoever refuses: ``{"error": CODE, "message": "...",
+    "details": {...}}``, with ``details`` only when there are some."""
+    body: dict[str, Any] = {"error": code.value, "message": message}
+    if details:
+        body["details"] = dict(details)
+    return body
+
+
 class DriftlineError(Exception):
     """Base of every error Driftline raises on purpose."""
 
@@ -57,10 +67,7 @@ class DriftlineError(Exception):
         return HTTP_STATUS[self.code]
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.code.value, "message": self.message}
-        if self.details:
-            body["details"] = self.details
-        return body
+        return error_body(self.code, self.message, self.details)
 
 
 class InvalidInputError(DriftlineError):

@@ -9,7 +9,7 @@ and hot-swapped by a watcher thread. The control API is mounted at ``/api`` (Ope
 Overload: while a new prediction would wait over ``DRIFTLINE_MAX_QUEUE_WAIT_MS`` for the model,
 ``/predict`` answers 503 with ``Retry-After`` at once; a prediction whose client has gone leaves the
 queue and costs no forward pass and no log row. Bad input is a 4xx with the error body, never a
-traceback in the log; ``/metrics`` labels requests by route (``service/httpmetrics.py``) and
+traceback in the log (the middleware in front: ``service/guards.py``); ``/metrics`` labels requests by route (``service/httpmetrics.py``) and
 ``/docs.json`` lists every status ``/predict`` and ``/feedback`` answer (``service/openapi.py``).
 
 Why not ``@bentoml.api(batchable=True)``: a batchable API answers each request with a bare slice of a
@@ -28,7 +28,6 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,23 +38,24 @@ from starlette.responses import JSONResponse, Response
 
 from registry.artifacts import artifact_store
 from registry.entities import CHAMPION, ModelVersion, NewLabel, NewPrediction, Role
-from registry.errors import DriftlineError, NotFoundError
+from registry.errors import DriftlineError, ErrorCode, NotFoundError, error_body
 from registry.modelio import load_version
 from registry.permissions import secure_home
 from registry.settings import get_settings
 from registry.store import Registry
 from registry.texts import clean_text, text_hash
 from service.api.app import create_control_app
-from service.api.deps import authorize_header
+from service.api.deps import Backends, authorize_header
 from service.batching import Abandoned, MicroBatcher, Overloaded
 from service.console.app import create_console_app
+from service.guards import ApiPathGuard, BodyGuard, JSONOnly, ShedEarly, overloaded_body
 from service.httpmetrics import RouteMetrics
 from service.openapi import DocumentedErrors
 from service.predlog import DROP_REASONS, PredictionLog, minted_within, new_prediction_id
 from service.runtime import RUNTIMES, BatchOutput, ModelHolder, OnnxRefused, OnnxServingModel, ServingModel
 from service.settings import get_serve_settings, threads_per_worker
 from service.swap import ChampionWatcher
-from service.validation import Problem, check_feedback, check_texts, input_problem, repair_lone_surrogates
+from service.validation import Problem, check_feedback, check_texts
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,17 @@ CLIENT_GONE = 499  # the status recorded for a request whose client went away (n
 FREEZE_AFTER_REQUESTS = 100
 ESTIMATES_EVERY_S = 15.0  # how often /metrics reads the latest drift check's accuracy estimates
 CROSS_REPLICA_WAIT_S = 3.0  # the longest /feedback waits for ids another replica may not have written yet
-control_app = create_control_app()
-console_app = create_console_app()
+
+
+def _serving_backends() -> Backends:
+    """The serving instance's registry and artifact store, shared by the control API and the console:
+    BentoML starts its mounted apps once it has made the instance."""
+    service = bentoml.get_current_service()
+    return service.registry, service.artifacts
+
+
+control_app = create_control_app(_serving_backends)
+console_app = create_console_app(_serving_backends)
 
 
 class TextPrediction(BaseModel):
@@ -92,138 +101,6 @@ class FeedbackResponse(BaseModel):
     label_ids: list[int]
 
 
-class JSONOnly:
-    """ASGI middleware: the JSON APIs refuse other content types with 415 instead of guessing."""
-
-    PATHS = ("/predict", "/feedback")
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.PATHS:
-            headers = dict(scope.get("headers") or [])
-            media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-            if media != b"application/json":
-                shown = media.decode("latin-1") or "none"
-                body = {
-                    "error": "INVALID_INPUT",
-                    "message": f"Content-Type must be application/json, got {shown}",
-                    "details": {"field": "Content-Type"},
-                }
-                await JSONResponse(body, status_code=415)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-class ApiPathGuard:
-    """ASGI middleware: BentoML mounts the control API with the route ``^/api/(?P<path>.*)$``, whose ``.``
-    stops at a line break, so an ``/api`` path with a control character in it (``%0A`` in a parameter)
-    matched nothing and got BentoML's text/plain 404: it gets the API's error body instead."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path.startswith("/api/") and any(ord(c) < 32 for c in path):
-            body = {"error": "NOT_FOUND", "message": "no route matches a path with control characters"}
-            await JSONResponse(body, status_code=404)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
-class ShedEarly:
-    """ASGI middleware: while a prediction sent now would wait over ``DRIFTLINE_MAX_QUEUE_WAIT_MS`` for the
-    model (the batcher's estimate), ``POST /predict`` is answered 503 with ``Retry-After`` before its body
-    is read or parsed: under overload most requests are refused, and a refusal here costs the CPU the
-    model needs about 0.5 ms instead of 0.9 ms in the handler (measured on 2 cores). Those that pass here
-    and find the queue full in the handler get the same answer."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/predict":
-            try:
-                bentoml.get_current_service().batcher.admit()
-            except Overloaded as exc:
-                headers = {"Retry-After": str(exc.retry_after_s)}
-                await JSONResponse(_overloaded(exc), status_code=503, headers=headers)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-class BodyGuard:
-    """ASGI middleware: a request body over ``DRIFTLINE_MAX_BODY_BYTES`` is answered 413 before any of
-    it is parsed: at once when ``Content-Length`` says so, else as soon as the bytes read pass it. The
-    JSON APIs' bodies get their lone surrogate escapes repaired (``repair_lone_surrogates``), then are
-    checked against ``inputs[path]`` (BentoML's input model of the API at that path): a body that is not
-    JSON or not of that schema is answered 400 with the error body naming the field, and one log line.
-    BentoML would answer it 400 too, with a body unlike its documented one and a 2 KB traceback logged
-    at ERROR per request."""
-
-    def __init__(self, app: Any, *, inputs: Mapping[str, type[BaseModel]]) -> None:
-        self.app = app
-        self.inputs = inputs
-
-    @staticmethod
-    def _too_large(limit: int) -> JSONResponse:
-        return JSONResponse(
-            {
-                "error": "INVALID_INPUT",
-                "message": f"request body is over the limit of {limit} bytes (DRIFTLINE_MAX_BODY_BYTES)",
-                "details": {"field": "body", "limit": limit},
-            },
-            status_code=413,
-        )
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        limit = get_serve_settings().max_body_bytes
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._too_large(limit)(scope, receive, send)
-            return
-        # Read the body here (bounded), then hand it on: a chunked body gets the same limit.
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            size += len(message.get("body", b""))
-            if size > limit:
-                await self._too_large(limit)(scope, receive, send)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        if scope["path"] in JSONOnly.PATHS:
-            body = repair_lone_surrogates(body)
-        model = self.inputs.get(scope["path"]) if scope["method"] == "POST" else None
-        problem = input_problem(model, body) if model is not None else None
-        if problem is not None:
-            refusal = problem.body()
-            logger.info("%s %s refused with 400: %.200s", scope["method"], scope["path"], refusal["message"])
-            await JSONResponse(refusal, status_code=400)(scope, receive, send)
-            return
-        sent = False
-
-        async def replay() -> dict:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
 def _freeze_heap() -> None:
     """Move every object alive now (modules, the model, what the first requests built) out of the
     garbage collector's full passes: with a heap this size a full pass stalls the service for 100+ ms."""
@@ -236,19 +113,6 @@ async def _disconnected(request: Request) -> None:
     server does not cancel the handler then: it only answers ``receive()`` with ``http.disconnect``)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-def _overloaded(exc: Overloaded) -> dict[str, Any]:
-    return {
-        "error": "UNAVAILABLE",
-        "message": f"the service is overloaded: {exc} (DRIFTLINE_MAX_QUEUE_WAIT_MS); "
-        f"retry after {exc.retry_after_s} s",
-        "details": {
-            "expected_wait_ms": round(exc.expected_wait_s * 1000),
-            "limit_ms": round(exc.limit_s * 1000),
-            "retry_after_s": exc.retry_after_s,
-        },
-    }
 
 
 def _reply(ctx: bentoml.Context, status: int, body: dict[str, Any]) -> JSONResponse:
@@ -279,10 +143,6 @@ class Driftline:
         torch.set_num_threads(threads_per_worker(self.serve))
         self.registry = Registry.open(self.settings)
         self.artifacts = artifact_store(self.settings)
-        control_app.state.registry = self.registry
-        control_app.state.artifacts = self.artifacts
-        console_app.state.registry = self.registry
-        console_app.state.artifacts = self.artifacts
         self.model_name = self.settings.model_name
         self.holder = ModelHolder()
         self.log = PredictionLog(
@@ -435,18 +295,20 @@ class Driftline:
 
     # --- APIs -------------------------------------------------------------------------------------
 
-    @bentoml.api(route="/predict")
-    async def predict(self, texts: list[str], ctx: bentoml.Context) -> PredictResponse:
+    # The body documented is PredictResponse's; the handler answers with responses of its own (an error's
+    # status, or the body serialized here: this is the service's hottest path).
+    @bentoml.api(route="/predict", output_spec=PredictResponse)
+    async def predict(self, texts: list[str], ctx: bentoml.Context) -> Response:
         """Classify 1..N texts. Each answer has a label, per-class scores and a prediction id for feedback."""
         problem = check_texts(
             texts, max_texts=self.serve.max_texts_per_request, max_chars=self.serve.max_text_chars
         )
         if problem is not None:
-            return _reply(ctx, 422, problem.body())  # type: ignore[return-value]
+            return _reply(ctx, 422, problem.body())
         # NUL and lone surrogates cleaned: what the model sees is what is logged
         texts = [clean_text(t) for t in texts]
         if self.holder.current is None:
-            return _reply(ctx, 503, self._no_champion())  # type: ignore[return-value]
+            return _reply(ctx, 503, self._no_champion())
         self._requests += 1
         if self._requests == FREEZE_AFTER_REQUESTS:
             _freeze_heap()
@@ -455,10 +317,10 @@ class Driftline:
             out, start = await self.batcher.submit(texts, gone=functools.partial(_disconnected, ctx.request))
         except Overloaded as exc:
             ctx.response.headers["Retry-After"] = str(exc.retry_after_s)
-            return _reply(ctx, 503, _overloaded(exc))  # type: ignore[return-value]
+            return _reply(ctx, 503, overloaded_body(exc))
         except Abandoned:  # nobody reads the answer; the metrics count it apart
             ctx.response.status_code = CLIENT_GONE
-            return Response(status_code=CLIENT_GONE)  # type: ignore[return-value]
+            return Response(status_code=CLIENT_GONE)
         latency_ms = (time.perf_counter() - started) * 1000.0
         truncated = (
             out.truncated[start : start + len(texts)].tolist()
@@ -478,14 +340,12 @@ class Driftline:
         if self.serve.log_predictions:
             self._log(texts, predictions, out, start, latency_ms, truncated)
         ctx.response.headers[VERSION_HEADER] = str(out.version.version)
-        # The body has the shape PredictResponse documents, serialized here rather than through BentoML's
-        # model serialization: this is the service's hottest path.
         body = {
             "model": out.version.model_name,
             "model_version": out.version.version,
             "predictions": predictions,
         }
-        return Response(json.dumps(body).encode(), media_type="application/json")  # type: ignore[return-value]
+        return Response(json.dumps(body).encode(), media_type="application/json")
 
     def _log(
         self,
@@ -523,14 +383,16 @@ class Driftline:
 
     def _no_champion(self) -> dict[str, Any]:
         reason = self.watcher.last_error or f"model '{self.model_name}' has no champion yet"
-        return {
-            "error": "UNAVAILABLE",
-            "message": f"no model is serving: {reason}; create one with "
+        return error_body(
+            ErrorCode.UNAVAILABLE,
+            f"no model is serving: {reason}; create one with "
             "`driftline bootstrap --data FILE --text-col C --label-col C`",
-        }
+        )
 
-    @bentoml.api(route="/feedback")
-    async def feedback(self, items: list[FeedbackItem], ctx: bentoml.Context) -> FeedbackResponse:
+    @bentoml.api(route="/feedback", output_spec=FeedbackResponse)
+    async def feedback(
+        self, items: list[FeedbackItem], ctx: bentoml.Context
+    ) -> FeedbackResponse | JSONResponse:
         """Labels for earlier predictions (``prediction_id``) or new labeled texts (``text``). All or nothing.
 
         Needs a bearer token with role labeler or above (labels drive retraining and promotion), unless
@@ -541,13 +403,13 @@ class Driftline:
             try:
                 actor = await asyncio.to_thread(authorize_header, self.registry, header, Role.LABELER)
             except DriftlineError as exc:
-                return _reply(ctx, exc.http_status, exc.to_dict())  # type: ignore[return-value]
+                return _reply(ctx, exc.http_status, exc.to_dict())
             labeled_by = {"labeled_by": actor}
         problem: Problem | None = check_feedback(
             items, max_items=self.serve.max_feedback_items, max_chars=self.serve.max_text_chars
         )
         if problem is not None:
-            return _reply(ctx, 422, problem.body())  # type: ignore[return-value]
+            return _reply(ctx, 422, problem.body())
         new = [
             NewLabel(
                 label=i.label,
@@ -578,7 +440,7 @@ class Driftline:
                     await asyncio.sleep(wait)
                     stored = await asyncio.to_thread(self.registry.add_labels, new, allowed_labels=known)
         except DriftlineError as exc:
-            return _reply(ctx, exc.http_status, exc.to_dict())  # type: ignore[return-value]
+            return _reply(ctx, exc.http_status, exc.to_dict())
         return FeedbackResponse(accepted=len(stored), label_ids=[label.id for label in stored])
 
     def _label_set(self) -> tuple[str, ...]:

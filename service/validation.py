@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from registry.errors import ErrorCode, error_body
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -20,7 +22,7 @@ class Problem:
         details: dict[str, Any] = {"field": self.field}
         if self.limit is not None:
             details["limit"] = self.limit
-        return {"error": "INVALID_INPUT", "message": f"{self.field}: {self.message}", "details": details}
+        return error_body(ErrorCode.INVALID_INPUT, f"{self.field}: {self.message}", details)
 
 
 def input_problem(model: type[BaseModel], body: bytes) -> Problem | None:

@@ -3,13 +3,15 @@ body, a path no route matches) answer one error body (``service.api.responses.Er
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from registry.errors import DriftlineError, ErrorCode
+from registry.errors import DriftlineError, ErrorCode, error_body
 from service.api import checks, labelqueue, models, records, reports, runs
-from service.api.deps import require_open_reads_or_reader
+from service.api.deps import Backends, backends_lifespan, open_backends, require_open_reads_or_reader
 
 
 async def _driftline_error(request: Request, exc: Exception) -> JSONResponse:
@@ -31,17 +33,17 @@ async def _framework_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and message == "Not Found":
         message = "no route matches this method and path"
-    return JSONResponse(
-        {"error": code.value, "message": message}, status_code=exc.status_code, headers=exc.headers
-    )
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
 
-def create_control_app() -> FastAPI:
+def create_control_app(backends: Callable[[], Backends] = open_backends) -> FastAPI:
+    """The control API, serving the registry and artifact store ``backends`` gives at startup."""
     app = FastAPI(
         title="Driftline control API",
         summary="Models, aliases, audit log, drift checks (and requests for one), retraining runs and promotion "
         "decisions.",
         version="1",
+        lifespan=backends_lifespan(backends),
     )
     app.add_exception_handler(DriftlineError, _driftline_error)
     app.add_exception_handler(HTTPException, _framework_error)

@@ -1,5 +1,9 @@
 """Shared dependencies: the registry, the artifact store, and bearer-token auth by role.
 
+The control API and the console read one registry and one artifact store from their app's state, set at
+startup by :func:`backends_lifespan`: the serving process hands its own to both (they share its
+connection pool), a standalone app opens its own from the settings (:func:`open_backends`).
+
 Every write names its actor: the name of the token that made it (``api-token`` for
 ``DRIFTLINE_API_TOKEN``). Roles: reader < labeler < reviewer < admin (``registry.entities.Role``).
 """
@@ -9,10 +13,11 @@ from __future__ import annotations
 import hmac
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from registry.artifacts import ArtifactStore, artifact_store
@@ -22,27 +27,41 @@ from registry.settings import get_settings
 from registry.store import Registry
 from registry.tokens import CACHE_TTL_S, ENV_TOKEN_ACTOR, TokenStore, hash_secret
 
-_lock = threading.Lock()
+Backends = tuple[Registry, ArtifactStore]
+"""What the control API and the console read and write through."""
+
 _bearer = HTTPBearer(
     auto_error=False, description="A named token (`driftline tokens create`) or DRIFTLINE_API_TOKEN."
 )
 
 
+def open_backends() -> Backends:
+    """A registry and an artifact store of its own, from the settings: what a standalone app serves."""
+    settings = get_settings()
+    return Registry.open(settings), artifact_store(settings)
+
+
+def backends_lifespan(
+    backends: Callable[[], Backends],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: at startup its state gets the registry and artifact store ``backends`` gives."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.registry, app.state.artifacts = backends()
+        yield
+
+    return lifespan
+
+
 def get_registry(request: Request) -> Registry:
-    """The app's registry; the serving process shares its own, a standalone app opens one lazily."""
-    state = request.app.state
-    if getattr(state, "registry", None) is None:
-        with _lock:
-            if getattr(state, "registry", None) is None:
-                state.registry = Registry.open(get_settings())
-    return state.registry
+    """The registry the app was started with."""
+    return request.app.state.registry
 
 
 def get_artifacts(request: Request) -> ArtifactStore:
-    state = request.app.state
-    if getattr(state, "artifacts", None) is None:
-        state.artifacts = artifact_store(get_settings())
-    return state.artifacts
+    """The artifact store the app was started with."""
+    return request.app.state.artifacts
 
 
 def bearer_secret(header: str | None) -> str | None:

@@ -1,26 +1,24 @@
 """Report files (drift reports, promotion reports) that records link to, served from the artifact store.
 
-Only files inside ``<artifact root>/reports/`` are served: on a local filesystem a path with a symlink in
-it, or whose real path lies elsewhere, is answered like a missing file (other fsspec stores have no
-symlinks).
+Only plain relative paths are asked for, and only files inside ``<artifact root>/reports/`` are served
+(``ArtifactStore.read_report``: on a local filesystem a path with a symlink in it, or whose real path lies
+elsewhere, is answered like a missing file).
 """
 
 from __future__ import annotations
 
 import mimetypes
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from registry.errors import InvalidInputError, NotFoundError
+from registry.errors import InvalidInputError
 from service.api.deps import ArtifactsDep
 from service.api.responses import EVERY_ROUTE, responses
 
 router = APIRouter(prefix="/reports", tags=["reports"], responses=EVERY_ROUTE)
 
-REPORTS_PREFIX = "reports"
-LOCAL_PROTOCOLS = frozenset({"file", "local"})
 MAX_PART_BYTES = 255  # a file name, on every common filesystem
 MAX_PATH_CHARS = 1024
 REPORT_TYPES = ("text/html", "application/json", "image/png", "image/svg+xml", "application/octet-stream")
@@ -49,24 +47,6 @@ def get_report(path: str, artifacts: ArtifactsDep) -> Response:
             f"most {MAX_PART_BYTES} bytes, at most {MAX_PATH_CHARS} characters)",
             field="path",
         )
-    fs = artifacts.fs  # type: ignore[attr-defined]
-    base = artifacts._base  # type: ignore[attr-defined]
-    full = f"{base}/{REPORTS_PREFIX}/{'/'.join(parts)}"
-    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-    local = bool(protocols & LOCAL_PROTOCOLS)
-    if (local and not _inside_local_reports(Path(base, REPORTS_PREFIX), parts)) or not fs.isfile(full):
-        raise NotFoundError(f"report '{path}' does not exist", field="path")
+    body = artifacts.read_report(path)
     media = mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
-    with fs.open(full, "rb") as fh:
-        return Response(fh.read(), media_type=media)
-
-
-def _inside_local_reports(folder: Path, parts: tuple[str, ...]) -> bool:
-    """Whether ``folder/parts`` has no symlink among its components under ``folder`` and its real path
-    lies inside the real ``folder`` (which may itself be reached through a symlink)."""
-    path = folder
-    for part in parts:
-        path = path / part
-        if path.is_symlink():
-            return False
-    return path.resolve().is_relative_to(folder.resolve())
+    return Response(body, media_type=media)

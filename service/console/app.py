@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from registry.errors import DriftlineError, ErrorCode
 from registry.settings import get_settings
-from service.api.deps import get_registry
+from service.api.deps import Backends, backends_lifespan, get_registry, open_backends
 from service.console import auth, pages
 
 
@@ -51,10 +52,8 @@ def _error_page(
             message=message,
             field=field,
         )
-    except DriftlineError:  # the registry itself is unavailable: a plain page, still escaped
-        from html import escape
-
-        return HTMLResponse(f"<h1>{escape(title)}</h1><p>{escape(message)}</p>", status_code=status)
+    except DriftlineError:  # the registry itself is unavailable: the same page, with nobody signed in
+        return pages.render_page(request, "error.html.j2", status, title=title, message=message, field=field)
 
 
 async def _driftline_error(request: Request, exc: Exception) -> Response:
@@ -82,8 +81,15 @@ async def _framework_error(request: Request, exc: Exception) -> Response:
     return _error_page(request, exc.status_code, "Not found" if exc.status_code == 404 else "Error", message)
 
 
-def create_console_app() -> FastAPI:
-    app = FastAPI(title="Driftline console", docs_url=None, redoc_url=None, openapi_url=None)
+def create_console_app(backends: Callable[[], Backends] = open_backends) -> FastAPI:
+    """The console, reading the registry and artifact store ``backends`` gives at startup."""
+    app = FastAPI(
+        title="Driftline console",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=backends_lifespan(backends),
+    )
     app.add_exception_handler(DriftlineError, _driftline_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _framework_error)

@@ -3,14 +3,13 @@ T" and rollback, drift checks, runs, and the promotion review with approve / rej
 
 Every page reads the registry through the same store as the control API; every write goes through the
 same store method as its API route, with the signed-in token's name as the actor. Reads follow
-``DRIFTLINE_OPEN_READS``; writes need a reviewer's session and the form's CSRF token.
+``DRIFTLINE_OPEN_READS``; writes need a reviewer's session and the form's CSRF token. What a page works out
+from the records (the guard's state, a rollback's plan, a check's signals) is in ``service.console.views``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -18,7 +17,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from registry import entities as e
-from registry.entities import CHAMPION, GUARD_ACTOR, DecisionStatus, Role, RunStatus
+from registry.entities import CHAMPION, DecisionStatus, Role
 from registry.errors import DriftlineError, ErrorCode, InvalidInputError, NotFoundError
 from registry.settings import get_settings
 from registry.store import Registry
@@ -28,6 +27,17 @@ from service.api.deps import ArtifactsDep, RegistryDep
 from service.api.params import Id
 from service.console import auth
 from service.console.charts import chartable_metrics, metric_svg
+from service.console.views import (
+    guard_state,
+    is_number,
+    is_signal,
+    metric_changes,
+    parse_time,
+    rollback_plan,
+    seconds_between,
+    served_at,
+    signals_of,
+)
 
 router = APIRouter(include_in_schema=False)  # pages, not API: kept out of the OpenAPI documents
 
@@ -54,21 +64,25 @@ def page(
 ) -> HTMLResponse:
     """Render a console template with what every page needs: links, who is signed in, the CSRF token."""
     reviewer = auth.current_reviewer(request, registry)
-    body = (
-        environment("service.console")
-        .get_template(template)
-        .render(
-            base=base_path(request),
-            reviewer=reviewer,
-            may_decide=reviewer is not None and reviewer.may(Role.REVIEWER),
-            csrf=auth.csrf_token(request),
-            csrf_field=auth.CSRF_FIELD,
-            flash=request.session.pop("flash", None),
-            open_reads=get_settings().open_reads,
-            q=quote,
-            **context,
-        )
+    return render_page(
+        request,
+        template,
+        status,
+        reviewer=reviewer,
+        may_decide=reviewer is not None and reviewer.may(Role.REVIEWER),
+        csrf=auth.csrf_token(request),
+        csrf_field=auth.CSRF_FIELD,
+        flash=request.session.pop("flash", None),
+        open_reads=get_settings().open_reads,
+        q=quote,
+        **context,
     )
+
+
+def render_page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A console template rendered with ``context`` (escaped) and the console's links, under its policy;
+    no registry read: what :func:`page` adds to it needs one."""
+    body = environment("service.console").get_template(template).render(base=base_path(request), **context)
     return HTMLResponse(body, status_code=status, headers={"Content-Security-Policy": PAGE_POLICY})
 
 
@@ -132,32 +146,6 @@ def _local(path: str) -> str:
 
 
 # --- overview --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GuardState:
-    state: str  # "watching", "rolled back", "none"
-    text: str
-
-
-def guard_state(registry: Registry, model_name: str) -> GuardState:
-    """What the post-promotion guard is doing for the latest champion move, from the records alone."""
-    events = registry.list_alias_events(model_name, CHAMPION, limit=1)
-    if not events:
-        return GuardState("none", "no champion yet")
-    event = events[0]
-    if event.actor == GUARD_ACTOR:
-        return GuardState(
-            "rolled back", f"rolled v{event.from_version} back to v{event.to_version}: {event.reason}"
-        )
-    if event.from_version is None or event.from_version == event.to_version or event.to_version is None:
-        return GuardState("none", f"v{event.to_version} replaced no other version: nothing to compare")
-    labeled = registry.count_labeled_predictions(model_name, event.to_version, since=event.created_at)
-    return GuardState(
-        "watching",
-        f"v{event.to_version} against v{event.from_version}, the version it replaced: {labeled} labeled rows "
-        "served since the promotion (the guard ends after DRIFTLINE_GUARD_WATCH_LABELS without harm)",
-    )
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -228,41 +216,13 @@ def chart(request: Request, name: str, metric: str, registry: RegistryDep) -> Re
     svg = metric_svg(
         metric,
         [v.version for v in listed],
-        [v.metrics.get(metric) if _is_number(v.metrics.get(metric)) else None for v in listed],
+        [v.metrics.get(metric) if is_number(v.metrics.get(metric)) else None for v in listed],
         champion.version if champion else None,
     )
     return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 # --- alias timeline and rollback -------------------------------------------------------------------
-
-
-def served_at(events: list[e.AliasEvent], at: datetime) -> e.AliasEvent | None:
-    """The champion move in force at ``at``: the latest one made at or before it (None: no champion yet)."""
-    moves = [ev for ev in events if ev.alias == CHAMPION and _utc(ev.created_at) <= at]
-    return max(moves, key=lambda ev: (_utc(ev.created_at), ev.id), default=None)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(
-            text.strip().replace(" ", "T", 1) if "T" not in text else text.strip()
-        )
-    except ValueError:
-        raise InvalidInputError(
-            f"'at' must be a date and time such as 2026-12-03T14:30:00 (UTC unless it says otherwise), not "
-            f"{text[:60]!r}",
-            field="at",
-        ) from None
-    return _utc(moment)
 
 
 @router.get("/models/{name}/timeline", response_class=HTMLResponse)
@@ -272,7 +232,7 @@ def timeline(
     may_read(request, registry)
     registry.get_model(name)
     events = registry.list_alias_events(name, limit=1000)
-    moment = _parse_time(at) if at else None
+    moment = parse_time(at) if at else None
     return page(
         request,
         registry,
@@ -282,27 +242,7 @@ def timeline(
         at=at or "",
         moment=moment,
         served=served_at(events, moment) if moment else None,
-        rollback=_rollback_plan(registry, name),
-    )
-
-
-@dataclass(frozen=True)
-class RollbackPlan:
-    current: e.ModelVersion
-    target: e.ModelVersion
-    since: e.AliasEvent  # the move that made ``current`` champion
-
-
-def _rollback_plan(registry: Registry, name: str) -> RollbackPlan | None:
-    """What a rollback would do now: the champion back to the version before its latest move."""
-    alias = registry.get_alias(name, CHAMPION)
-    events = registry.list_alias_events(name, CHAMPION, limit=1)
-    if alias is None or not events or events[0].from_version is None:
-        return None
-    return RollbackPlan(
-        registry.get_version(name, alias.version),
-        registry.get_version(name, events[0].from_version),
-        events[0],
+        rollback=rollback_plan(registry, name),
     )
 
 
@@ -310,12 +250,8 @@ def _rollback_plan(registry: Registry, name: str) -> RollbackPlan | None:
 def rollback_preview(request: Request, name: str, registry: RegistryDep) -> HTMLResponse:
     may_read(request, registry)
     registry.get_model(name)
-    plan = _rollback_plan(registry, name)
-    rows = []
-    if plan is not None:
-        for key in chartable_metrics([plan.current.metrics, plan.target.metrics]):
-            now, then = plan.current.metrics.get(key), plan.target.metrics.get(key)
-            rows.append((key, now, then, then - now if _is_number(now) and _is_number(then) else None))
+    plan = rollback_plan(registry, name)
+    rows = metric_changes(plan) if plan is not None else []
     return page(request, registry, "rollback.html.j2", name=name, plan=plan, rows=rows)
 
 
@@ -341,17 +277,6 @@ def rollback(
 
 
 # --- drift checks ----------------------------------------------------------------------------------
-
-
-def is_signal(score: Any) -> bool:
-    """A drift check's score entry is a signal when it has a threshold (others: policy, window facts)."""
-    return isinstance(score, dict) and "threshold" in score
-
-
-def signals_of(check: e.DriftCheck) -> list[dict[str, Any]]:
-    """The check's signals (every score entry with a threshold), drifted first."""
-    out = [{"name": name, **value} for name, value in check.scores.items() if is_signal(value)]
-    return sorted(out, key=lambda s: (not s.get("drifted"), s["name"]))
 
 
 @router.get("/checks", response_class=HTMLResponse)
@@ -423,13 +348,9 @@ def run(request: Request, run_id: Id, registry: RegistryDep) -> HTMLResponse:
         decisions=decisions,
         counts=counts,
         origins=origins,
-        duration=_seconds(found.started_at, found.finished_at),
-        waited=_seconds(found.created_at, found.started_at),
+        duration=seconds_between(found.started_at, found.finished_at),
+        waited=seconds_between(found.created_at, found.started_at),
     )
-
-
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
-    return None if start is None or end is None else (_utc(end) - _utc(start)).total_seconds()
 
 
 # --- promotion decisions ---------------------------------------------------------------------------
@@ -532,10 +453,6 @@ def report_file(request: Request, path: str, registry: RegistryDep, artifacts: A
     return found
 
 
-RUN_STATES = {
-    s.value: ("good" if s is RunStatus.SUCCEEDED else "bad" if s is RunStatus.FAILED else "")
-    for s in RunStatus
-}
 ERROR_TITLES = {
     ErrorCode.NOT_FOUND: "Not found",
     ErrorCode.UNAUTHENTICATED: "Sign in needed",

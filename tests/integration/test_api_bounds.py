@@ -39,9 +39,7 @@ def api(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     get_settings.cache_clear()
     registry.register_version("sentiment", spec(1), set_aliases=[e.CHAMPION], actor="t", reason="first")
     registry.register_version("sentiment", spec(2), actor="t", reason="second")
-    app = create_control_app()
-    app.state.registry = registry
-    app.state.artifacts = LocalArtifactStore(tmp_path / "artifacts")
+    app = create_control_app(lambda: (registry, LocalArtifactStore(tmp_path / "artifacts")))
     with TestClient(app) as client:
         yield client
 

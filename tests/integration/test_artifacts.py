@@ -133,3 +133,39 @@ def test_an_interrupted_upload_to_an_object_store_is_invisible(
     ref, created = store.put_dir(src)
     assert created and store.exists(ref)
     assert (store.fetch(ref) / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+
+
+def test_report_files_are_read_back_from_inside_the_reports_folder(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "report" / "img").mkdir(parents=True)
+    (tmp_path / "report" / "report.html").write_text("<p>drift</p>")
+    (tmp_path / "report" / "img" / "a.svg").write_text("<svg/>")
+    assert store.put_report(tmp_path / "report", "drift/7") == "drift/7"
+    assert store.read_report("drift/7/report.html") == b"<p>drift</p>"
+    assert store.read_report("drift/7/img/a.svg") == b"<svg/>"
+    for path in (
+        "drift/7/missing.html",
+        "drift/7",
+        "",
+        ".",
+        "../drift/7/report.html",
+        "/drift/7/report.html",
+    ):
+        with pytest.raises(NotFoundError, match="does not exist"):
+            store.read_report(path)
+    with pytest.raises(UnsafeArtifactError):
+        store.put_report(tmp_path / "report", "../outside")
+
+
+def test_a_local_report_path_through_a_symlink_reads_as_missing(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("private")
+    (tmp_path / "real" / "reports" / "runs").mkdir(parents=True)
+    (tmp_path / "real" / "reports" / "runs" / "promotion.html").write_text("<p>promoted</p>")
+    (tmp_path / "real" / "reports" / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "real" / "reports" / "linked").symlink_to(tmp_path / "real" / "reports" / "runs")
+    (tmp_path / "root").symlink_to(tmp_path / "real", target_is_directory=True)
+    for store in (LocalArtifactStore(tmp_path / "root"), FsspecArtifactStore(f"file://{tmp_path / 'real'}")):
+        # an artifact root reached through a symlink is still served, a symlink inside it is not
+        assert store.read_report("runs/promotion.html") == b"<p>promoted</p>"
+        for path in ("leak.txt", "linked/promotion.html"):
+            with pytest.raises(NotFoundError):
+                store.read_report(path)

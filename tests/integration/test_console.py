@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -18,6 +19,7 @@ from starlette.testclient import TestClient
 
 from registry import entities as e
 from registry.artifacts import LocalArtifactStore
+from registry.errors import DatabaseError
 from registry.orm import AliasEventRow
 from registry.store import Registry
 from registry.tokens import TokenStore
@@ -354,6 +356,24 @@ def test_writes_need_a_session_a_reviewer_and_the_csrf_token(home, tmp_path: Pat
     TokenStore(registry).revoke("bob")
     after = no_csrf.get(f"/decisions/{d}")
     assert "signed in as" not in after.text
+
+
+def test_with_the_registry_down_a_signed_in_page_is_the_error_page_escaped(home, tmp_path: Path) -> None:
+    registry, artifacts = home
+    _, secret = TokenStore(registry).create("dana", "reviewer", created_by="test")
+    client = console_client(registry, artifacts)
+    sign_in(client, secret)
+
+    class Down:
+        def __getattr__(self, name: str) -> Any:
+            raise DatabaseError(f"database unavailable {XSS}")
+
+    client.app.state.registry = Down()  # type: ignore[attr-defined]
+    answer = client.get("/")
+    assert answer.status_code == 503 and answer.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert "<h1>Error</h1>" in answer.text and "database unavailable &lt;script&gt;" in answer.text
+    assert "<script>" not in answer.text and 'id="inj"' not in answer.text
 
 
 def test_closed_reads_send_pages_to_sign_in(home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

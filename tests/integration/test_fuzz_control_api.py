@@ -50,7 +50,11 @@ SLOW_FLOOR = 5_000  # and the three slow ones (issue 12's target: 0 5xx in >= 5,
 FAST_TESTS = ("test_fuzz_without_a_token", "test_fuzz_as_admin", "test_fuzz_as_reader_with_closed_reads")
 SLOW_TESTS = tuple(f"{name}_slow" for name in FAST_TESTS)
 
-APP = create_control_app()
+# The app serves what ``world`` puts on its state: schemathesis starts the app's lifespan on loading the
+# schema (before there is a world) and again for each test.
+APP = create_control_app(
+    lambda: (getattr(APP.state, "registry", None), getattr(APP.state, "artifacts", None))
+)
 SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP, config=config())
 TALLY = Tally()
 TALLY.install(SCHEMA)

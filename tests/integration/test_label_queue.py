@@ -119,9 +119,7 @@ def api(registry: Registry, champion: e.ModelVersion, tmp_path: Path) -> Iterato
     token_cache.clear()
     registry.add_predictions(logged(30))
     _, secret = TokenStore(registry).create("labeling-team", "labeler", created_by="t")
-    app = create_control_app()
-    app.state.registry = registry
-    app.state.artifacts = LocalArtifactStore(tmp_path / "artifacts")
+    app = create_control_app(lambda: (registry, LocalArtifactStore(tmp_path / "artifacts")))
     with TestClient(app) as client:
         yield client, secret
 

@@ -1,4 +1,5 @@
-"""The service's HTTP edges without a server: the metrics' route labels and the OpenAPI document."""
+"""The service's HTTP edges without a server: the metrics' route labels, the OpenAPI document and the
+error body."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from types import SimpleNamespace
 from starlette.responses import Response
 from starlette.routing import Route
 
+from registry.errors import ErrorCode, NotFoundError, error_body
 from service.httpmetrics import UNKNOWN, RouteMetrics
 from service.openapi import API_ERRORS, complete
+from service.validation import Problem
 
 SPEC = {
     "paths": {
@@ -71,3 +74,22 @@ def test_openapi_lists_every_status_with_the_error_body() -> None:
     assert "INVALID_INPUT" in schemas["ErrorCode"]["enum"]  # the $ref inside ErrorBody resolves
     assert schemas["BentoMLErrorBody"]["required"] == ["error"]
     assert set(API_ERRORS) == {"/predict", "/feedback"}
+
+
+def test_every_error_body_comes_from_one_function() -> None:
+    assert error_body(ErrorCode.NOT_FOUND, "no such page") == {
+        "error": "NOT_FOUND",
+        "message": "no such page",
+    }
+    assert error_body(ErrorCode.UNAVAILABLE, "busy", {}) == {"error": "UNAVAILABLE", "message": "busy"}
+    assert list(error_body(ErrorCode.INVALID_INPUT, "bad", {"field": "x"})) == ["error", "message", "details"]
+    assert NotFoundError("model 'm' does not exist", field="name").to_dict() == {
+        "error": "NOT_FOUND",
+        "message": "model 'm' does not exist",
+        "details": {"field": "name"},
+    }
+    assert Problem("texts", "is empty", 3).body() == {
+        "error": "INVALID_INPUT",
+        "message": "texts: is empty",
+        "details": {"field": "texts", "limit": 3},
+    }
