@@ -20,20 +20,12 @@ from registry.errors import DriftlineError, ErrorCode
 from registry.labelqueue import LEASE as QUEUE_LEASE
 from registry.labelqueue import MAX_LIMIT as MAX_QUEUE_LIMIT
 from registry.labelqueue import RANDOM_SHARE as QUEUE_RANDOM_SHARE
+from registry.offline import OFFLINE_ENV, go_offline  # noqa: F401  (OFFLINE_ENV: tests read it here)
 from registry.permissions import restrict_umask, secure_home
 from registry.settings import Settings, get_settings
 
 logger = logging.getLogger("driftline")
 
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "BENTOML_DO_NOT_TRACK": "True",
-    "DO_NOT_TRACK": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
 EXIT_INVALID = 2
 EXIT_FAILED = 1
 
@@ -41,8 +33,7 @@ EXIT_FAILED = 1
 def _setup(verbose: bool) -> None:
     get_settings.cache_clear()  # settings are read once per command, from the environment it runs in
     restrict_umask()  # files 0600, folders 0700: see registry/permissions.py
-    for key, value in OFFLINE_ENV.items():
-        os.environ.setdefault(key, value)
+    go_offline()
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
