@@ -49,6 +49,7 @@ from driftline.summary import (
     write_index,
     write_timeline,
 )
+from monitor.policy import PolicyConfig
 from registry.errors import InvalidInputError
 from registry.settings import Settings
 
@@ -86,7 +87,7 @@ class SessionConfig:
     run_train: dict[str, Any] = field(default_factory=dict)  # ... and over them, for the runs only
     # The fewest labels a run waits for: the trigger policy's floor (DRIFTLINE_MIN_NEW_LABELS is read as
     # DRIFTLINE_MIN_LABELS_FLOOR; a large drop needs no more) and the run's own minimum.
-    min_new_labels: int = 100
+    min_new_labels: int = PolicyConfig.min_labels_floor
     monitor: dict[str, str] = field(default_factory=dict)  # extra DRIFTLINE_* settings for the scheduler
     # A workspace that already holds version 1 of this stream (``prepare_v1``): copied instead of
     # training v1 again, so sessions that compare policies start from the very same model.
