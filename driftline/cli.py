@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from driftline.processes import DEFAULT_PORT
+from driftline.settings import warn_unknown_settings
 from registry.entities import Role, as_dict
 from registry.errors import DriftlineError, ErrorCode
 from registry.labelqueue import LEASE as QUEUE_LEASE
@@ -41,6 +42,7 @@ def _setup(verbose: bool) -> None:
     )
     for noisy in ("httpx", "urllib3", "filelock", "fsspec", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    warn_unknown_settings()
 
 
 QUEUE_LEASE_HOURS = QUEUE_LEASE.total_seconds() / 3600
