@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import signal
 import sys
+import typing
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -24,6 +26,7 @@ from registry.labelqueue import RANDOM_SHARE as QUEUE_RANDOM_SHARE
 from registry.offline import OFFLINE_ENV, go_offline  # noqa: F401  (OFFLINE_ENV: tests read it here)
 from registry.permissions import restrict_umask, secure_home
 from registry.settings import Settings, get_settings
+from retrain.config import AUTO, TrainConfig
 
 logger = logging.getLogger("driftline")
 
@@ -143,68 +146,44 @@ class _MaxLength(click.ParamType):
     name = "auto|INTEGER"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, int) or str(value).strip().lower() == "auto":
-            return value if isinstance(value, int) else "auto"
+        if isinstance(value, int) or str(value).strip().lower() == AUTO:
+            return value if isinstance(value, int) else AUTO
         try:
             return int(str(value).strip())
         except ValueError:
             self.fail(f"{value!r} is neither 'auto' nor an integer", param, ctx)
 
 
+def option_type(hint: Any) -> Any:
+    """The click type of a field's type: its own for str, int and float (``X | None`` as ``X``), and
+    :class:`_MaxLength` for ``int | Literal["auto"]``."""
+    kinds = set(typing.get_args(hint)) - {type(None)} or {hint}
+    if kinds == {int, Literal[AUTO]}:
+        return _MaxLength()
+    if len(kinds) == 1 and (kind := kinds.pop()) in (str, int, float):
+        return kind
+    raise TypeError(f"TrainConfig: no command-line type for {hint!r}: give the field option=False")
+
+
+def field_option(field: dataclasses.Field[Any], hint: Any) -> Callable[[Any], Any]:
+    """``--<field-name>``, from the field's metadata: ``help``, ``choices``, ``option_default``."""
+    default = field.metadata.get("option_default", field.default)
+    choices = field.metadata.get("choices")
+    return click.option(
+        "--" + field.name.replace("_", "-"),
+        type=click.Choice(list(choices)) if choices else option_type(hint),
+        default=default,
+        show_default=None if default is None else True,
+        help=field.metadata.get("help"),
+    )
+
+
 def _train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--base-model",
-            default="minilm-l6",
-            show_default=True,
-            help="Local Hugging Face folder, or 'minilm-l6' for the packaged MiniLM-L6.",
-        ),
-        click.option("--epochs", type=float, default=1.0, show_default=True),
-        click.option(
-            "--max-length",
-            type=_MaxLength(),
-            default="auto",
-            show_default=True,
-            help="Tokens per text (longer texts are cut at the end); 'auto': the smallest of 64/128/256/512 "
-            "that holds 95 % of the training texts whole, within the model's limit.",
-        ),
-        click.option("--seed", type=int, default=13, show_default=True),
-        click.option("--batch-size", type=int, default=16, show_default=True),
-        click.option("--learning-rate", type=float, default=1e-4, show_default=True),
-        click.option("--test-size", type=float, default=0.2, show_default=True, help="Held-out share."),
-        click.option(
-            "--num-hidden-layers", type=int, default=None, help="Keep only the first N encoder layers."
-        ),
-        click.option(
-            "--max-train-examples", type=int, default=None, help="Cap the training rows (seeded sample)."
-        ),
-        click.option(
-            "--class-weighting",
-            type=click.Choice(["auto", "balanced", "sqrt", "none"]),
-            default="auto",
-            show_default=True,
-            help="Loss weights per class; 'auto': 'sqrt' when the largest class has 3x the rows of the smallest.",
-        ),
-        click.option(
-            "--validation-fraction",
-            type=float,
-            default=0.1,
-            show_default=True,
-            help="Training rows set aside for early stopping and best-checkpoint selection (0: none).",
-        ),
-        click.option(
-            "--early-stopping-patience", type=int, default=2, show_default=True, help="0: never stop early."
-        ),
-        click.option(
-            "--freeze-layers",
-            type=int,
-            default=0,
-            show_default=True,
-            help="Freeze the embeddings and the lowest N encoder layers.",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
+    """Decorate a command with an option for each field of TrainConfig the command line takes."""
+    hints = typing.get_type_hints(TrainConfig)
+    for field in reversed(dataclasses.fields(TrainConfig)):  # decorators apply bottom-up
+        if field.metadata.get("option", True):
+            fn = field_option(field, hints[field.name])(fn)
     return fn
 
 
