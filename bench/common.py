@@ -16,19 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from registry import offline
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-OFFLINE = {
-    "HF_HUB_OFFLINE": "1",
-    "BENTOML_DO_NOT_TRACK": "True",
-    "DO_NOT_TRACK": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
 
 
 def go_offline() -> None:
-    """Nothing is fetched at run time; set before transformers is imported."""
-    os.environ.update(OFFLINE)
+    """Nothing is fetched at run time, whatever this shell says; set before transformers is imported."""
+    offline.go_offline(force=True)
 
 
 def demo_frame(seed: int) -> Any:

@@ -55,19 +55,14 @@ from typing import Any
 
 import httpx
 
-from bench.common import describe_machine, machine, parse_bench_args, repeat, write_json
+from bench.common import describe_machine, go_offline, machine, parse_bench_args, repeat, write_json
 from bench.loadgen import LoadResult, closed_loop, open_loop, quiet_gc, sequential
 from driftline.lifeline import wrap
 from driftline.processes import bentoml_home
+from registry.offline import OFFLINE_ENV
 from retrain.lengths import CANDIDATES
 
 ROOT = Path(__file__).resolve().parent.parent
-OFFLINE = {
-    "HF_HUB_OFFLINE": "1",
-    "BENTOML_DO_NOT_TRACK": "True",
-    "DO_NOT_TRACK": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
 LENGTHS = CANDIDATES  # the lengths `--max-length auto` chooses from
 LENGTH_BATCHES = (1, 32)  # batch 1: one request alone; batch 32: the batch size of (a)
 # Quick: a smoke run of (e) only: a 1-layer model, one batch per timed run, two runs each.
@@ -579,7 +574,7 @@ class Server:
     ) -> None:
         env = {
             **os.environ,
-            **OFFLINE,
+            **OFFLINE_ENV,
             "DRIFTLINE_HOME": str(home),
             "DRIFTLINE_LOG_PREDICTIONS": "true" if log_predictions else "false",
             "BENTOML_HOME": str(bentoml_home(home)),
@@ -717,7 +712,7 @@ def runtimes_only(args: argparse.Namespace, command: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    os.environ.update(OFFLINE)
+    go_offline()
     command = " ".join(["python -m bench.serve", *(argv if argv is not None else sys.argv[1:])])
     if args.lengths_only:
         lengths_only(args, command)

@@ -61,7 +61,7 @@ class DemoConfig:
             check_interval_s=self.check_interval_s,
             run_train={"epochs": 2},
             min_new_labels=200,
-            monitor={"DRIFTLINE_WINDOW_SIZE": "300", "DRIFTLINE_MIN_WINDOW_ROWS": "120"},
+            monitor={"window_size": 300, "min_window_rows": 120},
         )
 
 

@@ -49,8 +49,12 @@ from driftline.summary import (
     write_index,
     write_timeline,
 )
+from monitor.policy import PolicyConfig
+from monitor.settings import MonitorSettings
 from registry.errors import InvalidInputError
 from registry.settings import Settings
+from registry.settings_env import PREFIX, to_env
+from service.settings import ServeSettings
 
 Say = Callable[[str], None]
 POLICIES = ("drift", "never", "every-window")
@@ -84,10 +88,11 @@ class SessionConfig:
     bootstrap_heldout: float = 0.2  # of the bootstrap rows: v1's evaluation and its reference profile
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig values for v1 and for every run
     run_train: dict[str, Any] = field(default_factory=dict)  # ... and over them, for the runs only
-    # The fewest labels a run waits for: the trigger policy's floor (DRIFTLINE_MIN_NEW_LABELS is read as
-    # DRIFTLINE_MIN_LABELS_FLOOR; a large drop needs no more) and the run's own minimum.
-    min_new_labels: int = 100
-    monitor: dict[str, str] = field(default_factory=dict)  # extra DRIFTLINE_* settings for the scheduler
+    # The fewest labels a run waits for: the trigger policy's floor (a large drop needs no more) and the
+    # run's own minimum.
+    min_new_labels: int = PolicyConfig.min_labels_floor
+    # MonitorSettings values by field name, over the session's (``scheduler_env``): {"window_size": 300}
+    monitor: dict[str, Any] = field(default_factory=dict)
     # A workspace that already holds version 1 of this stream (``prepare_v1``): copied instead of
     # training v1 again, so sessions that compare policies start from the very same model.
     v1_workspace: Path | None = None
@@ -129,6 +134,10 @@ class SessionConfig:
                 raise InvalidInputError(f"{flag} {rule}")
         if self.bootstrap_until is not None and self.time_col is None:
             raise InvalidInputError("--bootstrap-until needs --time-col")
+        try:
+            self.scheduler_env()  # a misspelt or refused monitor setting fails here, before anything starts
+        except ValueError as exc:
+            raise InvalidInputError(f"monitor settings: {exc}") from None
 
     def run_config(self) -> dict[str, Any]:
         """What every run of this session records, whoever queues it (the monitor, or the replay for
@@ -138,20 +147,23 @@ class SessionConfig:
         return {"train": {**train, **self.run_train}, "assembly": {"min_new_labels": self.min_new_labels}}
 
     def scheduler_env(self) -> dict[str, str]:
-        """The monitor's settings for this session: the trigger policy, the window, the clock."""
-        env = {
-            "DRIFTLINE_CHECK_INTERVAL_S": str(self.check_interval_s if self.realtime else 86_400),
-            "DRIFTLINE_DISPATCH_INTERVAL_S": "0.5",
-            "DRIFTLINE_WINDOW_SIZE": str(self.window),
-            "DRIFTLINE_MIN_WINDOW_ROWS": str(max(10, min(self.window, self.check_every) // 2)),
-            "DRIFTLINE_DRIFT_PERSISTENCE": "2",
-            "DRIFTLINE_MIN_NEW_LABELS": str(self.min_new_labels),
-            "DRIFTLINE_COOLDOWN_S": "0",
-            "DRIFTLINE_RETRAIN_ON_DRIFT": "true" if self.policy == "drift" else "false",
-            "DRIFTLINE_RETRAIN": json.dumps(self.run_config()),
-            "DRIFTLINE_POLL_INTERVAL_S": "1",
+        """The monitor's settings for this session (the trigger policy, the window, the clock; ``monitor``
+        over them) and the service's model poll, as the environment of its processes."""
+        monitor = {
+            "check_interval_s": self.check_interval_s if self.realtime else 86_400,
+            "dispatch_interval_s": 0.5,
+            "window_size": self.window,
+            "min_window_rows": max(10, min(self.window, self.check_every) // 2),
+            "drift_persistence": 2,
+            "min_labels_floor": self.min_new_labels,
+            "cooldown_s": 0,
+            "retrain_on_drift": self.policy == "drift",
+            "retrain": self.run_config(),
         }
-        return {**env, **self.monitor}
+        return {
+            **to_env(MonitorSettings, **{**monitor, **self.monitor}),
+            **to_env(ServeSettings, poll_interval_s=1),
+        }
 
 
 @dataclass
@@ -300,17 +312,9 @@ def copy_v1(source: Path, home: Path, say: Say) -> None:
 def session_env(config: SessionConfig, settings: Settings) -> dict[str, str]:
     """The environment of the session's service and scheduler: this one without its DRIFTLINE_* values,
     then exactly the session's (its workspace, the monitor's settings and ``config.monitor``)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    env.update(
-        {
-            "DRIFTLINE_HOME": str(settings.home),
-            "DRIFTLINE_DATABASE_URL": settings.database_url,
-            "DRIFTLINE_ARTIFACT_ROOT": settings.artifact_root,
-            "DRIFTLINE_CACHE_DIR": str(settings.cache_dir),
-            **config.scheduler_env(),
-        }
-    )
-    return env
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+    workspace = settings.model_dump(include={"home", "database_url", "artifact_root", "cache_dir"})
+    return {**env, **to_env(Settings, **workspace), **config.scheduler_env()}
 
 
 def check_limits(stream: Stream, config: SessionConfig, env: dict[str, str]) -> Preflight:
@@ -356,16 +360,27 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
         copy_v1(Path(config.v1_workspace), home, say)
     else:
         bootstrap_v1(settings, stream, config, say)
+    options = replay_options(config, max_body_bytes=report.limits.max_body_bytes)
+    log = serve_and_replay(config, settings, env, stream, options, say)
+    say("[4/4] summary")
+    summary = summarize(settings, log, window=config.window, seconds=time.monotonic() - started)
+    summary.stream_rows = len(stream.rows)
+    summary.preflight = report.to_dict()
+    score_promotions(settings, [r.text for r in stream.rows], summary, log)
+    write_outputs(summary, settings, config, out)
+    for line in summary.lines():
+        say(line)
+    say(f"\nmetrics: {out / 'metrics.json'}\nreport: {out / 'index.html'}\ntimeline: {out / 'timeline.png'}")
+    # the service has stopped: how to open the console on this workspace again
+    for line in ConsoleHint.of(settings, decisions=bool(summary.decisions)).lines():
+        say(line)
+    return summary
 
-    port = free_port()
-    log_path = home / "processes.log"
-    clock = (
-        f"drift checks every {config.check_interval_s:g} s"
-        if config.realtime
-        else f"a check every {config.check_every} rows"
-    )
-    say(f"[2/4] start the service on :{port} and the scheduler ({clock}); logs: {log_path}")
-    options = ReplayOptions(
+
+def replay_options(config: SessionConfig, *, max_body_bytes: int | None) -> ReplayOptions:
+    """How the replay sends the stream: who asks for checks (the replay every ``check_every`` rows, the
+    scheduler's clock in realtime, nobody for ``every-window``, which queues a run per window itself)."""
+    return ReplayOptions(
         batch_size=config.batch_size,
         label_delay=config.label_delay,
         label_fraction=config.label_fraction,
@@ -376,8 +391,28 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
         run_every=config.window if config.policy == "every-window" else None,
         run_config=config.run_config(),
         seed=config.seed,
-        max_body_bytes=report.limits.max_body_bytes,
+        max_body_bytes=max_body_bytes,
     )
+
+
+def serve_and_replay(
+    config: SessionConfig,
+    settings: Settings,
+    env: dict[str, str],
+    stream: Stream,
+    options: ReplayOptions,
+    say: Say,
+) -> ReplayLog:
+    """Start the service and the scheduler in ``env``, replay the stream to them, and stop them; the log
+    of what was replayed, up to an interruption (Ctrl-C, a 5xx, a lost connection)."""
+    port = free_port()
+    log_path = settings.home / "processes.log"
+    clock = (
+        f"drift checks every {config.check_interval_s:g} s"
+        if config.realtime
+        else f"a check every {config.check_every} rows"
+    )
+    say(f"[2/4] start the service on :{port} and the scheduler ({clock}); logs: {log_path}")
     log = ReplayLog()
     with open(log_path, "w") as process_log:
         procs = start_processes(settings, host="127.0.0.1", port=port, env=env, output=process_log)
@@ -406,19 +441,7 @@ def run_session(config: SessionConfig, say: Say = print, *, stream: Stream | Non
         finally:
             client.close()
             procs.stop()
-    say("[4/4] summary")
-    summary = summarize(settings, log, window=config.window, seconds=time.monotonic() - started)
-    summary.stream_rows = len(stream.rows)
-    summary.preflight = report.to_dict()
-    score_promotions(settings, [r.text for r in stream.rows], summary, log)
-    write_outputs(summary, settings, config, out)
-    for line in summary.lines():
-        say(line)
-    say(f"\nmetrics: {out / 'metrics.json'}\nreport: {out / 'index.html'}\ntimeline: {out / 'timeline.png'}")
-    # the service has stopped: how to open the console on this workspace again
-    for line in ConsoleHint.of(settings, decisions=bool(summary.decisions)).lines():
-        say(line)
-    return summary
+    return log
 
 
 def write_outputs(summary: StreamSummary, settings: Settings, config: SessionConfig, out: Path) -> None:

@@ -45,7 +45,8 @@ class PolicyConfig:
     # Labels a run needs: enough that the gate, on the run's recent held-out share of them, passes with
     # ``gate_power`` a challenger that recovers the observed drop (labels_for_decisive_gate); at least
     # ``min_labels_floor`` (a run has to train on something), at most ``max_labels_wait`` (a small drop
-    # does not wait forever).
+    # does not wait forever). The one default of the floor: MonitorSettings (DRIFTLINE_MIN_LABELS_FLOOR)
+    # and driftline's replay sessions read it here.
     min_labels_floor: int = 100
     max_labels_wait: int = 2000
     gate_power: float = 0.8

@@ -33,7 +33,7 @@ class MonitorSettings(BaseSettings):
     )
     retrain_on_drift: bool = Field(True, description="false: checks record drift but never queue a run")
     min_labels_floor: int = Field(
-        100,
+        PolicyConfig.min_labels_floor,
         ge=1,
         validation_alias=AliasChoices("DRIFTLINE_MIN_LABELS_FLOOR", "DRIFTLINE_MIN_NEW_LABELS"),
         description="fewest new labels a drift-triggered run waits for, however large the drop (the queued "

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from registry.artifacts import artifact_store
 from registry.errors import DriftlineError
+from registry.offline import go_offline
 from registry.settings import get_settings
 from registry.store import Registry
 from retrain import distributed
@@ -27,8 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="execute one queued retraining run")
     run.add_argument("--run-id", type=int, required=True)
     args = parser.parse_args(argv)
-    for key, value in {"HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
-        os.environ.setdefault(key, value)
+    go_offline()
     try:
         ranks = distributed.from_env()
     except DriftlineError as exc:

@@ -39,6 +39,9 @@ class SkipRun(Exception):
 
 @dataclass(frozen=True)
 class AssemblyConfig:
+    # The fewest new labels a run trains on, for a run queued without one (by hand: `driftline retrain`,
+    # POST /api/runs). The monitor's runs carry its own floor (monitor.policy.PolicyConfig.min_labels_floor,
+    # written into their assembly by monitor/job.py): monitor/ cannot import this module.
     min_new_labels: int = 200
     holdout_fraction: float = 0.2  # of each class's new labels, its most recent share, held out for the gate
     replay_ratio: float = 1.0  # replayed champion-training rows per new training row

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,30 +31,68 @@ def valid_max_length(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
+# Off the command line: tuned once for fine-tuning small encoders; a run config's ``train`` still sets them.
+_NO_OPTION = {"option": False}
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides what a fine-tuning run produces (with the data and the seed)."""
+    """Everything that decides what a fine-tuning run produces (with the data and the seed).
 
-    base_model: str = DEFAULT_BASE_MODEL
+    ``driftline bootstrap`` has an option for each field, from its metadata: ``help``; ``option``: False
+    keeps the field off the command line; ``option_default`` replaces its default there; ``choices``."""
+
+    base_model: str = field(
+        default=DEFAULT_BASE_MODEL,
+        metadata={"help": "Local Hugging Face folder, or 'minilm-l6' for the packaged MiniLM-L6."},
+    )
     epochs: float = 1.0
-    # Tokens per text; longer texts are cut at the END (the head is kept). An int, or "auto" (resolved
-    # from the training texts before training: see ``retrain.lengths``).
-    max_length: int | Literal["auto"] = 64
+    # An int, or "auto" (resolved from the training texts before training: see ``retrain.lengths``). A
+    # run keeps its champion's int; a first model from the command line has it chosen from its data.
+    max_length: int | Literal["auto"] = field(
+        default=64,
+        metadata={
+            "help": "Tokens per text (longer texts are cut at the end); 'auto': the smallest of "
+            "64/128/256/512 that holds 95 % of the training texts whole, within the model's limit.",
+            "option_default": AUTO,
+        },
+    )
     seed: int = 13
     batch_size: int = 16
-    eval_batch_size: int = 64
+    eval_batch_size: int = field(default=64, metadata=_NO_OPTION)
     learning_rate: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    test_size: float = 0.2
-    num_hidden_layers: int | None = None
-    max_train_examples: int | None = None
-    class_weighting: str = "auto"
-    imbalance_ratio: float = 3.0  # "auto" weighs classes when largest / smallest class count >= this
-    validation_fraction: float = 0.1  # of the training rows, for early stopping and the best checkpoint
-    eval_steps: int | None = None  # evaluate (and checkpoint) every N steps; None: every epoch
-    early_stopping_patience: int = 2  # evaluations without a better macro-F1 before stopping; 0: never
-    freeze_layers: int = 0  # freeze the embeddings and the lowest N encoder layers
+    weight_decay: float = field(default=0.01, metadata=_NO_OPTION)
+    warmup_ratio: float = field(default=0.1, metadata=_NO_OPTION)
+    test_size: float = field(default=0.2, metadata={"help": "Held-out share."})
+    num_hidden_layers: int | None = field(
+        default=None, metadata={"help": "Keep only the first N encoder layers."}
+    )
+    max_train_examples: int | None = field(
+        default=None, metadata={"help": "Cap the training rows (seeded sample)."}
+    )
+    class_weighting: str = field(
+        default="auto",
+        metadata={
+            "help": "Loss weights per class; 'auto': 'sqrt' when the largest class has 3x the rows of "
+            "the smallest.",
+            "choices": CLASS_WEIGHTINGS,
+        },
+    )
+    # "auto" weighs classes when largest / smallest class count >= this
+    imbalance_ratio: float = field(default=3.0, metadata=_NO_OPTION)
+    validation_fraction: float = field(
+        default=0.1,
+        metadata={
+            "help": "Training rows set aside for early stopping and best-checkpoint selection (0: none)."
+        },
+    )
+    # evaluate (and checkpoint) every N steps; None: every epoch
+    eval_steps: int | None = field(default=None, metadata=_NO_OPTION)
+    # evaluations without a better macro-F1 before stopping
+    early_stopping_patience: int = field(default=2, metadata={"help": "0: never stop early."})
+    freeze_layers: int = field(
+        default=0, metadata={"help": "Freeze the embeddings and the lowest N encoder layers."}
+    )
 
     def __post_init__(self) -> None:
         checks = [

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from driftline.cli import OFFLINE_ENV  # the same offline switches the CLI sets
+from registry.offline import go_offline
 
-os.environ.update(OFFLINE_ENV)
+go_offline(force=True)  # the switches every Driftline command sets, whatever this shell says
 
 PG_ENV = "DRIFTLINE_TEST_DATABASE_URL"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

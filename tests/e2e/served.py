@@ -16,6 +16,7 @@ import httpx
 
 from driftline.lifeline import wrap
 from driftline.processes import bentoml_home
+from registry.offline import OFFLINE_ENV
 
 TOKEN = "e2e-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -41,9 +42,7 @@ class Server:
             # can then tell that stopping the server flushed them.
             "DRIFTLINE_LOG_FLUSH_INTERVAL_S": "600",
             "DRIFTLINE_LOG_BATCH_SIZE": "5000",
-            "HF_HUB_OFFLINE": "1",
-            "BENTOML_DO_NOT_TRACK": "True",
-            "DO_NOT_TRACK": "1",
+            **OFFLINE_ENV,
             "BENTOML_HOME": str(bentoml_home(home)),  # its own Prometheus files, as `driftline up` gives
             **(env or {}),
         }

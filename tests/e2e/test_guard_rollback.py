@@ -55,13 +55,13 @@ def test_guard_rolls_back_a_promotion_that_serves_worse(tmp_path: Path) -> None:
         label_delay=20,
         train=TINY_TRAIN.to_dict(),
         monitor={
-            "DRIFTLINE_MIN_NEW_LABELS": "100",
+            "min_labels_floor": 100,
             # The planted change starts where the promotion comes when drift must persist for 2 checks; a
             # realized drop acting on its first check would promote a check earlier and the guard's watch
             # (160 labels) would end on market rows, where v2 is right, before the planted change.
-            "DRIFTLINE_REALIZED_DROP_SKIPS_PERSISTENCE": "false",
-            "DRIFTLINE_GUARD_MIN_LABELS": "40",
-            "DRIFTLINE_GUARD_WATCH_LABELS": "160",
+            "realized_drop_skips_persistence": False,
+            "guard_min_labels": 40,
+            "guard_watch_labels": 160,
         },
     )
     summary = run_session(config, say=lambda _: None)

@@ -64,7 +64,7 @@ def session(tmp_path: Path, policy: str, **overrides: object) -> SessionConfig:
         "label_delay": 20,
         "policy": policy,
         "train": TINY_TRAIN.to_dict(),
-        "monitor": {"DRIFTLINE_MIN_NEW_LABELS": "100"},
+        "monitor": {"min_labels_floor": 100},
     }
     values.update(overrides)
     return SessionConfig(**values)

@@ -94,7 +94,7 @@ def test_long_texts_and_integer_labels_replay_to_the_end_and_retrain_after_the_s
         label_delay=20,
         policy="drift",
         train=TINY_TRAIN.to_dict(),
-        monitor={"DRIFTLINE_MIN_NEW_LABELS": "100"},
+        monitor={"min_labels_floor": 100},
     )
     said: list[str] = []
     summary = run_session(config, say=said.append)

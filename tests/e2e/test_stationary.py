@@ -37,7 +37,7 @@ def test_a_stationary_stream_queues_no_run(tmp_path: Path) -> None:
             label_delay=20,
             train=TINY_TRAIN.to_dict(),
             # the drift rule alone: the label-growth trigger would queue an improvement run here
-            monitor={"DRIFTLINE_MIN_NEW_LABELS": "100", "DRIFTLINE_LABEL_GROWTH_SHARE": "0"},
+            monitor={"min_labels_floor": 100, "label_growth_share": 0},
         ),
         say=lambda _: None,
     )
@@ -66,7 +66,7 @@ def test_a_model_trained_on_too_few_rows_is_improved_without_drift(tmp_path: Pat
             check_every=100,
             label_delay=20,
             train=TINY_TRAIN.to_dict(),
-            monitor={"DRIFTLINE_MIN_NEW_LABELS": "100"},  # the default share, 1.0 of v1's rows
+            monitor={"min_labels_floor": 100},  # the default share, 1.0 of v1's rows
         ),
         say=lambda _: None,
     )

@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
+from registry.offline import OFFLINE_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -206,12 +208,7 @@ def test_dockerfile_one_image_whose_command_picks_the_process() -> None:
     assert stage_config("bootstrap")["entrypoint"] == final["entrypoint"]
 
     env = final["env"]
-    for key, value in {
-        "HF_HUB_OFFLINE": "1",
-        "BENTOML_DO_NOT_TRACK": "True",
-        "DO_NOT_TRACK": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }.items():
+    for key, value in OFFLINE_ENV.items():
         assert env.get(key) == value, f"ENV {key}={env.get(key)!r}, expected {value!r}"
     assert env["DRIFTLINE_HOME"] in final["volume"], "DRIFTLINE_HOME must be the image's volume"
     user = final["user"]
@@ -219,6 +216,14 @@ def test_dockerfile_one_image_whose_command_picks_the_process() -> None:
     health = final["healthcheck"]
     port = SERVE_CMD[SERVE_CMD.index("--port") + 1]
     assert f":{port}/livez" in health and '"python"' in health, health
+
+
+def test_make_and_the_bento_set_the_packages_offline_switches() -> None:
+    """Neither can import Python: they repeat registry.offline.OFFLINE_ENV, exactly."""
+    exports = dict(re.findall(r"^export (\w+) := (.*)$", (ROOT / "Makefile").read_text(), flags=re.MULTILINE))
+    assert exports == OFFLINE_ENV, "the Makefile's exports differ from registry/offline.py"
+    bento = yaml.safe_load((ROOT / "deploy" / "bentofile.yaml").read_text())
+    assert {env["name"]: env["value"] for env in bento["envs"]} == OFFLINE_ENV
 
 
 def test_dockerfile_installs_cpu_torch_by_default_the_project_and_no_weights() -> None:

@@ -4,6 +4,7 @@ declares the whole file's label set; a session that a 5xx ends early still write
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import uuid
@@ -22,12 +23,16 @@ from driftline.session import (
     bootstrap_v1,
     copy_v1,
     load_stream,
+    replay_options,
     run_session,
+    session_env,
     session_settings,
 )
+from monitor.settings import MonitorSettings
 from registry.errors import InvalidInputError
 from registry.settings import Settings
 from registry.store import Registry
+from service.settings import ServeSettings
 
 
 def config(tmp_path: Path, data: Path, **overrides: object) -> SessionConfig:
@@ -73,11 +78,49 @@ def test_limit_and_row_count_cut(tmp_path: Path) -> None:
         ({"label_fraction": 0.0}, "--label-fraction"),
         ({"bootstrap_until": "2026-01-01"}, "--bootstrap-until needs --time-col"),
         ({"bootstrap_rows": 5}, "--bootstrap-rows"),
+        ({"monitor": {"window_siz": 300}}, "no setting 'window_siz' .*did you mean 'window_size'"),
+        ({"monitor": {"DRIFTLINE_WINDOW_SIZE": "300"}}, "no setting 'DRIFTLINE_WINDOW_SIZE'"),
+        ({"monitor": {"window_size": 3}}, "monitor settings: MonitorSettings.window_size: .*got 3"),
     ],
 )
 def test_flags_are_checked(tmp_path: Path, overrides: dict, words: str) -> None:
     with pytest.raises(InvalidInputError, match=words):
         config(tmp_path, tmp_path / "x.csv", **overrides)
+
+
+def test_the_processes_read_the_sessions_settings_and_none_of_this_shells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(tmp_path, tmp_path / "x.csv", min_new_labels=40, monitor={"window_size": 300})
+    monkeypatch.setenv("DRIFTLINE_GUARD", "false")  # this shell's: the session's processes never see it
+    env = session_env(cfg, session_settings(tmp_path / "home"))
+    assert not {"DRIFTLINE_GUARD", "DRIFTLINE_MIN_NEW_LABELS"} & set(env)
+    for name in [name for name in os.environ if name.startswith("DRIFTLINE_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monitor, serve, settings = MonitorSettings(), ServeSettings(), Settings()
+    assert (monitor.window_size, monitor.min_window_rows, monitor.min_labels_floor) == (300, 125, 40)
+    assert (monitor.guard, monitor.retrain_on_drift, monitor.retrain) == (True, True, cfg.run_config())
+    assert (monitor.check_interval_s, monitor.cooldown_s, serve.poll_interval_s) == (86_400, 0, 1)
+    assert settings.home == tmp_path / "home" and settings.cache_dir == tmp_path / "home" / "cache"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "check_every", "run_every", "rate"),
+    [
+        ({}, 250, None, None),  # the replay asks for a check every check_every rows
+        ({"policy": "every-window"}, None, 500, None),  # ... or queues a run per window itself
+        ({"realtime": True, "rate": 9.0}, None, None, 9.0),  # the scheduler checks on its own clock
+    ],
+)
+def test_who_asks_for_checks_and_runs(
+    tmp_path: Path, overrides: dict, check_every: int | None, run_every: int | None, rate: float | None
+) -> None:
+    cfg = config(tmp_path, tmp_path / "x.csv", **overrides)
+    options = replay_options(cfg, max_body_bytes=99)
+    assert (options.check_every, options.run_every, options.rate) == (check_every, run_every, rate)
+    assert options.run_config == cfg.run_config() and options.max_body_bytes == 99
 
 
 def test_a_prepared_v1_must_hold_records_and_artifacts(tmp_path: Path) -> None:
