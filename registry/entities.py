@@ -17,12 +17,11 @@ class RunStatus(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    CANCELLED = "cancelled"
     SKIPPED = "skipped"  # nothing to train on (too few new labels, a single class); the reason is kept
 
     @property
     def finished(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED)
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED)
 
 
 class CheckRequestStatus(enum.StrEnum):
@@ -35,7 +34,6 @@ class RunTrigger(enum.StrEnum):
     BOOTSTRAP = "bootstrap"
     DRIFT = "drift"
     LABEL_GROWTH = "label_growth"  # no drift that hurts, but the labels since the champion outgrew it
-    SCHEDULE = "schedule"
     MANUAL = "manual"
 
 
