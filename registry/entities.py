@@ -199,6 +199,24 @@ class DriftCheck:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class NewDriftCheck:
+    """What the monitor records of one drift check; the registry assigns the id and the time."""
+
+    model_name: str
+    model_version: int | None
+    window_start: datetime
+    window_end: datetime
+    reference: str
+    n_reference: int
+    n_current: int
+    scores: dict[str, Any]
+    drifted: bool
+    decision: str
+    reason: str
+    report_uri: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RetrainRun:
     id: int
     model_name: str
@@ -246,6 +264,22 @@ class PromotionDecision:
     report_uri: str | None
     created_at: datetime
     decided_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewDecision:
+    """What a run decided about its candidate; the registry assigns the id and the time, and a
+    ``promoted`` decision moves ``champion``."""
+
+    model_name: str
+    candidate_version: int
+    incumbent_version: int | None
+    run_id: int | None
+    metrics: dict[str, Any]
+    passed: bool
+    reasons: tuple[str, ...]
+    status: DecisionStatus
+    report_uri: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from registry.entities import (
     ArtifactRef,
     DecisionStatus,
     ModelVersion,
+    NewDecision,
     NewModelVersion,
     PromotionDecision,
     RunStatus,
@@ -445,17 +446,17 @@ def _train_and_decide(
         )
         artifacts.put_report(Path(tmp), report_name)
     decision = registry.add_decision(
-        {
-            "model_name": model_name,
-            "candidate_version": version.version,
-            "incumbent_version": champion.version,
-            "run_id": run_id,
-            "metrics": gate.to_dict(),
-            "passed": gate.passed,
-            "reasons": list(gate.reasons),
-            "status": status.value,
-            "report_uri": f"{report_name}/promotion.html",
-        },
+        NewDecision(
+            model_name=model_name,
+            candidate_version=version.version,
+            incumbent_version=champion.version,
+            run_id=run_id,
+            metrics=gate.to_dict(),
+            passed=gate.passed,
+            reasons=tuple(gate.reasons),
+            status=status,
+            report_uri=f"{report_name}/promotion.html",
+        ),
         actor=f"run {run_id}",
     )
     logger.info("run %s: v%s %s", run_id, version.version, status.value)

@@ -68,20 +68,20 @@ def _check(
     report: str | None = None,
 ) -> int:
     check, _ = registry.add_drift_check(
-        {
-            "model_name": "sentiment",
-            "model_version": 1,
-            "window_start": datetime(2026, 12, 1, tzinfo=UTC),
-            "window_end": datetime(2026, 12, 2, tzinfo=UTC),
-            "reference": reference,
-            "n_reference": 300,
-            "n_current": 150,
-            "scores": signals,
-            "drifted": any(s.get("drifted") for s in signals.values()),
-            "decision": "none",
-            "reason": reason,
-            "report_uri": report,
-        }
+        e.NewDriftCheck(
+            model_name="sentiment",
+            model_version=1,
+            window_start=datetime(2026, 12, 1, tzinfo=UTC),
+            window_end=datetime(2026, 12, 2, tzinfo=UTC),
+            reference=reference,
+            n_reference=300,
+            n_current=150,
+            scores=signals,
+            drifted=any(s.get("drifted") for s in signals.values()),
+            decision="none",
+            reason=reason,
+            report_uri=report,
+        )
     )
     return check.id
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -157,23 +158,22 @@ def test_lease_expiry_and_takeover(registry: Registry) -> None:
     assert store.acquire_lease("scheduler", "a", ttl) is not None
 
 
-def drift_check_record() -> dict:  # type: ignore[type-arg]
+def drift_check_record() -> e.NewDriftCheck:
     """A drifted check of v1 that decided to retrain."""
     now = datetime.now(UTC)
-    return {
-        "model_name": "sentiment",
-        "model_version": 1,
-        "window_start": now,
-        "window_end": now,
-        "reference": "ref",
-        "n_reference": 10,
-        "n_current": 10,
-        "scores": {},
-        "drifted": True,
-        "decision": "retrain",
-        "reason": "drift",
-        "report_uri": None,
-    }
+    return e.NewDriftCheck(
+        model_name="sentiment",
+        model_version=1,
+        window_start=now,
+        window_end=now,
+        reference="ref",
+        n_reference=10,
+        n_current=10,
+        scores={},
+        drifted=True,
+        decision="retrain",
+        reason="drift",
+    )
 
 
 def test_two_monitors_deciding_at_once_queue_one_run(registry: Registry) -> None:
@@ -215,5 +215,5 @@ def test_a_check_of_a_replaced_champion_queues_nothing(registry: Registry) -> No
     with pytest.raises(ConflictError, match="champion moved to v2 while v1 was being checked"):
         registry.add_drift_check(check, queue_run={"reason": "drift"})
     assert registry.list_drift_checks("sentiment") == [] and registry.list_runs("sentiment") == []
-    _, run = registry.add_drift_check({**check, "model_version": 2}, queue_run={"reason": "drift"})
+    _, run = registry.add_drift_check(replace(check, model_version=2), queue_run={"reason": "drift"})
     assert run is not None
