@@ -171,13 +171,15 @@ def run_drift_check(
     # Labels count from the champion's training (what a run would train on). A run that started since
     # then and has ended did not replace the champion (refused, failed, skipped): a retry waits for
     # more evidence. (One still going is "already queued or running".)
-    new_labels = registry.count_labels(since=champion.created_at)
+    new_labels = registry.count_labels(model_name, since=champion.created_at)
     attempts = [
         r.started_at
         for r in runs
         if r.started_at is not None and r.finished_at is not None and r.started_at >= champion.created_at
     ]
-    last_attempt_labels = new_labels - registry.count_labels(since=max(attempts)) if attempts else None
+    last_attempt_labels = (
+        new_labels - registry.count_labels(model_name, since=max(attempts)) if attempts else None
+    )
     estimated = outcome.signal("estimated_accuracy_drop")
     realized = outcome.signal(REALIZED_DROP)
     measured = realized is not None and not np.isnan(realized.score)  # enough labels in the window

@@ -171,6 +171,7 @@ class Prediction:
 class Label:
     id: int
     prediction_id: str | None
+    model_name: str | None  # the model it is for (None: given before 0008, of no prediction it could name)
     text: str
     text_hash: str
     label: str
@@ -322,11 +323,15 @@ class NewPrediction:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NewLabel:
-    """A label for a logged prediction (``prediction_id``) or for a text seen elsewhere (``text``)."""
+    """A label for a logged prediction (``prediction_id``) or for a text seen elsewhere (``text``).
+
+    A prediction's label is for the model that served it; a text's label is for ``model_name``, which
+    it needs."""
 
     label: str
     prediction_id: str | None = None
     text: str | None = None
+    model_name: str | None = None
     domain: str | None = None
     source: str = "feedback"
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)

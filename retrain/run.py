@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import threading
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +101,9 @@ def config_from_run(values: dict) -> RunConfig:  # type: ignore[type-arg]
         raise InvalidInputError(f"run config {values!r} is not valid: {exc}") from exc
 
 
-def _labels_frame(registry: Registry, since) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    rows = registry.list_labels(since=since, limit=1_000_000)
+def _labels_frame(registry: Registry, model_name: str, since: datetime) -> pd.DataFrame:
+    """The labels of ``model_name`` given since ``since``: what a run trains on besides its replay."""
+    rows = registry.list_labels(model_name, since=since, limit=1_000_000)
     return pd.DataFrame(
         {
             "text": [r.text for r in rows],
@@ -200,7 +202,7 @@ def _execute_run(
         )
         try:
             data = assemble(
-                _labels_frame(registry, champion.created_at),
+                _labels_frame(registry, run.model_name, champion.created_at),
                 pd.read_parquet(snapshot / "train.parquet"),
                 pd.read_parquet(snapshot / "heldout.parquet"),
                 labels=champion.labels,

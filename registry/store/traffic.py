@@ -1,5 +1,5 @@
 """What the served model sees and is told: logged predictions, the labels given for them (or for texts
-seen elsewhere), the windows of a version's traffic the monitor and the guard judge
+seen elsewhere), each of one model, the windows of a version's traffic the monitor and the guard judge
 it on, and the label queue over the log (``registry.labelqueue``)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from registry import entities as e
@@ -74,7 +74,8 @@ class Traffic(StoreBase):
     ) -> list[e.Label]:
         """Store labels all-or-nothing: an unknown prediction id or label refuses the whole batch.
 
-        Raises :class:`NotFoundError` naming every unknown prediction id, and
+        A label of a prediction belongs to the model that served it; a label of a text, to the
+        ``model_name`` it names. Raises :class:`NotFoundError` naming every unknown prediction id, and
         :class:`InvalidInputError` naming every unknown label; nothing is written then.
         """
         items = [clean_label_item(item) for item in items]
@@ -87,16 +88,20 @@ class Traffic(StoreBase):
             s.flush()
             return [r.to_entity() for r in rows]
 
-    def count_labels(self, *, since: datetime | None = None) -> int:
+    def count_labels(self, model_name: str, *, since: datetime | None = None) -> int:
+        """How many labels ``model_name`` has (given since ``since``)."""
         with self._tx() as s:
-            query = select(func.count()).select_from(LabelRow)
+            query = select(func.count()).select_from(LabelRow).where(_labels_of(model_name))
             if since is not None:
                 query = query.where(LabelRow.created_at >= since)
             return int(s.scalar(query) or 0)
 
-    def list_labels(self, *, since: datetime | None = None, limit: int = 10_000) -> list[e.Label]:
+    def list_labels(
+        self, model_name: str, *, since: datetime | None = None, limit: int = 10_000
+    ) -> list[e.Label]:
+        """The labels of ``model_name`` (given since ``since``), oldest first."""
         with self._tx() as s:
-            query = select(LabelRow).order_by(LabelRow.id).limit(limit)
+            query = select(LabelRow).where(_labels_of(model_name)).order_by(LabelRow.id).limit(limit)
             if since is not None:
                 query = query.where(LabelRow.created_at >= since)
             return [r.to_entity() for r in s.scalars(query)]
@@ -234,7 +239,8 @@ def clean_label_item(item: e.NewLabel) -> e.NewLabel:
 
 def check_labels(items: Sequence[e.NewLabel], allowed_labels: Sequence[str] | None = None) -> None:
     """Refuse a batch with a label outside ``allowed_labels`` (naming every one), an item that gives
-    both or neither of ``prediction_id`` and ``text``, or a label of the wrong length."""
+    both or neither of ``prediction_id`` and ``text``, a text without ``model_name``, or a label of
+    the wrong length."""
     if allowed_labels is not None:
         unknown = sorted({item.label for item in items} - set(allowed_labels))
         if unknown:
@@ -247,6 +253,10 @@ def check_labels(items: Sequence[e.NewLabel], allowed_labels: Sequence[str] | No
     for i, item in enumerate(items):
         if (item.prediction_id is None) == (item.text is None):
             raise InvalidInputError(f"item {i}: give either prediction_id or text, not both or neither")
+        if item.text is not None and not item.model_name:
+            raise InvalidInputError(
+                f"item {i}: a label for a text needs the model_name it is for", field="model_name"
+            )
         if not item.label or len(item.label) > MAX_LABEL_CHARS:
             raise InvalidInputError(
                 f"item {i}: label has {len(item.label)} characters; it must have 1 to {MAX_LABEL_CHARS}",
@@ -267,15 +277,16 @@ def _predictions_labeled(s: Session, items: Sequence[e.NewLabel]) -> dict[str, P
 
 
 def _label_row(item: e.NewLabel, predictions: dict[str, PredictionRow], now: datetime) -> LabelRow:
-    """The row of a checked label: a prediction's label takes its text from the prediction."""
+    """The row of a checked label: a prediction's label takes its text and model from the prediction."""
     if item.prediction_id is not None:
         prediction = predictions[item.prediction_id]
-        text, hashed = prediction.text, prediction.text_hash
+        text, hashed, model_name = prediction.text, prediction.text_hash, prediction.model_name
     else:
-        assert item.text is not None  # check_labels refused the others
-        text, hashed = item.text, text_hash(item.text)
+        assert item.text is not None and item.model_name is not None  # check_labels refused the others
+        text, hashed, model_name = item.text, text_hash(item.text), item.model_name
     return LabelRow(
         prediction_id=item.prediction_id,
+        model_name=model_name,
         text=text,
         text_hash=hashed,
         label=item.label,
@@ -284,3 +295,9 @@ def _label_row(item: e.NewLabel, predictions: dict[str, PredictionRow], now: dat
         meta=item.metadata,
         created_at=item.created_at or now,
     )
+
+
+def _labels_of(model_name: str) -> ColumnElement[bool]:
+    """The labels of ``model_name``, and those given before labels named their model (migration 0008)
+    that it could not attribute: counted for every model, as they were before."""
+    return or_(LabelRow.model_name == model_name, LabelRow.model_name.is_(None))

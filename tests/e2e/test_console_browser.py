@@ -138,7 +138,7 @@ def _seed_hostile(home: Path, tmp_path: Path) -> tuple[int, int]:
     hostile = report_inputs(text=XSS, label=XSS, domain=XSS)
     decision = _decision(registry, artifacts, tmp_path, hostile, e.DecisionStatus.REJECTED)
     check = _check(registry, XSS, {XSS: {"score": 0.9, "threshold": 0.5, "drifted": True, XSS: XSS}}, XSS)
-    registry.add_labels([e.NewLabel(label=XSS, text=XSS, domain=XSS)])
+    registry.add_labels([e.NewLabel(label=XSS, text=XSS, domain=XSS, model_name="sentiment")])
     registry.set_alias("sentiment", "shadow", 3, actor="test", reason=XSS)
     with registry._tx() as s:  # an alias name from before names were checked
         s.execute(update(AliasEventRow).where(AliasEventRow.alias == "shadow").values(alias=XSS))
