@@ -59,6 +59,7 @@ def import_labels(
             label=row.label,
             prediction_id=row.text if prediction_id_col else None,
             text=None if prediction_id_col else row.text,
+            model_name=model_name,
             domain=row.domain,
             source=source,
             created_at=None if pd.isna(row.time) else pd.Timestamp(row.time).to_pydatetime(),

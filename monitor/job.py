@@ -22,7 +22,15 @@ from monitor.check import CheckConfig, CheckOutcome, Window, compute_check
 from monitor.policy import Decision, PolicyConfig, PolicyInput, align_with_run, decide
 from monitor.signals import REALIZED_DROP
 from registry.artifacts import ArtifactStore
-from registry.entities import CHAMPION, DriftCheck, ModelVersion, Prediction, RetrainRun, RunStatus
+from registry.entities import (
+    CHAMPION,
+    DriftCheck,
+    ModelVersion,
+    NewDriftCheck,
+    Prediction,
+    RetrainRun,
+    RunStatus,
+)
 from registry.errors import ConflictError, InvalidInputError
 from registry.modelio import REFERENCE_PROFILE, REFERENCE_PROFILE_INT8
 from registry.store import Registry
@@ -122,15 +130,15 @@ def run_drift_check(
     state = _policy_state(registry, champion, outcome, policy)
     decision = decide(state, policy)
     first, last = rows[0][0].created_at, rows[-1][0].created_at
-    record = {
-        "model_name": model_name,
-        "model_version": champion.version,
-        "window_start": first,
-        "window_end": last,
-        "reference": f"{champion.artifact_sha256[:12]}/{basis.profile} ({len(reference)} rows)",
-        "n_reference": len(reference),
-        "n_current": len(rows),
-        "scores": {
+    record = NewDriftCheck(
+        model_name=model_name,
+        model_version=champion.version,
+        window_start=first,
+        window_end=last,
+        reference=f"{champion.artifact_sha256[:12]}/{basis.profile} ({len(reference)} rows)",
+        n_reference=len(reference),
+        n_current=len(rows),
+        scores={
             **outcome.scores(),
             "policy": asdict(state)
             | {"since_last_run": str(state.since_last_run), "labels_needed": decision.labels_needed},
@@ -141,18 +149,18 @@ def run_drift_check(
                 "labeled_by_margin": len(by_margin),
             },
         },
-        "drifted": bool(outcome.drifted_signals),
-        "decision": "retrain" if decision.retrain else "none",
-        "reason": decision.reason,
-        "report_uri": report_uri,
-    }
+        drifted=bool(outcome.drifted_signals),
+        decision="retrain" if decision.retrain else "none",
+        reason=decision.reason,
+        report_uri=report_uri,
+    )
     queue = _run_config(config.run_config, policy, decision) if decision.retrain else None
     try:
         check, run = registry.add_drift_check(record, queue_run=queue, trigger=decision.trigger)
     except ConflictError as exc:  # another monitor queued a run since we looked
-        record.update(decision="none", reason=f"{decision.reason} (not queued: {exc.message})")
+        record = replace(record, decision="none", reason=f"{decision.reason} (not queued: {exc.message})")
         check, run = registry.add_drift_check(record)
-        decision = Decision(False, record["reason"])
+        decision = Decision(False, record.reason)
     logger.info("drift check %s on %s v%s: %s", check.id, model_name, champion.version, decision.reason)
     return CheckRecord(check=check, run=run, decision=decision)
 
@@ -235,9 +243,11 @@ def _policy_state(
     # Labels count from the champion's training (what a run would train on). A run that started since
     # then and has ended did not replace the champion (refused, failed, skipped): a retry waits for
     # more evidence. (One still going is "already queued or running".)
-    new_labels = registry.count_labels(since=champion.created_at)
+    new_labels = registry.count_labels(champion.model_name, since=champion.created_at)
     attempt = last_attempt_start(runs, champion)
-    since_attempt = registry.count_labels(since=attempt) if attempt is not None else None
+    since_attempt = (
+        registry.count_labels(champion.model_name, since=attempt) if attempt is not None else None
+    )
     return policy_input(
         outcome, champion, previous, runs, new_labels=new_labels, labels_since_attempt=since_attempt
     )

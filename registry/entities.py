@@ -17,12 +17,11 @@ class RunStatus(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    CANCELLED = "cancelled"
     SKIPPED = "skipped"  # nothing to train on (too few new labels, a single class); the reason is kept
 
     @property
     def finished(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED)
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED)
 
 
 class CheckRequestStatus(enum.StrEnum):
@@ -35,7 +34,6 @@ class RunTrigger(enum.StrEnum):
     BOOTSTRAP = "bootstrap"
     DRIFT = "drift"
     LABEL_GROWTH = "label_growth"  # no drift that hurts, but the labels since the champion outgrew it
-    SCHEDULE = "schedule"
     MANUAL = "manual"
 
 
@@ -173,6 +171,7 @@ class Prediction:
 class Label:
     id: int
     prediction_id: str | None
+    model_name: str | None  # the model it is for (None: given before 0008, of no prediction it could name)
     text: str
     text_hash: str
     label: str
@@ -198,6 +197,24 @@ class DriftCheck:
     reason: str
     report_uri: str | None
     created_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewDriftCheck:
+    """What the monitor records of one drift check; the registry assigns the id and the time."""
+
+    model_name: str
+    model_version: int | None
+    window_start: datetime
+    window_end: datetime
+    reference: str
+    n_reference: int
+    n_current: int
+    scores: dict[str, Any]
+    drifted: bool
+    decision: str
+    reason: str
+    report_uri: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -251,6 +268,22 @@ class PromotionDecision:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class NewDecision:
+    """What a run decided about its candidate; the registry assigns the id and the time, and a
+    ``promoted`` decision moves ``champion``."""
+
+    model_name: str
+    candidate_version: int
+    incumbent_version: int | None
+    run_id: int | None
+    metrics: dict[str, Any]
+    passed: bool
+    reasons: tuple[str, ...]
+    status: DecisionStatus
+    report_uri: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Lease:
     name: str
     holder: str
@@ -290,11 +323,15 @@ class NewPrediction:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NewLabel:
-    """A label for a logged prediction (``prediction_id``) or for a text seen elsewhere (``text``)."""
+    """A label for a logged prediction (``prediction_id``) or for a text seen elsewhere (``text``).
+
+    A prediction's label is for the model that served it; a text's label is for ``model_name``, which
+    it needs."""
 
     label: str
     prediction_id: str | None = None
     text: str | None = None
+    model_name: str | None = None
     domain: str | None = None
     source: str = "feedback"
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)

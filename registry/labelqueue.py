@@ -16,12 +16,12 @@ import json
 import operator
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Text, cast, exists, insert, select
+from sqlalchemy import Row, Text, cast, exists, insert, select
 from sqlalchemy.orm import Session
 
 from registry.entities import ModelVersion
@@ -241,6 +241,43 @@ def hand_out(
 ) -> Handout:
     """Rank the version's latest unlabeled predictions not handed out yet (:func:`rank_queue`), lease the
     first ``limit`` to ``handed_to`` and return them. ``transaction()`` opens a registry transaction."""
+    ids, probs = _unlabeled_candidates(transaction, version, now, candidates)
+
+    def lookup(index: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        return _details(transaction, [ids[i] for i in index])
+
+    rng_seed = seed if seed is not None else uuid.uuid4().int % (2**32)
+    queue = rank_queue(probs, limit, lookup=lookup, random_share=random_share, seed=rng_seed)
+    handout = Handout(
+        id=uuid.uuid4().hex,
+        model_name=version.model_name,
+        model_version=version.version,
+        handed_to=handed_to,
+        handed_out_at=now,
+        expires_at=now + lease,
+        candidates=len(ids),
+        random_share=random_share,
+    )
+    with transaction() as s:
+        found = _still_free(s, [ids[c.index] for c in queue], now)
+        kept = [c for c in queue if ids[c.index] in found]
+        items = [
+            queue_item(found[ids[c.index]], c, rank, version, probs[c.index])
+            for rank, c in enumerate(kept, start=1)
+        ]
+        if items:
+            s.execute(
+                insert(LabelRequestRow),
+                [lease_row(handout, item, c.margin) for item, c in zip(items, kept, strict=True)],
+            )
+    return replace(handout, items=items)
+
+
+def _unlabeled_candidates(
+    transaction: Callable[[], Any], version: ModelVersion, now: datetime, candidates: int
+) -> tuple[list[str], np.ndarray]:
+    """The ids of the version's latest ``candidates`` predictions that have no label and no unexpired
+    lease, newest first, and their probabilities calibrated by the version's temperature."""
     temperature = float((version.calibration or {}).get("temperature", 1.0))
     with transaction() as s:
         rows = s.execute(
@@ -260,79 +297,58 @@ def hand_out(
         ).all()
     ids = [r[0] for r in rows]
     probs = calibrated(json.loads("[" + ",".join(r[1] for r in rows) + "]"), version.labels, temperature)
+    return ids, probs
 
-    def lookup(index: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        return _details(transaction, [ids[i] for i in index])
 
-    rng_seed = seed if seed is not None else uuid.uuid4().int % (2**32)
-    queue = rank_queue(probs, limit, lookup=lookup, random_share=random_share, seed=rng_seed)
-    handout = uuid.uuid4().hex
-    expires = now + lease
-    items: list[QueueItem] = []
-    with transaction() as s:
-        chosen = [ids[c.index] for c in queue]
-        taken = set(_active_requests(s, chosen, now))  # handed out meanwhile, by another caller
-        found = {
-            r.id: r
-            for chunk in _chunks(chosen)
-            for r in s.execute(
-                select(
-                    PredictionRow.id, PredictionRow.text, PredictionRow.created_at, PredictionRow.label
-                ).where(PredictionRow.id.in_(chunk))
+def _still_free(s: Session, prediction_ids: Sequence[str], now: datetime) -> dict[str, Row[Any]]:
+    """The (id, text, created_at, label) of each of ``prediction_ids`` still logged and not handed out
+    meanwhile (by another caller, since the candidates were read), by id."""
+    taken = set(_active_requests(s, prediction_ids, now))
+    return {
+        r.id: r
+        for chunk in _chunks(prediction_ids)
+        for r in s.execute(
+            select(PredictionRow.id, PredictionRow.text, PredictionRow.created_at, PredictionRow.label).where(
+                PredictionRow.id.in_(chunk)
             )
-        }
-        rank = 0
-        leases: list[dict[str, Any]] = []
-        for c in queue:
-            pid = ids[c.index]
-            if pid in taken or pid not in found:
-                continue
-            rank += 1
-            leases.append(
-                {
-                    "prediction_id": pid,
-                    "model_name": version.model_name,
-                    "model_version": version.version,
-                    "handout": handout,
-                    "strategy": c.strategy,
-                    "rank": rank,
-                    "margin": c.margin,
-                    "handed_to": handed_to,
-                    "handed_out_at": now,
-                    "expires_at": expires,
-                }
-            )
-            row = found[pid]
-            items.append(
-                QueueItem(
-                    prediction_id=pid,
-                    text=row.text,
-                    created_at=row.created_at,
-                    model_name=version.model_name,
-                    model_version=version.version,
-                    label=row.label,
-                    scores={
-                        label: round(float(p), 6)
-                        for label, p in zip(version.labels, probs[c.index], strict=True)
-                    },
-                    strategy=c.strategy,
-                    rank=rank,
-                    margin=round(c.margin, 6),
-                )
-            )
-        if leases:
-            s.execute(insert(LabelRequestRow), leases)
-    return Handout(
-        id=handout,
+        )
+        if r.id not in taken
+    }
+
+
+def queue_item(
+    row: Any, choice: QueueChoice, rank: int, version: ModelVersion, probs: np.ndarray
+) -> QueueItem:
+    """The queue's ``rank``-th item: the logged prediction ``row`` (id, text, created_at, label) that
+    ``choice`` picked, with its calibrated probabilities ``probs`` in the version's label order."""
+    return QueueItem(
+        prediction_id=row.id,
+        text=row.text,
+        created_at=row.created_at,
         model_name=version.model_name,
         model_version=version.version,
-        handed_to=handed_to,
-        handed_out_at=now,
-        expires_at=expires,
-        candidates=len(ids),
-        random_share=random_share,
-        items=items,
+        label=row.label,
+        scores={label: round(float(p), 6) for label, p in zip(version.labels, probs, strict=True)},
+        strategy=choice.strategy,
+        rank=rank,
+        margin=round(choice.margin, 6),
     )
+
+
+def lease_row(handout: Handout, item: QueueItem, margin: float) -> dict[str, Any]:
+    """The ``label_requests`` row that leases ``item`` to the hand-out's holder (``margin`` unrounded)."""
+    return {
+        "prediction_id": item.prediction_id,
+        "model_name": handout.model_name,
+        "model_version": handout.model_version,
+        "handout": handout.id,
+        "strategy": item.strategy,
+        "rank": item.rank,
+        "margin": margin,
+        "handed_to": handout.handed_to,
+        "handed_out_at": handout.handed_out_at,
+        "expires_at": handout.expires_at,
+    }
 
 
 def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:

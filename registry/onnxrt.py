@@ -208,12 +208,9 @@ def int8_guard(
     """May the int8 graph serve in place of fp32? Compared on the held-out rows with PyTorch's fp32
     outputs (which the verified fp32 graph reproduces): ``passed`` and, when not, ``reasons``; and the
     int8 graph's (logits, pooled) on the rows (``None`` when there were too few to run)."""
-    from sklearn.metrics import f1_score
-
-    from registry.scores import separability, softmax
+    from registry.scores import separability
 
     rows = len(heldout.texts)
-    y = np.asarray(heldout.y_true)
     if rows < min_rows:
         return {
             "rows": rows,
@@ -221,9 +218,38 @@ def int8_guard(
             "reasons": [f"{rows} held-out rows, fewer than {min_rows}"],
         }, None
     logits, pooled = run_graph(forward, tokenizer, heldout.texts, max_length=max_length)
+    figures, agree = int8_figures(heldout, logits)
+    # the monitor's situation: a reference of fp32 embeddings, a window of int8 ones from other rows
+    order = np.random.default_rng(seed).permutation(rows)
+    half = rows // 2
+    auc, p_value, _ = separability(heldout.pooled[order[:half]], pooled[order[half:]], seed=seed)
+    reasons = int8_shortfalls(figures, margin)
+    return {
+        "rows": rows,
+        **figures,
+        "labels_agree_fp32": agree,
+        # informational: whether fp32's reference profile and temperature would hold for int8 (they
+        # need not: an int8 graph that serves has its own, see the module docstring)
+        "embedding_auc_vs_fp32": auc,
+        "embedding_p_value_vs_fp32": p_value,
+        "embeddings_separable_from_fp32": bool(auc > SEPARABLE_AUC and p_value < SEPARABLE_ALPHA),
+        "margin": margin,
+        "passed": not reasons,
+        "reasons": reasons,
+    }, (logits, pooled)
+
+
+def int8_figures(heldout: HeldOut, int8_logits: np.ndarray) -> tuple[dict[str, float], int]:
+    """Accuracy, macro-F1 and mean top probability of fp32 (``heldout.logits``) and of int8 on the
+    held-out rows, both calibrated by ``heldout.temperature``; and on how many rows their labels agree."""
+    from sklearn.metrics import f1_score
+
+    from registry.scores import softmax
+
+    y = np.asarray(heldout.y_true)
     classes = list(range(heldout.logits.shape[1]))
     fp32 = softmax(heldout.logits, heldout.temperature)
-    int8 = softmax(logits, heldout.temperature)
+    int8 = softmax(int8_logits, heldout.temperature)
     pred32, pred8 = fp32.argmax(axis=1), int8.argmax(axis=1)
 
     def macro_f1(pred: np.ndarray) -> float:
@@ -237,29 +263,17 @@ def int8_guard(
         "confidence_fp32": float(fp32.max(axis=1).mean()),
         "confidence_int8": float(int8.max(axis=1).mean()),
     }
-    # the monitor's situation: a reference of fp32 embeddings, a window of int8 ones from other rows
-    order = np.random.default_rng(seed).permutation(rows)
-    half = rows // 2
-    auc, p_value, _ = separability(heldout.pooled[order[:half]], pooled[order[half:]], seed=seed)
-    reasons = [
+    return figures, int((pred32 == pred8).sum())
+
+
+def int8_shortfalls(figures: dict[str, float], margin: float) -> list[str]:
+    """Why int8 may not serve: each of accuracy and macro-F1 more than ``margin`` below fp32's."""
+    return [
         f"{name} {figures[f'{name}_int8']:.4f} is more than {margin * 100:.1f} points below fp32's "
         f"{figures[f'{name}_fp32']:.4f}"
         for name in ("accuracy", "macro_f1")
         if figures[f"{name}_fp32"] - figures[f"{name}_int8"] > margin
     ]
-    return {
-        "rows": rows,
-        **figures,
-        "labels_agree_fp32": int((pred32 == pred8).sum()),
-        # informational: whether fp32's reference profile and temperature would hold for int8 (they
-        # need not: an int8 graph that serves has its own, see the module docstring)
-        "embedding_auc_vs_fp32": auc,
-        "embedding_p_value_vs_fp32": p_value,
-        "embeddings_separable_from_fp32": bool(auc > SEPARABLE_AUC and p_value < SEPARABLE_ALPHA),
-        "margin": margin,
-        "passed": not reasons,
-        "reasons": reasons,
-    }, (logits, pooled)
 
 
 def attach_int8(

@@ -229,12 +229,18 @@ class PredictionRow(Base):
 
 class LabelRow(Base):
     __tablename__ = "labels"
-    __table_args__ = (Index("ix_labels_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_labels_created_at", "created_at"),
+        Index("ix_labels_model_created", "model_name", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     prediction_id: Mapped[str | None] = mapped_column(
         ForeignKey("predictions.id", ondelete="SET NULL"), index=True
     )
+    # the model the label is for: its prediction's, or the one a text's label names. NULL only for a
+    # label given before 0008 that no prediction or single model could attribute (see the migration)
+    model_name: Mapped[str | None] = mapped_column(StorableString(200))
     text: Mapped[str] = mapped_column(StorableText)
     text_hash: Mapped[str] = mapped_column(StorableString(64), index=True)
     label: Mapped[str] = mapped_column(StorableString(200))
@@ -247,6 +253,7 @@ class LabelRow(Base):
         return e.Label(
             id=self.id,
             prediction_id=self.prediction_id,
+            model_name=self.model_name,
             text=self.text,
             text_hash=self.text_hash,
             label=self.label,

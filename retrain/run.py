@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from registry.entities import (
     ArtifactRef,
     DecisionStatus,
     ModelVersion,
+    NewDecision,
     PromotionDecision,
     RetrainRun,
     RunStatus,
@@ -102,8 +104,9 @@ def config_from_run(values: dict) -> RunConfig:  # type: ignore[type-arg]
         raise InvalidInputError(f"run config {values!r} is not valid: {exc}") from exc
 
 
-def _labels_frame(registry: Registry, since) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    rows = registry.list_labels(since=since, limit=1_000_000)
+def _labels_frame(registry: Registry, model_name: str, since: datetime) -> pd.DataFrame:
+    """The labels of ``model_name`` given since ``since``: what a run trains on besides its replay."""
+    rows = registry.list_labels(model_name, since=since, limit=1_000_000)
     return pd.DataFrame(
         {
             "text": [r.text for r in rows],
@@ -218,7 +221,7 @@ def _assemble(
         ArtifactRef(champion.data_snapshot_uri or "", champion.data_snapshot_sha256 or "")
     )
     return assemble(
-        _labels_frame(registry, champion.created_at),
+        _labels_frame(registry, champion.model_name, champion.created_at),
         pd.read_parquet(snapshot / "train.parquet"),
         pd.read_parquet(snapshot / "heldout.parquet"),
         labels=champion.labels,
@@ -457,17 +460,17 @@ def _record_decision(
 ) -> PromotionDecision:
     """The gate's verdict on the challenger, with its reasons and report."""
     return registry.add_decision(
-        {
-            "model_name": run.model_name,
-            "candidate_version": version.version,
-            "incumbent_version": champion.version,
-            "run_id": run.id,
-            "metrics": gate.to_dict(),
-            "passed": gate.passed,
-            "reasons": list(gate.reasons),
-            "status": status.value,
-            "report_uri": report_uri,
-        },
+        NewDecision(
+            model_name=run.model_name,
+            candidate_version=version.version,
+            incumbent_version=champion.version,
+            run_id=run.id,
+            metrics=gate.to_dict(),
+            passed=gate.passed,
+            reasons=tuple(gate.reasons),
+            status=status,
+            report_uri=report_uri,
+        ),
         actor=f"run {run.id}",
     )
 

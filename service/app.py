@@ -415,6 +415,7 @@ class Driftline:
                 label=i.label,
                 prediction_id=i.prediction_id,
                 text=i.text,
+                model_name=self.model_name,
                 domain=i.domain,
                 source="feedback",
                 metadata=dict(labeled_by),

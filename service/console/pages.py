@@ -172,7 +172,9 @@ def overview(request: Request, registry: RegistryDep) -> HTMLResponse:
                 ],
                 "active_runs": [r for r in runs if not r.status.finished],
                 "guard": guard_state(registry, model.name),
-                "labels_since": registry.count_labels(since=champion.created_at) if champion else None,
+                "labels_since": registry.count_labels(model.name, since=champion.created_at)
+                if champion
+                else None,
                 "predictions": registry.count_predictions(model.name),
                 "check_requests": sum(r.model_name == model.name for r in pending_checks),
             }

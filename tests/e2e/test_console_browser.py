@@ -68,20 +68,20 @@ def _check(
     report: str | None = None,
 ) -> int:
     check, _ = registry.add_drift_check(
-        {
-            "model_name": "sentiment",
-            "model_version": 1,
-            "window_start": datetime(2026, 12, 1, tzinfo=UTC),
-            "window_end": datetime(2026, 12, 2, tzinfo=UTC),
-            "reference": reference,
-            "n_reference": 300,
-            "n_current": 150,
-            "scores": signals,
-            "drifted": any(s.get("drifted") for s in signals.values()),
-            "decision": "none",
-            "reason": reason,
-            "report_uri": report,
-        }
+        e.NewDriftCheck(
+            model_name="sentiment",
+            model_version=1,
+            window_start=datetime(2026, 12, 1, tzinfo=UTC),
+            window_end=datetime(2026, 12, 2, tzinfo=UTC),
+            reference=reference,
+            n_reference=300,
+            n_current=150,
+            scores=signals,
+            drifted=any(s.get("drifted") for s in signals.values()),
+            decision="none",
+            reason=reason,
+            report_uri=report,
+        )
     )
     return check.id
 
@@ -138,7 +138,7 @@ def _seed_hostile(home: Path, tmp_path: Path) -> tuple[int, int]:
     hostile = report_inputs(text=XSS, label=XSS, domain=XSS)
     decision = _decision(registry, artifacts, tmp_path, hostile, e.DecisionStatus.REJECTED)
     check = _check(registry, XSS, {XSS: {"score": 0.9, "threshold": 0.5, "drifted": True, XSS: XSS}}, XSS)
-    registry.add_labels([e.NewLabel(label=XSS, text=XSS, domain=XSS)])
+    registry.add_labels([e.NewLabel(label=XSS, text=XSS, domain=XSS, model_name="sentiment")])
     registry.set_alias("sentiment", "shadow", 3, actor="test", reason=XSS)
     with registry._tx() as s:  # an alias name from before names were checked
         s.execute(update(AliasEventRow).where(AliasEventRow.alias == "shadow").values(alias=XSS))

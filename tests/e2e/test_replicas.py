@@ -136,13 +136,13 @@ def test_two_replicas_swap_together_and_count_each_label_once(
             ]
             for s in (a, b)
         }
-        before = registry.count_labels()
+        before = registry.count_labels("sentiment")
         for labeler, server in ((b, a), (a, b)):
             items = [{"prediction_id": pid, "label": "sports"} for pid in served[server.url]]
             r = labeler.http.post("/feedback", json={"items": items}, headers=AUTH)
             assert r.status_code == 200 and r.json()["accepted"] == 6, r.text
-        assert registry.count_labels() == before + 12
-        labels = registry.list_labels(limit=100)
+        assert registry.count_labels("sentiment") == before + 12
+        labels = registry.list_labels("sentiment", limit=100)
         assert sorted(
             lab.prediction_id for lab in labels if lab.prediction_id in served[a.url] + served[b.url]
         ) == sorted(served[a.url] + served[b.url])  # each exactly once

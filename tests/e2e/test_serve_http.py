@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from registry.entities import NewDriftCheck
 from registry.settings import Settings
 from registry.store import Registry
 from tests.e2e.served import AUTH, Server
@@ -38,15 +39,15 @@ def server(served_template: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 SWAP_TO = 4  # a variant of v1 with its own verified ONNX graph: the swap is from ONNX to ONNX
-ESTIMATED_CHECK = {
-    "model_name": "sentiment",
-    "model_version": 1,
-    "window_start": datetime(2026, 12, 1, tzinfo=UTC),
-    "window_end": datetime(2026, 12, 2, tzinfo=UTC),
-    "reference": "v1 reference (60 rows)",
-    "n_reference": 60,
-    "n_current": 100,
-    "scores": {
+ESTIMATED_CHECK = NewDriftCheck(
+    model_name="sentiment",
+    model_version=1,
+    window_start=datetime(2026, 12, 1, tzinfo=UTC),
+    window_end=datetime(2026, 12, 2, tzinfo=UTC),
+    reference="v1 reference (60 rows)",
+    n_reference=60,
+    n_current=100,
+    scores={
         "accuracy_estimates": {
             "expected_accuracy": {
                 "method": "expected_accuracy",
@@ -61,11 +62,11 @@ ESTIMATED_CHECK = {
             "disagree_gap": 0.03,
         }
     },
-    "drifted": False,
-    "decision": "none",
-    "reason": "no drift",
-    "report_uri": None,
-}
+    drifted=False,
+    decision="none",
+    reason="no drift",
+    report_uri=None,
+)
 
 
 def served_version(srv: Server, client: httpx.Client | None = None) -> int:

@@ -39,7 +39,8 @@ def test_a_torchrun_job_promotes_once(served_home: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("DRIFTLINE_HOME", str(served_home))  # the job's processes find the same registry
     registry, artifacts = open_home(served_home)
     topical = [
-        NewLabel(text=r["text"] + " today", label=r["label"], domain="blog") for r in topic_rows(60, seed=4)
+        NewLabel(text=r["text"] + " today", label=r["label"], domain="blog", model_name="sentiment")
+        for r in topic_rows(60, seed=4)
     ]
     registry.add_labels(topical + finance_rows(160))
     run = registry.create_run("sentiment", trigger=RunTrigger.MANUAL, config=RUN_CONFIG)
@@ -107,7 +108,10 @@ def test_a_killed_rank_fails_the_job_and_the_retry_resumes(
 ) -> None:
     monkeypatch.setenv("DRIFTLINE_HOME", str(served_home))
     registry, _ = open_home(served_home)
-    topical = [NewLabel(text=r["text"] + " lately", label=r["label"]) for r in topic_rows(40, seed=6)]
+    topical = [
+        NewLabel(text=r["text"] + " lately", label=r["label"], model_name="sentiment")
+        for r in topic_rows(40, seed=6)
+    ]
     registry.add_labels(topical + finance_rows(160))
     # A checkpoint every 2 steps and no early stop: training goes on long after the first checkpoint.
     config = {

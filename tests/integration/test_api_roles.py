@@ -30,16 +30,16 @@ def bearer(secret: str) -> dict[str, str]:
 
 def pending_decision(registry: Registry) -> int:
     decision = registry.add_decision(
-        {
-            "model_name": "sentiment",
-            "candidate_version": 2,
-            "incumbent_version": 1,
-            "run_id": None,
-            "metrics": {},
-            "passed": True,
-            "reasons": ["passed the gate"],
-            "status": e.DecisionStatus.PENDING_APPROVAL,
-        }
+        e.NewDecision(
+            model_name="sentiment",
+            candidate_version=2,
+            incumbent_version=1,
+            run_id=None,
+            metrics={},
+            passed=True,
+            reasons=("passed the gate",),
+            status=e.DecisionStatus.PENDING_APPROVAL,
+        )
     )
     return decision.id
 

@@ -29,7 +29,10 @@ def test_manual_mode_waits_for_approval(served_home: Path) -> None:
     assert json.loads(queued.stdout)["config"]["mode"] == "manual"
 
     registry = Registry.open(Settings(home=served_home))
-    topical = [NewLabel(text=r["text"] + " again", label=r["label"]) for r in topic_rows(60, seed=6)]
+    topical = [
+        NewLabel(text=r["text"] + " again", label=r["label"], model_name="sentiment")
+        for r in topic_rows(60, seed=6)
+    ]
     registry.add_labels(topical + finance_rows(160, seed=4))
     run = registry.create_run(
         "sentiment",

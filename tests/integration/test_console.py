@@ -75,17 +75,17 @@ def add_decision(
 ) -> e.PromotionDecision:
     """The decision on v2 against v1 that run ``run_id`` made, with the report at ``runs/<run_id>/``."""
     return registry.add_decision(
-        {
-            "model_name": "sentiment",
-            "candidate_version": 2,
-            "incumbent_version": 1,
-            "run_id": run_id,
-            "metrics": inputs.gate.to_dict(),
-            "passed": True,
-            "reasons": list(inputs.gate.reasons),
-            "status": status,
-            "report_uri": f"runs/{run_id}/promotion.html",
-        },
+        e.NewDecision(
+            model_name="sentiment",
+            candidate_version=2,
+            incumbent_version=1,
+            run_id=run_id,
+            metrics=inputs.gate.to_dict(),
+            passed=True,
+            reasons=tuple(inputs.gate.reasons),
+            status=status,
+            report_uri=f"runs/{run_id}/promotion.html",
+        ),
         actor=f"run {run_id}",
     )
 
@@ -100,15 +100,15 @@ def seed(registry: Registry, artifacts: LocalArtifactStore, tmp_path: Path, inpu
         reason="first",
     )
     check, run = registry.add_drift_check(
-        {
-            "model_name": "sentiment",
-            "model_version": 1,
-            "window_start": datetime(2026, 12, 1, tzinfo=UTC),
-            "window_end": datetime(2026, 12, 2, tzinfo=UTC),
-            "reference": "abc/reference (40 rows)",
-            "n_reference": 40,
-            "n_current": 150,
-            "scores": {
+        e.NewDriftCheck(
+            model_name="sentiment",
+            model_version=1,
+            window_start=datetime(2026, 12, 1, tzinfo=UTC),
+            window_end=datetime(2026, 12, 2, tzinfo=UTC),
+            reference="abc/reference (40 rows)",
+            n_reference=40,
+            n_current=150,
+            scores={
                 "embedding_drift": {"score": 0.81, "threshold": 0.55, "drifted": True, "p_value": 0.001},
                 "label_shift": {"score": 0.02, "threshold": 0.1, "drifted": False},
                 "window": {"rows": 150, "labeled": 90, "truncated": 0},
@@ -133,11 +133,11 @@ def seed(registry: Registry, artifacts: LocalArtifactStore, tmp_path: Path, inpu
                     "disagree_gap": 0.03,
                 },
             },
-            "drifted": True,
-            "decision": "retrain",
-            "reason": "embedding drift in 2 checks in a row",
-            "report_uri": "drift/1/drift_report.html",
-        },
+            drifted=True,
+            decision="retrain",
+            reason="embedding drift in 2 checks in a row",
+            report_uri="drift/1/drift_report.html",
+        ),
         queue_run={"reason": "embedding drift in 2 checks in a row"},
     )
     assert run is not None

@@ -53,14 +53,14 @@ def test_feedback_needs_a_labeler(client: TestClient, served_home: Path, secrets
         "details": {"role": "reader", "needed": "labeler"},
     }
     store = registry(served_home)
-    assert store.list_labels() == []  # nothing of the refused requests was written
+    assert store.list_labels("sentiment") == []  # nothing of the refused requests was written
 
     ok = client.post("/feedback", json=ITEMS, headers=bearer(secrets["labeler"]))
     assert ok.status_code == 200, ok.text
     assert ok.json()["accepted"] == 1
     env = client.post("/feedback", json=ITEMS, headers=bearer(ENV_TOKEN))
     assert env.status_code == 200, env.text
-    assert [lb.metadata for lb in store.list_labels()] == [
+    assert [lb.metadata for lb in store.list_labels("sentiment")] == [
         {"labeled_by": "labeler"},
         {"labeled_by": "api-token"},
     ]
@@ -77,4 +77,4 @@ def test_open_feedback_is_an_explicit_setting(
         # the control API's writes still need their role
         promote = c.post("/api/models/sentiment/promote", json={"version": 2, "reason": "x"})
         assert promote.status_code == 401
-    assert [lb.metadata for lb in registry(served_home).list_labels()] == [{}]
+    assert [lb.metadata for lb in registry(served_home).list_labels("sentiment")] == [{}]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,22 +131,22 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     registry.register_version("topics", spec(4), set_aliases=[e.CHAMPION], actor="t", reason="first")
     check, queued = registry.add_drift_check(drift_check_record(), queue_run={"reason": "drift"})
     assert queued is not None
-    registry.add_drift_check({**drift_check_record(), "drifted": False, "decision": "none"})
+    registry.add_drift_check(replace(drift_check_record(), drifted=False, decision="none"))
     manual = registry.create_run("sentiment", trigger=e.RunTrigger.MANUAL, config={"reason": "manual"})
     registry.finish_run(manual.id, e.RunStatus.FAILED, error="too few labels")
     pending, rejected = e.DecisionStatus.PENDING_APPROVAL, e.DecisionStatus.REJECTED
     for status in (pending, rejected, pending):
         registry.add_decision(
-            {
-                "model_name": "sentiment",
-                "candidate_version": 2,
-                "incumbent_version": 1,
-                "run_id": queued.id,
-                "metrics": {"accuracy": 0.9},
-                "passed": status is pending,
-                "reasons": ["fuzz world"],
-                "status": status,
-            }
+            e.NewDecision(
+                model_name="sentiment",
+                candidate_version=2,
+                incumbent_version=1,
+                run_id=queued.id,
+                metrics={"accuracy": 0.9},
+                passed=status is pending,
+                reasons=("fuzz world",),
+                status=status,
+            )
         )
     done = registry.request_check("sentiment", requested_by="t")
     registry.finish_check_request(done.id, drift_check_id=check.id)

@@ -221,12 +221,12 @@ def test_cli_formats_and_the_label_studio_round_trip(served_home: Path, tmp_path
     tasks[3]["annotations"] = [{"result": [{"value": {"choices": [answer]}}], "was_cancelled": True}]
     export = tmp_path / "export.json"
     export.write_text(json.dumps(tasks))
-    before = store.count_labels()
+    before = store.count_labels("sentiment")
     done = cli(served_home, "import", str(export), "--format", "label-studio")
     assert done.exit_code == 0, done.output
     assert "imported 3 labels" in done.output
-    assert store.count_labels() == before + 3
-    labeled = {label.prediction_id: label.label for label in store.list_labels(limit=100_000)}
+    assert store.count_labels("sentiment") == before + 3
+    labeled = {label.prediction_id: label.label for label in store.list_labels("sentiment", limit=100_000)}
     assert all(labeled[t["data"]["prediction_id"]] == answer for t in tasks[:3])
 
     # a label outside the champion's set: refused, nothing written
@@ -234,7 +234,7 @@ def test_cli_formats_and_the_label_studio_round_trip(served_home: Path, tmp_path
     export.write_text(json.dumps(tasks[4:]))
     refused = cli(served_home, "import", str(export), "--format", "label-studio")
     assert refused.exit_code != 0 and "not-a-label" in refused.output
-    assert store.count_labels() == before + 3
+    assert store.count_labels("sentiment") == before + 3
     export.write_text("{not json")
     broken = cli(served_home, "import", str(export), "--format", "label-studio")
     assert broken.exit_code != 0 and "not a JSON file" in broken.output

@@ -64,7 +64,7 @@ def test_import_by_text_and_by_prediction_id(served_home: Path, tmp_path: Path) 
     by_id.write_text(json.dumps({"pid": "a" * 32, "label": "weather"}) + "\n")
     ok2 = run(served_home, str(by_id), "--prediction-id-col", "pid", "--label-col", "label")
     assert ok2.exit_code == 0, ok2.output
-    labels = store.list_labels()
+    labels = store.list_labels("sentiment")
     assert [(lb.text, lb.label, lb.domain, lb.source) for lb in labels] == [
         ("A late goal.", "sports", "news", "import"),
         ("Roast chicken.", "food", "blog", "import"),
@@ -86,4 +86,4 @@ def test_bad_import_writes_nothing(served_home: Path, tmp_path: Path) -> None:
     pd.DataFrame({"pid": ["f" * 32], "label": ["food"]}).to_csv(ids, index=False)
     r2 = run(served_home, str(ids), "--prediction-id-col", "pid", "--label-col", "label")
     assert r2.exit_code == 1 and "unknown prediction ids" in r2.stderr
-    assert Registry.open(Settings(home=served_home)).list_labels() == []
+    assert Registry.open(Settings(home=served_home)).list_labels("sentiment") == []

@@ -3,16 +3,21 @@ refuses to run below head."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 from sqlalchemy import inspect
 
 from driftline.cli import main
+from registry import entities as e
 from registry.db import check_schema, current_revision, downgrade, head_revision, make_engine, upgrade
 from registry.errors import SchemaOutOfDateError
 from registry.orm import Base
+from registry.store import Registry
 
 
 def test_migrations_match_models(db_url: str) -> None:
@@ -30,6 +35,77 @@ def test_downgrade_to_base_and_back(sqlite_url: str) -> None:
     upgrade(engine)
     assert current_revision(engine) == head_revision()
     assert {t.name for t in Base.metadata.sorted_tables} <= set(inspect(engine).get_table_names())
+
+
+def _labels_at_0007(engine: sa.Engine, models: tuple[str, ...]) -> None:
+    """At revision 0007: one prediction of each of ``models`` with a label, a label of a text, and a
+    label whose prediction was pruned (``prediction_id`` NULL)."""
+    registry = Registry(engine)
+    registry.add_predictions(
+        [
+            e.NewPrediction(
+                id=f"{n:032x}",
+                created_at=datetime.now(UTC),
+                text=f"served by {name}",
+                text_hash=f"{n:064x}",
+                label="positive",
+                scores={"positive": 1.0},
+                model_name=name,
+                model_version=1,
+                latency_ms=1.0,
+            )
+            for n, name in enumerate(models, start=1)
+        ]
+    )
+    for name in models:
+        registry.ensure_model(name)
+    labels = sa.table(
+        "labels",
+        *(sa.column(c) for c in ("prediction_id", "text", "text_hash", "label", "source")),
+        sa.column("metadata", sa.JSON),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+    rows = [(f"{n:032x}", f"served by {name}") for n, name in enumerate(models, start=1)]
+    rows += [(None, "a text"), (None, "pruned")]
+    with engine.begin() as conn:
+        conn.execute(
+            labels.insert(),
+            [
+                {
+                    "prediction_id": pid,
+                    "text": text,
+                    "text_hash": "h",
+                    "label": "positive",
+                    "source": "test",
+                    "metadata": {},
+                    "created_at": datetime.now(UTC),
+                }
+                for pid, text in rows
+            ],
+        )
+
+
+@pytest.mark.parametrize("models", [("sentiment",), ("sentiment", "topics")], ids=["one model", "two"])
+def test_labels_take_their_model_and_give_it_back_on_downgrade(db_url: str, models: tuple[str, ...]) -> None:
+    """0008 gives each label its prediction's model, or the only model there is; its downgrade drops the
+    column and keeps the labels."""
+    engine = make_engine(db_url)
+    try:
+        downgrade(engine, "0007")
+        _labels_at_0007(engine, models)
+        upgrade(engine)
+        with engine.connect() as conn:
+            found = dict(conn.execute(sa.text("SELECT text, model_name FROM labels")).all())
+        only = models[0] if len(models) == 1 else None
+        assert found == {**{f"served by {m}": m for m in models}, "a text": only, "pruned": only}
+        downgrade(engine, "0007")
+        assert "model_name" not in {c["name"] for c in inspect(engine).get_columns("labels")}
+        assert "ix_labels_model_created" not in {i["name"] for i in inspect(engine).get_indexes("labels")}
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM labels")).scalar() == len(models) + 2
+    finally:
+        upgrade(engine)  # the next test finds the schema at head
+        engine.dispose()
 
 
 def test_refuses_database_below_head(sqlite_url: str) -> None:

@@ -88,23 +88,26 @@ def test_database_errors_name_the_statement_not_the_values(registry: Registry) -
 def test_labels_with_poison_text_and_spaced_labels_are_stored_clean(registry: Registry) -> None:
     stored = registry.add_labels(
         [
-            NewLabel(label="  positive ", text="nul \x00 here", domain="d\x00"),
-            NewLabel(label="très bien", text="lone \udfff low surrogate"),
+            NewLabel(label="  positive ", text="nul \x00 here", domain="d\x00", model_name="sentiment"),
+            NewLabel(label="très bien", text="lone \udfff low surrogate", model_name="sentiment"),
         ],
         allowed_labels=("positive", "très bien"),
     )
     assert [s.label for s in stored] == ["positive", "très bien"]
     assert stored[0].text == f"nul {REPLACEMENT} here" and stored[0].domain == f"d{REPLACEMENT}"
     assert stored[1].text == f"lone {REPLACEMENT} low surrogate"
-    assert {lab.text for lab in registry.list_labels()} == {stored[0].text, stored[1].text}
+    assert {lab.text for lab in registry.list_labels("sentiment")} == {stored[0].text, stored[1].text}
 
 
 def test_label_case_is_kept_and_a_near_miss_is_named(registry: Registry) -> None:
     with pytest.raises(InvalidInputError, match=r"did you mean 'positive' for 'Positive'\?.*case-sensitive"):
-        registry.add_labels([NewLabel(label="Positive", text="fine")], allowed_labels=("positive", "negative"))
+        registry.add_labels(
+            [NewLabel(label="Positive", text="fine", model_name="sentiment")],
+            allowed_labels=("positive", "negative"),
+        )
     with pytest.raises(InvalidInputError, match=r"item 0: label has 201 characters; it must have 1 to 200"):
-        registry.add_labels([NewLabel(label="x" * 201, text="fine")])
-    assert registry.list_labels() == []  # nothing of a refused batch is written
+        registry.add_labels([NewLabel(label="x" * 201, text="fine", model_name="sentiment")])
+    assert registry.list_labels("sentiment") == []  # nothing of a refused batch is written
 
 
 def test_every_text_column_stores_what_any_writer_sends(registry: Registry) -> None:

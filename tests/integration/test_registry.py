@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -157,23 +158,22 @@ def test_lease_expiry_and_takeover(registry: Registry) -> None:
     assert store.acquire_lease("scheduler", "a", ttl) is not None
 
 
-def drift_check_record() -> dict:  # type: ignore[type-arg]
+def drift_check_record() -> e.NewDriftCheck:
     """A drifted check of v1 that decided to retrain."""
     now = datetime.now(UTC)
-    return {
-        "model_name": "sentiment",
-        "model_version": 1,
-        "window_start": now,
-        "window_end": now,
-        "reference": "ref",
-        "n_reference": 10,
-        "n_current": 10,
-        "scores": {},
-        "drifted": True,
-        "decision": "retrain",
-        "reason": "drift",
-        "report_uri": None,
-    }
+    return e.NewDriftCheck(
+        model_name="sentiment",
+        model_version=1,
+        window_start=now,
+        window_end=now,
+        reference="ref",
+        n_reference=10,
+        n_current=10,
+        scores={},
+        drifted=True,
+        decision="retrain",
+        reason="drift",
+    )
 
 
 def test_two_monitors_deciding_at_once_queue_one_run(registry: Registry) -> None:
@@ -215,5 +215,55 @@ def test_a_check_of_a_replaced_champion_queues_nothing(registry: Registry) -> No
     with pytest.raises(ConflictError, match="champion moved to v2 while v1 was being checked"):
         registry.add_drift_check(check, queue_run={"reason": "drift"})
     assert registry.list_drift_checks("sentiment") == [] and registry.list_runs("sentiment") == []
-    _, run = registry.add_drift_check({**check, "model_version": 2}, queue_run={"reason": "drift"})
+    _, run = registry.add_drift_check(replace(check, model_version=2), queue_run={"reason": "drift"})
     assert run is not None
+
+
+def served(pid: int, model_name: str) -> e.NewPrediction:
+    """A logged prediction of ``model_name`` v1, id ``pid`` in hex."""
+    return e.NewPrediction(
+        id=f"{pid:032x}",
+        created_at=datetime.now(UTC),
+        text=f"text {pid}",
+        text_hash=f"{pid:064x}",
+        label="positive",
+        scores={"positive": 0.9, "negative": 0.1},
+        model_name=model_name,
+        model_version=1,
+        latency_ms=1.0,
+    )
+
+
+def test_labels_are_counted_per_model(registry: Registry) -> None:
+    """A prediction's label is its model's, a text's label the model it names; neither counts for another."""
+    registry.add_predictions([served(1, "sentiment"), served(2, "topics")])
+    stored = registry.add_labels(
+        [
+            e.NewLabel(label="positive", prediction_id=f"{1:032x}"),
+            e.NewLabel(label="positive", prediction_id=f"{2:032x}", model_name="sentiment"),
+            e.NewLabel(label="negative", text="a text seen elsewhere", model_name="sentiment"),
+        ]
+    )
+    # the prediction's model wins over the one the item names
+    assert [label.model_name for label in stored] == ["sentiment", "topics", "sentiment"]
+    assert registry.count_labels("sentiment") == 2 and registry.count_labels("topics") == 1
+    assert [label.id for label in registry.list_labels("sentiment")] == [stored[0].id, stored[2].id]
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert registry.count_labels("sentiment", since=later) == 0
+    assert registry.list_labels("topics", since=later) == []
+    with pytest.raises(InvalidInputError, match="item 0: a label for a text needs the model_name") as caught:
+        registry.add_labels([e.NewLabel(label="negative", text="whose?")])
+    assert caught.value.details.get("field") == "model_name"
+    assert registry.count_labels("sentiment") == 2
+
+
+def test_a_label_no_migration_could_attribute_counts_for_every_model(registry: Registry) -> None:
+    from sqlalchemy import update
+
+    from registry.orm import LabelRow
+
+    (legacy,) = registry.add_labels([e.NewLabel(label="negative", text="old", model_name="sentiment")])
+    with registry.engine.begin() as conn:  # as 0008 leaves a text label in a database of several models
+        conn.execute(update(LabelRow).where(LabelRow.id == legacy.id).values(model_name=None))
+    assert registry.count_labels("sentiment") == registry.count_labels("topics") == 1
+    assert [label.model_name for label in registry.list_labels("topics")] == [None]

@@ -38,6 +38,7 @@ def finance_rows(n: int, seed: int = 0) -> list[NewLabel]:
             label="weather",
             domain="finance",
             source="test",
+            model_name="sentiment",
         )
         for i in range(n)
     ]
@@ -51,7 +52,8 @@ def open_home(home: Path) -> tuple[Registry, LocalArtifactStore]:
 def test_run_learns_the_new_domain_and_is_promoted(served_home: Path) -> None:
     registry, artifacts = open_home(served_home)
     topical = [
-        NewLabel(text=r["text"] + " today", label=r["label"], domain="blog") for r in topic_rows(60, seed=4)
+        NewLabel(text=r["text"] + " today", label=r["label"], domain="blog", model_name="sentiment")
+        for r in topic_rows(60, seed=4)
     ]
     registry.add_labels(topical + finance_rows(160))  # the newest labels are the new domain
     run = registry.create_run("sentiment", trigger=RunTrigger.MANUAL, config={})
@@ -108,7 +110,10 @@ def test_a_crash_leaves_no_version_and_no_alias_move(
     served_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry, artifacts = open_home(served_home)
-    topical = [NewLabel(text=r["text"] + " now", label=r["label"]) for r in topic_rows(60, seed=5)]
+    topical = [
+        NewLabel(text=r["text"] + " now", label=r["label"], model_name="sentiment")
+        for r in topic_rows(60, seed=5)
+    ]
     registry.add_labels(topical + finance_rows(150))
     run = registry.create_run("sentiment", trigger=RunTrigger.MANUAL, config={})
     before = set(Path(artifacts.root, "sha256").iterdir())

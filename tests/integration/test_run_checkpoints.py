@@ -25,7 +25,10 @@ CONFIG = RunConfig(
 
 def test_a_killed_run_is_resumed_by_its_retry(served_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     registry, artifacts = open_home(served_home)
-    topical = [NewLabel(text=r["text"] + " lately", label=r["label"]) for r in topic_rows(30, seed=6)]
+    topical = [
+        NewLabel(text=r["text"] + " lately", label=r["label"], model_name="sentiment")
+        for r in topic_rows(30, seed=6)
+    ]
     registry.add_labels(topical + finance_rows(90))
     run = registry.create_run("sentiment", trigger=RunTrigger.MANUAL, config={})
     work_dir = served_home / "cache" / "runs" / str(run.id)

@@ -137,7 +137,7 @@ def test_feedback_is_all_or_nothing(client: TestClient, served_home: Path) -> No
     assert ok.status_code == 200, ok.text
     assert ok.json()["accepted"] == 2
     store = registry(served_home)
-    labels = store.list_labels()
+    labels = store.list_labels("sentiment")
     assert [(lb.prediction_id, lb.label, lb.domain) for lb in labels] == [
         (ids[0], "weather", None),
         (None, "sports", "news"),
@@ -165,7 +165,7 @@ def test_feedback_is_all_or_nothing(client: TestClient, served_home: Path) -> No
     assert "politics" in unknown_label.json()["message"]
     neither = client.post("/feedback", json={"items": [{"label": "food"}]}, headers=AUTH)
     assert neither.status_code == 422 and "items[0]" in neither.text
-    assert len(store.list_labels()) == 2  # nothing of the refused requests was written
+    assert len(store.list_labels("sentiment")) == 2  # nothing of the refused requests was written
 
 
 def test_control_api_reads_and_guards_writes(client: TestClient) -> None:
@@ -186,7 +186,9 @@ def test_control_api_reads_and_guards_writes(client: TestClient) -> None:
     assert client.get("/api/docs").status_code == 200
     assert "/models/{name}/promote" in client.get("/api/openapi.json").json()["paths"]
     queued = client.post(
-        "/api/runs", json={"reason": "try", "config": {"epochs": 2}, "assembly": {"min_new_labels": 50}}, headers=AUTH
+        "/api/runs",
+        json={"reason": "try", "config": {"epochs": 2}, "assembly": {"min_new_labels": 50}},
+        headers=AUTH,
     )
     assert queued.status_code == 201 and queued.json()["status"] == "queued"
     run = client.get(f"/api/runs/{queued.json()['id']}").json()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from driftline.replay import Hold, ReplayLog, ServedRow
 from driftline.summary import score_promotions, summarize, write_index, write_timeline
-from registry.entities import RunStatus
+from registry.entities import DecisionStatus, NewDecision, NewDriftCheck, RunStatus
 from registry.settings import Settings
 from registry.store import Registry
 
@@ -37,37 +37,37 @@ def test_summary_places_records_on_the_stream_and_links_reports(served_home: Pat
     report_dir.mkdir(parents=True)
     (report_dir / "drift_report.html").write_text("<html>drift</html>")
     check, run = at(33.5).add_drift_check(
-        {
-            "model_name": "sentiment",
-            "model_version": 1,
-            "window_start": start,
-            "window_end": start,
-            "reference": "ref",
-            "n_reference": 10,
-            "n_current": 30,
-            "scores": {"embedding_drift": {"score": 0.91, "threshold": 0.55, "drifted": True}},
-            "drifted": True,
-            "decision": "retrain",
-            "reason": "drift on embedding_drift for 2 checks: retrain queued",
-            "report_uri": "drift/c1/drift_report.html",
-        },
+        NewDriftCheck(
+            model_name="sentiment",
+            model_version=1,
+            window_start=start,
+            window_end=start,
+            reference="ref",
+            n_reference=10,
+            n_current=30,
+            scores={"embedding_drift": {"score": 0.91, "threshold": 0.55, "drifted": True}},
+            drifted=True,
+            decision="retrain",
+            reason="drift on embedding_drift for 2 checks: retrain queued",
+            report_uri="drift/c1/drift_report.html",
+        ),
         queue_run={"reason": "drift"},
     )
     assert run is not None
     Registry.open(settings).claim_run(run.id)
     Registry.open(settings).finish_run(run.id, RunStatus.SUCCEEDED)
     at(36.5).add_decision(
-        {
-            "model_name": "sentiment",
-            "candidate_version": 2,
-            "incumbent_version": 1,
-            "run_id": run.id,
-            "metrics": {},
-            "passed": True,
-            "reasons": ["macro-F1 +0.30"],
-            "status": "promoted",
-            "report_uri": "runs/1/promotion.html",
-        }
+        NewDecision(
+            model_name="sentiment",
+            candidate_version=2,
+            incumbent_version=1,
+            run_id=run.id,
+            metrics={},
+            passed=True,
+            reasons=("macro-F1 +0.30",),
+            status=DecisionStatus.PROMOTED,
+            report_uri="runs/1/promotion.html",
+        )
     )
 
     summary = summarize(settings, _log(start), window=20, seconds=60.0)

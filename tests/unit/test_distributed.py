@@ -197,7 +197,10 @@ def test_rank0_tells_the_others_a_run_was_skipped(served_home: Path, sent: list[
 
 
 def _labelled_run(registry: Any) -> Any:
-    topical = [NewLabel(text=r["text"] + " now", label=r["label"]) for r in topic_rows(60, seed=5)]
+    topical = [
+        NewLabel(text=r["text"] + " now", label=r["label"], model_name="sentiment")
+        for r in topic_rows(60, seed=5)
+    ]
     registry.add_labels(topical + finance_rows(150))
     return registry.create_run("sentiment", trigger=RunTrigger.MANUAL, config={})
 

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from registry.labelqueue import MARGIN, RANDOM, margins, rank_queue
+from registry.entities import ArtifactRef, ModelVersion
+from registry.labelqueue import (
+    MARGIN,
+    RANDOM,
+    Handout,
+    QueueChoice,
+    lease_row,
+    margins,
+    queue_item,
+    rank_queue,
+)
 
 
 def probs_with_margins(gaps: list[float]) -> np.ndarray:
@@ -89,3 +102,64 @@ def test_limits() -> None:
     assert [c.strategy for c in rank_queue(p, 3, random_share=1.0)] == [RANDOM] * 3
     with pytest.raises(ValueError, match="random_share"):
         rank_queue(p, 2, random_share=1.5)
+
+
+def version_of(labels: tuple[str, ...]) -> ModelVersion:
+    ref = ArtifactRef("mem://a", "0" * 64)
+    return ModelVersion(
+        model_name="sentiment",
+        version=3,
+        parent_version=None,
+        base_model="m",
+        artifact_uri=ref.uri,
+        artifact_sha256=ref.sha256,
+        labels=labels,
+        training_run_id=None,
+        data_snapshot_uri=None,
+        data_snapshot_sha256=None,
+        metrics={},
+        calibration=None,
+        config={},
+        description="",
+        created_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+
+
+def test_a_queue_item_and_its_lease_say_the_same_place_in_the_same_hand_out() -> None:
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    logged = SimpleNamespace(id="p1", text="a text", created_at=now - timedelta(hours=1), label="positive")
+    choice = QueueChoice(index=7, strategy=RANDOM, rank=9, margin=0.123456789)
+    version = version_of(("negative", "positive"))
+    item = queue_item(logged, choice, 2, version, np.array([0.3333333333, 0.6666666667]))
+    assert (item.prediction_id, item.text, item.label, item.model_name, item.model_version) == (
+        "p1",
+        "a text",
+        "positive",
+        "sentiment",
+        3,
+    )
+    # the place among the items kept, not the ranking's (an item handed out meanwhile drops out)
+    assert (item.rank, item.strategy) == (2, RANDOM)
+    assert item.scores == {"negative": 0.333333, "positive": 0.666667} and item.margin == 0.123457
+    handout = Handout(
+        id="h1",
+        model_name="sentiment",
+        model_version=3,
+        handed_to="ann",
+        handed_out_at=now,
+        expires_at=now + timedelta(hours=24),
+        candidates=10,
+        random_share=0.1,
+    )
+    assert lease_row(handout, item, choice.margin) == {
+        "prediction_id": "p1",
+        "model_name": "sentiment",
+        "model_version": 3,
+        "handout": "h1",
+        "strategy": RANDOM,
+        "rank": 2,
+        "margin": 0.123456789,  # the lease keeps the margin unrounded
+        "handed_to": "ann",
+        "handed_out_at": now,
+        "expires_at": now + timedelta(hours=24),
+    }

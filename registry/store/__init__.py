@@ -1,0 +1,44 @@
+"""The registry's store API: every read and write of records goes through :class:`Registry`.
+
+It hands out frozen entities (``registry.entities``) and raises :class:`registry.errors.DriftlineError`
+subclasses with messages that name the key (``model 'sentiment' has no version 7``).
+
+Each aggregate lives in its own module: the catalog (models, versions, aliases, decisions), jobs
+(drift checks, check requests, runs, leases) and traffic (predictions, labels, windows, the label
+queue). :class:`Registry` is all of them over one engine: the one object callers hold.
+"""
+
+from __future__ import annotations
+
+from registry.db import check_schema, make_engine
+from registry.settings import Settings, get_settings
+from registry.store.base import REGISTER_ATTEMPTS, retry_on_conflict
+from registry.store.catalog import ALIAS_PATTERN, ALIAS_RULE, MODEL_NAME_PATTERN, MODEL_NAME_RULE, Catalog
+from registry.store.jobs import Jobs
+from registry.store.traffic import MAX_LABEL_CHARS, Traffic, check_labels, clean_label_item, last_labels
+
+__all__ = [
+    "ALIAS_PATTERN",
+    "ALIAS_RULE",
+    "MAX_LABEL_CHARS",
+    "MODEL_NAME_PATTERN",
+    "MODEL_NAME_RULE",
+    "REGISTER_ATTEMPTS",
+    "Registry",
+    "check_labels",
+    "clean_label_item",
+    "last_labels",
+    "retry_on_conflict",
+]
+
+
+class Registry(Catalog, Jobs, Traffic):
+    """Records of models, versions, aliases, runs and leases in one SQL database."""
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, create_if_empty: bool = True) -> Registry:
+        """Connect to the configured database and refuse to go on below the migration head."""
+        settings = settings or get_settings()
+        engine = make_engine(settings.database_url)
+        check_schema(engine, create_if_empty=create_if_empty)
+        return cls(engine)
