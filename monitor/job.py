@@ -245,9 +245,7 @@ def _policy_state(
     # more evidence. (One still going is "already queued or running".)
     new_labels = registry.count_labels(champion.model_name, since=champion.created_at)
     attempt = last_attempt_start(runs, champion)
-    since_attempt = (
-        registry.count_labels(champion.model_name, since=attempt) if attempt is not None else None
-    )
+    since_attempt = registry.count_labels(champion.model_name, since=attempt) if attempt is not None else None
     return policy_input(
         outcome, champion, previous, runs, new_labels=new_labels, labels_since_attempt=since_attempt
     )
