@@ -54,23 +54,6 @@ def forward_outputs(
     return logits_out, pooled_out
 
 
-def predict_proba(
-    model: Any,
-    tokenizer: Any,
-    texts: Sequence[str],
-    *,
-    max_length: int,
-    batch_size: int = 64,
-    progress: bool = True,
-    desc: str = "evaluating",
-) -> np.ndarray:
-    """Class probabilities, one row per text, in the order given."""
-    logits, _ = forward_outputs(
-        model, tokenizer, texts, max_length=max_length, batch_size=batch_size, progress=progress, desc=desc
-    )
-    return softmax(logits)
-
-
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, *, bins: int = 10) -> float:
     """Gap between confidence and accuracy, averaged over equal-width confidence bins."""
     confidence = probs.max(axis=1)

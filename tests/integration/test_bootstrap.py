@@ -18,7 +18,7 @@ from registry.store import Registry
 from retrain.bootstrap import BootstrapRequest, bootstrap
 from retrain.config import TrainConfig
 from retrain.data import ColumnSpec
-from retrain.evaluate import predict_proba
+from retrain.evaluate import forward_outputs
 from retrain.reference import REFERENCE_PROFILE, read_reference_profile
 from tests.textgen import topic_rows
 
@@ -85,14 +85,14 @@ def test_bootstrap_registers_an_accurate_reproducible_champion(topics_csv: Path)
     registry = open_registry()
     settings = get_settings()
     loaded = load_version(LocalArtifactStore(settings.artifact_root), registry.get_version("sentiment", 1))
-    probs = predict_proba(
+    logits, _ = forward_outputs(
         loaded.model,
         loaded.tokenizer,
         ["The bakery cooked rice with beans.", "A thunderstorm with hail."],
         max_length=loaded.max_length,
         progress=False,
     )
-    assert [loaded.labels[i] for i in probs.argmax(axis=1)] == ["food", "weather"]
+    assert [loaded.labels[i] for i in logits.argmax(axis=1)] == ["food", "weather"]
     # Calibration and the reference profile the drift monitor compares against are stored with it.
     version = registry.get_version("sentiment", 1)
     assert version.calibration is not None and version.calibration["temperature"] > 0
