@@ -72,6 +72,7 @@ bench-soak: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean-demo:
 	rm -rf .driftline

@@ -86,6 +86,16 @@ def parse_ground_truth(raw: bytes, domain: str) -> list[dict[str, object]]:
     return rows
 
 
+def member_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    """The contents of a file in ``archive``; a member that is no file (a folder, a device) is refused."""
+    fh = archive.extractfile(member)
+    if fh is None:
+        raise DriftlineError(
+            f"{member.name} in the {PACKAGE} sdist is not a file", code=ErrorCode.UNAVAILABLE
+        )
+    return fh.read()
+
+
 def fetch_vader(cache_dir: Path) -> Path:
     """Write ``vader_sentences.csv`` (id, text, score, label, domain) under ``cache_dir``; return its path."""
     cache_dir = Path(cache_dir)
@@ -96,11 +106,11 @@ def fetch_vader(cache_dir: Path) -> Path:
     rows: list[dict[str, object]] = []
     with tarfile.open(sdist) as outer:
         inner_member = next(m for m in outer.getmembers() if m.name.endswith(INNER))
-        inner_bytes = outer.extractfile(inner_member).read()  # type: ignore[union-attr]
+        inner_bytes = member_bytes(outer, inner_member)
     with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
         for domain in DOMAINS:
             member = next(m for m in inner.getmembers() if m.name.endswith(f"{domain}_GroundTruth.txt"))
-            rows.extend(parse_ground_truth(inner.extractfile(member).read(), domain))  # type: ignore[union-attr]
+            rows.extend(parse_ground_truth(member_bytes(inner, member), domain))
     fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".csv.tmp")
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=["id", "text", "score", "label", "domain"])

@@ -31,19 +31,26 @@ class ServiceLimits:
         """The limits of a service started with exactly ``env``: its DRIFTLINE_* values, defaults for the
         rest (this process's own environment is not read)."""
         from pydantic import ValidationError
+        from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
         from service.settings import ServeSettings
 
         class EnvOnly(ServeSettings):
             @classmethod
             def settings_customise_sources(
-                cls, settings_cls: Any, init_settings: Any, **_other_sources: Any
-            ) -> tuple[Any, ...]:
+                cls,
+                settings_cls: type[BaseSettings],
+                init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource,
+                dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
                 return (init_settings,)  # the values below, never this process's environment or files
 
         prefix = str(ServeSettings.model_config.get("env_prefix", "")).upper()
         upper = {k.upper(): v for k, v in env.items()}
-        values = {
+        # raw strings, parsed by the settings' own validators
+        values: dict[str, Any] = {
             name: upper[prefix + name.upper()]
             for name in ServeSettings.model_fields
             if prefix + name.upper() in upper

@@ -145,18 +145,19 @@ def start_processes(
         token = secrets.token_urlsafe(24)
         child_env["DRIFTLINE_API_TOKEN"] = token
     cmd = [bentoml_executable(), "serve", "service.app:Driftline", "--host", host, "--port", str(port)]
-    streams = {"stdout": output, "stderr": subprocess.STDOUT} if output is not None else {}
+    stderr = subprocess.STDOUT if output is not None else None  # None: both streams inherited
     running = Processes(token=token)
     running.procs.append(
-        subprocess.Popen(wrap(cmd), env=child_env, umask=PRIVATE_UMASK, **streams)  # type: ignore[call-overload]
+        subprocess.Popen(wrap(cmd), env=child_env, umask=PRIVATE_UMASK, stdout=output, stderr=stderr)
     )
     if scheduler:
         running.procs.append(
-            subprocess.Popen(  # type: ignore[call-overload]
+            subprocess.Popen(
                 wrap([sys.executable, "-m", "driftline", "scheduler"]),
                 env=child_env,
                 umask=PRIVATE_UMASK,
-                **streams,
+                stdout=output,
+                stderr=stderr,
             )
         )
     return running

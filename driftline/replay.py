@@ -404,8 +404,8 @@ class Replayer:
             detail = run.get("error") or ""
             self.say(f"  run {run['id']} {run['status']}{': ' + detail if detail else ''}")
         hold.champion_after = self.client.champion_version()
-        if hold.swapped:
-            self._wait_for_swap(hold.champion_after)  # type: ignore[arg-type]
+        if hold.swapped and hold.champion_after is not None:
+            self._wait_for_swap(hold.champion_after)
         hold.ended = time.monotonic() - start
         self._held_s += hold.ended - hold.started
         self.log.holds.append(hold)

@@ -241,6 +241,7 @@ def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say:
     train = TrainConfig.from_dict(
         {"test_size": config.bootstrap_heldout, "seed": config.seed, "max_length": "auto", **config.train}
     )
+    assert settings.cache_dir is not None  # Settings fills it from home
     with open(log_path, "w") as log, contextlib.redirect_stderr(log):  # progress bars, Trainer logs
         result = bootstrap(
             BootstrapRequest(

@@ -47,7 +47,7 @@ def _use_fast_projection() -> None:
 
     if not hasattr(embeddings_drift, "TSNE"):  # a later Evidently drew it differently: nothing to replace
         return
-    embeddings_drift.TSNE = PCAProjection  # type: ignore[attr-defined,misc]
+    embeddings_drift.TSNE = PCAProjection
 
 
 def evidently_drift(reference: pd.DataFrame, window: Any, *, report_dir: Path | None = None) -> float:

@@ -233,12 +233,12 @@ def guard_champion(
     to guard (no promotion, the guard's own rollback, a move in ``ended`` (ids of champion moves whose
     watch is over), or the champion moved since)."""
     event = last_guarded_move(registry, model_name)
-    if event is None or event.to_version is None or event.id in ended:
+    if event is None or event.from_version is None or event.to_version is None or event.id in ended:
         return None
     champion = registry.get_version_by_alias(model_name, CHAMPION)
     if champion.version != event.to_version:
         return None
-    replaced = registry.get_version(model_name, event.from_version)  # type: ignore[arg-type]
+    replaced = registry.get_version(model_name, event.from_version)
     rows = registry.labeled_predictions(
         model_name, champion.version, since=event.created_at, limit=config.watch_labels
     )

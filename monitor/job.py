@@ -195,16 +195,16 @@ def window_of(
 ) -> Window:
     """The check's view of logged rows: texts, served labels and probabilities (in ``labels`` order),
     the true labels except those in ``by_margin``, and the embeddings of the rows that kept one."""
-    with_embedding = [i for i, (p, _) in enumerate(rows) if p.embedding is not None]
+    embedded = [(i, p.embedding) for i, (p, _) in enumerate(rows) if p.embedding is not None]
     return Window(
         texts=[p.text for p, _ in rows],
         predicted=[p.label for p, _ in rows],
         probs=np.array([[p.scores.get(label, 0.0) for label in labels] for p, _ in rows], dtype=np.float64),
         true_labels=[None if p.id in by_margin else label for p, label in rows],
-        embeddings=np.stack([np.frombuffer(rows[i][0].embedding, dtype=np.float16) for i in with_embedding])
-        if with_embedding
+        embeddings=np.stack([np.frombuffer(vector, dtype=np.float16) for _, vector in embedded])
+        if embedded
         else None,
-        embedding_rows=with_embedding,
+        embedding_rows=[i for i, _ in embedded],
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,7 +79,7 @@ class MonitorSettings(BaseSettings):
     )
     cooldown_s: float = Field(1800.0, ge=0)
     lease_ttl_s: float = Field(0.0, ge=0, description="0: three check intervals")
-    retrain: dict = Field(  # type: ignore[type-arg]
+    retrain: dict[str, Any] = Field(
         default_factory=dict,
         description='recorded on every run the monitor queues, e.g. {"train": {"epochs": 2}, "mode": "manual"}',
     )

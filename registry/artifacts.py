@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import fsspec
 
@@ -76,9 +76,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_manifest(local_dir: Path) -> dict[str, object]:
+class ManifestFile(TypedDict):
+    path: str  # relative, POSIX
+    size: int
+    sha256: str
+
+
+class Manifest(TypedDict):
+    """What ``MANIFEST.json`` holds: its digest is the artifact's address."""
+
+    format: str
+    files: list[ManifestFile]
+
+
+def build_manifest(local_dir: Path) -> Manifest:
     """The manifest of ``local_dir``; refuses file types that could carry pickled code."""
-    files = []
+    files: list[ManifestFile] = []
     for path in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
         rel = path.relative_to(local_dir).as_posix()
         if rel == MANIFEST:
@@ -94,7 +107,7 @@ def build_manifest(local_dir: Path) -> dict[str, object]:
     return {"format": "driftline-artifact/1", "files": files}
 
 
-def manifest_digest(manifest: dict[str, object]) -> str:
+def manifest_digest(manifest: Manifest) -> str:
     canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(canonical).hexdigest()
 
@@ -165,7 +178,7 @@ class FsspecArtifactStore:
         final = self._final_path(ref)
         staging = self._staging_for(final)
         try:
-            for entry in manifest["files"]:  # type: ignore[union-attr]
+            for entry in manifest["files"]:
                 target = f"{staging}/{entry['path']}"
                 self.fs.makedirs(str(PurePosixPath(target).parent), exist_ok=True)
                 self.fs.put_file(str(Path(local_dir) / entry["path"]), target)
@@ -177,7 +190,7 @@ class FsspecArtifactStore:
             if staging != final and self.fs.exists(staging):
                 self.fs.rm(staging, recursive=True)
             raise
-        logger.info("stored artifact %s (%d files)", digest[:12], len(manifest["files"]))  # type: ignore[arg-type]
+        logger.info("stored artifact %s (%d files)", digest[:12], len(manifest["files"]))
         return ref, True
 
     def _staging_for(self, final: str) -> str:

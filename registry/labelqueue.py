@@ -300,7 +300,9 @@ def _unlabeled_candidates(
     return ids, probs
 
 
-def _still_free(s: Session, prediction_ids: Sequence[str], now: datetime) -> dict[str, Row[Any]]:
+def _still_free(
+    s: Session, prediction_ids: Sequence[str], now: datetime
+) -> dict[str, Row[str, str, datetime, str]]:
     """The (id, text, created_at, label) of each of ``prediction_ids`` still logged and not handed out
     meanwhile (by another caller, since the candidates were read), by id."""
     taken = set(_active_requests(s, prediction_ids, now))

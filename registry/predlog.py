@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, tuple_
+from sqlalchemy import and_, delete, exists, func, or_, select, true, tuple_
 
 from registry.db import transaction
 from registry.orm import LabelRow, PredictionRow
@@ -93,7 +93,7 @@ class PredictionLogStore:
             )
             for (name, version), since in protected.items()
         ]
-        outside_windows = ~or_(*window) if window else True
+        outside_windows = ~or_(*window) if window else true()
         deleted = batches = 0
         while max_batches is None or batches < max_batches:
             with transaction(self._sessions) as s:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 
 REPLACEMENT = "\ufffd"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -48,7 +49,7 @@ def label_fold(label: str) -> str:
     return " ".join(label.split()).casefold()
 
 
-def label_hint(unknown: list[str], known: tuple[str, ...] | list[str]) -> str:
+def label_hint(unknown: list[str], known: Sequence[str]) -> str:
     """``; did you mean 'positive' for 'Positive'? (labels are case-sensitive)`` when an unknown label
     is a known one in another case or spacing; empty otherwise."""
     folded = {label_fold(k): k for k in known}

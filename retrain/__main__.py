@@ -15,7 +15,7 @@ import sys
 from registry.artifacts import artifact_store
 from registry.errors import DriftlineError
 from registry.offline import go_offline
-from registry.settings import get_settings
+from registry.settings import Settings, get_settings
 from registry.store import Registry
 from retrain import distributed
 from retrain.run import execute_run, follow_run
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         distributed.close()
 
 
-def _run(run_id: int, settings, ranks: distributed.Ranks | None) -> int:  # type: ignore[no-untyped-def]
+def _run(run_id: int, settings: Settings, ranks: distributed.Ranks | None) -> int:
+    assert settings.cache_dir is not None  # Settings fills it from home
     try:
         outcome = execute_run(
             run_id,

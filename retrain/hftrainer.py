@@ -36,7 +36,13 @@ def weighted_trainer_class() -> type:
             super().__init__(*args, **kwargs)
             self._weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+        def compute_loss(
+            self,
+            model: torch.nn.Module,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: torch.Tensor | int | None = None,
+        ) -> torch.Tensor | tuple[torch.Tensor, Any]:
             if self._weights is None:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs.pop("labels")
@@ -91,7 +97,8 @@ def training_args(
         eval_strategy=moment if validate else "no",
         eval_steps=cfg.eval_steps,
         save_strategy=save,
-        save_steps=cfg.eval_steps,
+        # transformers annotates save_steps as float, yet takes None (TrainerState.compute_steps skips it)
+        save_steps=cfg.eval_steps,  # type: ignore[arg-type]
         save_total_limit=2,  # the Trainer keeps the best one on top of these
         save_only_model=not keep,
         load_best_model_at_end=validate,

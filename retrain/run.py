@@ -88,7 +88,7 @@ class RunOutcome:
     gate: GateResult | None = None
 
 
-def config_from_run(values: dict) -> RunConfig:  # type: ignore[type-arg]
+def config_from_run(values: dict[str, Any]) -> RunConfig:
     """The run's recorded config (``train`` / ``assembly`` / ``gate`` overrides, ``mode``) over the defaults."""
     base = RunConfig()
     train = values.get("train") or {}

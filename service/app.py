@@ -29,7 +29,7 @@ import random
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import bentoml
 from pydantic import BaseModel, Field
@@ -451,19 +451,22 @@ class Driftline:
         return self.registry.get_version_by_alias(self.model_name, CHAMPION).labels
 
 
+# bentoml.service made the class a bentoml.Service; mypy types a decorated class as the class itself
+# (python/mypy#3135)
+_service = cast("bentoml.Service[Driftline]", Driftline)
+
+
 def _openapi_spec() -> dict[str, Any]:
     """BentoML's OpenAPI document of the service (the control API's paths included)."""
-    return Driftline.openapi_spec.asdict()
+    return _service.openapi_spec.asdict()
 
 
 # In this order, outermost first: the metrics see every answer the others give.
-Driftline.add_asgi_middleware(
-    RouteMetrics, spec=_openapi_spec, mounts={path: app for app, path, _ in Driftline.mount_apps}
+_service.add_asgi_middleware(
+    RouteMetrics, spec=_openapi_spec, mounts={path: app for app, path, _ in _service.mount_apps}
 )
-Driftline.add_asgi_middleware(ShedEarly)
-Driftline.add_asgi_middleware(ApiPathGuard)
-Driftline.add_asgi_middleware(DocumentedErrors, spec=_openapi_spec)
-Driftline.add_asgi_middleware(JSONOnly)
-Driftline.add_asgi_middleware(
-    BodyGuard, inputs={api.route: api.input_spec for api in Driftline.apis.values()}
-)
+_service.add_asgi_middleware(ShedEarly)
+_service.add_asgi_middleware(ApiPathGuard)
+_service.add_asgi_middleware(DocumentedErrors, spec=_openapi_spec)
+_service.add_asgi_middleware(JSONOnly)
+_service.add_asgi_middleware(BodyGuard, inputs={api.route: api.input_spec for api in _service.apis.values()})

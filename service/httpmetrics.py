@@ -28,6 +28,7 @@ from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 from starlette.responses import Response
 from starlette.routing import compile_path
+from starlette.types import Receive, Scope, Send
 
 UNKNOWN = "/{unknown}"
 # BentoML's own routes on the main service (see _bentoml_impl.server.app.ServiceAppFactory)
@@ -71,7 +72,7 @@ class RouteMetrics:
                 return prefix + UNKNOWN
         return UNKNOWN
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -83,5 +84,5 @@ class RouteMetrics:
             return
         await self.metrics({**scope, "path": self.label(path), _REAL_PATH: path}, receive, send)
 
-    async def _restore(self, scope: dict, receive: Any, send: Any) -> None:
+    async def _restore(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app({**scope, "path": scope[_REAL_PATH]}, receive, send)

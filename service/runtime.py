@@ -161,17 +161,20 @@ class ServingModel:
         mask = enc["attention_mask"]
         split = self.group_by_length and len(texts) >= 2 * MIN_GROUP
         groups = length_groups(mask.sum(dim=1).tolist()) if split else None
+        logits: np.ndarray | None
+        pooled: np.ndarray | None
         if groups is None or len(groups) == 1:
             logits, pooled = self._run(enc)
         else:
             logits = pooled = None
             for index in groups:
                 part_logits, part_pooled = self._run(self._slice(enc, index))
-                if logits is None:
+                if logits is None or pooled is None:
                     logits = np.empty((len(texts), part_logits.shape[1]), part_logits.dtype)
                     pooled = np.empty((len(texts), part_pooled.shape[1]), part_pooled.dtype)
                 logits[index], pooled[index] = part_logits, part_pooled
             self.grouped_batches += 1
+        assert logits is not None and pooled is not None  # the grouped loop ran: two groups or more
         probs = softmax(logits)
         vectors = pooled.astype(np.float16) if embeddings else None
         return BatchOutput(

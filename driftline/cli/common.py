@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,10 @@ from registry.errors import DriftlineError, ErrorCode
 from registry.offline import go_offline
 from registry.permissions import restrict_umask
 from registry.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from registry.artifacts import ArtifactStore
+    from registry.store import Registry
 
 logger = logging.getLogger("driftline")
 
@@ -63,13 +67,13 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def open_registry(settings: Settings):  # type: ignore[no-untyped-def]
+def open_registry(settings: Settings) -> Registry:
     from registry.store import Registry
 
     return Registry.open(settings)
 
 
-def open_artifacts(settings: Settings):  # type: ignore[no-untyped-def]
+def open_artifacts(settings: Settings) -> ArtifactStore:
     from registry.artifacts import artifact_store
 
     return artifact_store(settings)

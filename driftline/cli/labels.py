@@ -119,6 +119,7 @@ def labels_import(
         return
     if label_col is None:
         raise click.UsageError("--label-col is required with --format table")
+    assert settings.cache_dir is not None  # Settings fills it from home
     count = import_labels(
         open_registry(settings),
         path,

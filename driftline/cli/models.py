@@ -61,7 +61,9 @@ def data_fetch_demo() -> None:
     """Download the VADER sentences (by package name) and write them as CSV; print its path."""
     from driftline.demo_data import fetch_vader
 
-    click.echo(fetch_vader(get_settings().cache_dir / "demo"))
+    cache_dir = get_settings().cache_dir
+    assert cache_dir is not None  # Settings fills it from home
+    click.echo(fetch_vader(cache_dir / "demo"))
 
 
 # --- bootstrap ----------------------------------------------------------------------------------
@@ -123,6 +125,7 @@ def bootstrap(
         force=force,
     )
     registry = open_registry(settings)
+    assert settings.cache_dir is not None  # Settings fills it from home
     result = run_bootstrap(
         request, registry, open_artifacts(settings), cache_dir=settings.cache_dir / "datasets"
     )
@@ -192,7 +195,7 @@ def models(name: str | None, as_json: bool) -> None:
     """List model versions with their aliases and held-out metrics."""
     registry = open_registry(get_settings())
     names = [name] if name else [m.name for m in registry.list_models()]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for model_name in names:
         aliases: dict[int, list[str]] = {}
         for alias in registry.list_aliases(model_name):

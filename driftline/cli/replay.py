@@ -104,7 +104,11 @@ def demo(rows_per_domain: int | None, bootstrap_rows: int | None, rate: float | 
 
     from driftline.demo import DemoConfig, run_demo
 
-    overrides = {"rows_per_domain": rows_per_domain, "bootstrap_rows": bootstrap_rows, "rate": rate}
+    overrides: dict[str, Any] = {
+        "rows_per_domain": rows_per_domain,
+        "bootstrap_rows": bootstrap_rows,
+        "rate": rate,
+    }
     config = dataclasses.replace(DemoConfig(), **{k: v for k, v in overrides.items() if v is not None})
     quiet_training_logs()
     run_demo(get_settings().home, config, say=lambda line: click.echo(line))

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from registry import entities as e
@@ -379,7 +379,11 @@ class Jobs(StoreBase):
 
     def release_lease(self, name: str, holder: str) -> bool:
         with self._tx() as s:
-            result = s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
+            # SQLAlchemy types Session.execute as Result; a DELETE without RETURNING gives a CursorResult
+            result = cast(
+                CursorResult[Any],
+                s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder)),
+            )
             return bool(result.rowcount)
 
     def get_lease(self, name: str) -> e.Lease | None:

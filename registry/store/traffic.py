@@ -223,6 +223,7 @@ def last_labels(s: Session, prediction_ids: Sequence[str], chunk: int = ID_CHUNK
             .where(LabelRow.prediction_id.in_(prediction_ids[start : start + chunk]))
             .order_by(LabelRow.id)
         ):
+            assert pid is not None  # IN never matches NULL
             labels[pid] = label
     return labels
 

@@ -374,7 +374,8 @@ def read_report_json(artifacts: Any, report_uri: str | None) -> dict[str, Any] |
         return None
     try:
         body = reports.get_report(report_uri[: -len(".html")] + ".json", artifacts).body
-        found = json.loads(body)
+        # starlette types the body bytes | memoryview; one built from bytes, as here, keeps them
+        found = json.loads(bytes(body))
     except (DriftlineError, ValueError):
         return None
     return found if isinstance(found, dict) else None

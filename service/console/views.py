@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from registry import entities as e
 from registry.entities import CHAMPION, GUARD_ACTOR
@@ -111,6 +111,6 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
     return None if start is None or end is None else (utc(end) - utc(start)).total_seconds()
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     """A metric's value that can be charted or subtracted (a bool is not one)."""
     return isinstance(value, int | float) and not isinstance(value, bool)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 import pytest
 
-from driftline.demo_data import label_for, parse_ground_truth
+from driftline.demo_data import label_for, member_bytes, parse_ground_truth
+from registry.errors import DriftlineError
 
 
 @pytest.mark.parametrize(
@@ -47,3 +51,19 @@ def test_parse_ground_truth_handles_crlf_latin1_and_entities() -> None:
             "domain": "tweets",
         },
     ]
+
+
+def test_member_bytes_reads_a_file_and_refuses_a_folder() -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        data = tarfile.TarInfo("pkg/tweets_GroundTruth.txt")
+        data.size = 3
+        archive.addfile(data, io.BytesIO(b"1\t2"))
+        folder = tarfile.TarInfo("pkg/folder")
+        folder.type = tarfile.DIRTYPE
+        archive.addfile(folder)
+    buffer.seek(0)
+    with tarfile.open(fileobj=buffer) as archive:
+        assert member_bytes(archive, archive.getmember("pkg/tweets_GroundTruth.txt")) == b"1\t2"
+        with pytest.raises(DriftlineError, match="pkg/folder in the .* sdist is not a file"):
+            member_bytes(archive, archive.getmember("pkg/folder"))
