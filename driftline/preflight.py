@@ -31,21 +31,9 @@ class ServiceLimits:
         """The limits of a service started with exactly ``env``: its DRIFTLINE_* values, defaults for the
         rest (this process's own environment is not read)."""
         from pydantic import ValidationError
-        from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+        from registry.settings_env import from_values
         from service.settings import ServeSettings
-
-        class EnvOnly(ServeSettings):
-            @classmethod
-            def settings_customise_sources(
-                cls,
-                settings_cls: type[BaseSettings],
-                init_settings: PydanticBaseSettingsSource,
-                env_settings: PydanticBaseSettingsSource,
-                dotenv_settings: PydanticBaseSettingsSource,
-                file_secret_settings: PydanticBaseSettingsSource,
-            ) -> tuple[PydanticBaseSettingsSource, ...]:
-                return (init_settings,)  # the values below, never this process's environment or files
 
         prefix = str(ServeSettings.model_config.get("env_prefix", "")).upper()
         upper = {k.upper(): v for k, v in env.items()}
@@ -56,7 +44,7 @@ class ServiceLimits:
             if prefix + name.upper() in upper
         }
         try:
-            serve = EnvOnly(**values)
+            serve = from_values(ServeSettings, values)
         except ValidationError as exc:
             first = exc.errors()[0]
             name = prefix + str(first["loc"][0]).upper() if first["loc"] else "service settings"
