@@ -398,6 +398,18 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_policy_options(parser: argparse.ArgumentParser) -> None:
+    """``--policies`` and ``--label-budget``, shared with bench.streams."""
+    parser.add_argument(
+        "--policies",
+        default=",".join(POLICIES),
+        help="comma-separated; also drift@queue and drift@random (the drift policy on --label-budget)",
+    )
+    parser.add_argument(
+        "--label-budget", type=float, default=0.2, help="share of rows drift@queue / drift@random may label"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.learning", description=__doc__.split("\n\n")[0])
     parser.add_argument("data", nargs="?", type=Path, help="labeled stream (CSV / JSONL / Parquet)")
@@ -418,14 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--epochs", type=float, default=2.0, help="v1's epochs")
     parser.add_argument("--run-epochs", type=float, default=2.0, help="each run's epochs")
-    parser.add_argument(
-        "--policies",
-        default=",".join(POLICIES),
-        help="comma-separated; also drift@queue and drift@random (the drift policy on --label-budget)",
-    )
-    parser.add_argument(
-        "--label-budget", type=float, default=0.2, help="share of rows drift@queue / drift@random may label"
-    )
+    add_policy_options(parser)
     parser.add_argument(
         "--results", default="learning", help="bench/results/NAME.json and NAME.md (default: learning)"
     )

@@ -82,7 +82,15 @@ import numpy as np
 import pandas as pd
 
 from bench.common import RESULTS, ROOT, describe_machine, go_offline, machine, write_json
-from bench.learning import BUDGET_STRATEGIES, POLICIES, ModelSpec, StreamSpec, compare_policies, markdown
+from bench.learning import (
+    BUDGET_STRATEGIES,
+    POLICIES,
+    ModelSpec,
+    StreamSpec,
+    add_policy_options,
+    compare_policies,
+    markdown,
+)
 
 CACHE = ROOT / ".driftline" / "cache" / "streams"
 WORD = re.compile(r"[a-z]+")
@@ -700,14 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--streams", default=",".join(STREAMS), help=f"comma-separated, of: {', '.join(STREAMS)}"
     )
-    parser.add_argument(
-        "--policies",
-        default=",".join(POLICIES),
-        help="comma-separated; also drift@queue and drift@random (the drift policy on --label-budget)",
-    )
-    parser.add_argument(
-        "--label-budget", type=float, default=0.2, help="share of rows drift@queue / drift@random may label"
-    )
+    add_policy_options(parser)
     parser.add_argument(
         "--suffix", default="", help="appended to each stream's result files' name (e.g. --suffix=-budget)"
     )
