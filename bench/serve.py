@@ -57,9 +57,9 @@ import httpx
 
 from bench.common import describe_machine, go_offline, machine, parse_bench_args, repeat, write_json
 from bench.loadgen import LoadResult, closed_loop, open_loop, quiet_gc, sequential
+from common.offline import OFFLINE_ENV
 from driftline.lifeline import wrap
 from driftline.processes import bentoml_home
-from registry.offline import OFFLINE_ENV
 from retrain.lengths import CANDIDATES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,11 +85,11 @@ def make_home(home: Path, seed: int, layers: int | None = None) -> None:
     cut to ``layers`` encoder layers if given (all 6 otherwise)."""
     from registry.artifacts import LocalArtifactStore
     from registry.entities import CHAMPION, NewModelVersion
-    from registry.modelio import save_classifier
     from registry.settings import Settings
     from registry.store import Registry
     from retrain.config import TrainConfig
     from retrain.train import load_base, resolve_base_model
+    from runtime.modelio import save_classifier
 
     labels = ("negative", "neutral", "positive")
     cfg = TrainConfig(seed=seed, num_hidden_layers=layers)
@@ -110,13 +110,13 @@ def make_home(home: Path, seed: int, layers: int | None = None) -> None:
 
 
 def load_champion(home: Path) -> Any:
-    """The champion as serving loads it (``registry.modelio.load_version``), torch at one thread per core."""
+    """The champion as serving loads it (``runtime.modelio.load_version``), torch at one thread per core."""
     import torch
 
     from registry.artifacts import LocalArtifactStore
-    from registry.modelio import load_version
     from registry.settings import Settings
     from registry.store import Registry
+    from runtime.modelio import load_version
 
     settings = Settings(home=home)
     version = Registry.open(settings).get_version_by_alias("sentiment", "champion")
@@ -185,9 +185,9 @@ def bare_runtimes(
     import numpy as np
     import torch
 
-    from registry.onnxrt import INT8_FILE, OnnxForward, quantize_int8, run_graph
-    from registry.scores import softmax
     from retrain.evaluate import classification_metrics
+    from runtime.onnxrt import INT8_FILE, OnnxForward, quantize_int8, run_graph
+    from runtime.scores import softmax
 
     loaded = load_champion(home)
     threads = len(os.sched_getaffinity(0))

@@ -32,7 +32,7 @@ class ServiceLimits:
         rest (this process's own environment is not read)."""
         from pydantic import ValidationError
 
-        from registry.settings_env import from_values
+        from common.settings_env import from_values
         from service.settings import ServeSettings
 
         prefix = str(ServeSettings.model_config.get("env_prefix", "")).upper()

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from common.filemodes import PRIVATE_UMASK, secure_home
 from driftline.lifeline import wrap
 from registry.entities import CHAMPION
 from registry.errors import NotFoundError
-from registry.permissions import PRIVATE_UMASK, secure_home
 from registry.settings import Settings
 from registry.store import Registry
 
@@ -133,7 +133,7 @@ def start_processes(
     Without a configured API token, one is generated for this run. ``output``: where the children's
     stdout and stderr go (inherited when ``None``). The children end when this process (this thread)
     ends, however it ends, on Linux (``driftline.lifeline``, which says what is not covered elsewhere);
-    they create files private to this user (umask 077, ``registry.permissions``) and the service gets
+    they create files private to this user (umask 077, ``common.filemodes``) and the service gets
     this workspace's own BentoML home (:func:`bentoml_home`).
     """
     child_env = dict(os.environ if env is None else env)

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from common.settings_env import PREFIX, to_env
 from driftline.processes import start_processes
 from driftline.replay import (
     DriftlineClient,
@@ -53,7 +54,6 @@ from monitor.policy import PolicyConfig
 from monitor.settings import MonitorSettings
 from registry.errors import InvalidInputError
 from registry.settings import Settings
-from registry.settings_env import PREFIX, to_env
 from service.settings import ServeSettings
 
 Say = Callable[[str], None]

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 
 from pydantic_settings import BaseSettings
 
+from common.settings_env import known_names, unknown_names, warn_unknown
 from registry.settings import Settings
-from registry.settings_env import known_names, unknown_names, warn_unknown
 from service.settings import ServeSettings
 
 

@@ -430,8 +430,8 @@ def score_promotions(
     version it replaced scores on the same rows (predicted here, offline). Neither model had those rows'
     labels when it was trained: they were served after the promotion."""
     from registry.artifacts import artifact_store
-    from registry.modelio import load_version
     from retrain.evaluate import forward_outputs
+    from runtime.modelio import load_version
 
     artifacts = artifact_store(settings)
     registry = Registry.open(settings)
@@ -479,7 +479,7 @@ def _report_link(settings: Settings, uri: str, out_dir: Path) -> dict[str, str]:
 
 def write_index(summary: StreamSummary, settings: Settings, out_dir: Path) -> Path:
     """One page linking the timeline and every drift and promotion report (``replay_index.html.j2``)."""
-    from registry.templating import environment
+    from common.templating import environment
 
     reports = [r["report"] for r in (*summary.checks, *summary.decisions) if r["report"]]
     page = (

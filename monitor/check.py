@@ -24,7 +24,7 @@ from monitor.signals import (
     quality_estimate,
     realized_accuracy,
 )
-from registry.scores import softmax
+from runtime.scores import softmax
 
 
 @dataclass(frozen=True)

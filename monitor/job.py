@@ -32,8 +32,8 @@ from registry.entities import (
     RunStatus,
 )
 from registry.errors import ConflictError, InvalidInputError
-from registry.modelio import REFERENCE_PROFILE, REFERENCE_PROFILE_INT8
 from registry.store import Registry
+from runtime.modelio import REFERENCE_PROFILE, REFERENCE_PROFILE_INT8
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def reference_basis(
     champion: ModelVersion, rows: list[tuple[Prediction, str | None]]
 ) -> tuple[list[tuple[Prediction, str | None]], ReferenceBasis]:
     """The window's rows of the runtime that served most of them, and that runtime's basis. An int8
-    graph's embeddings and confidences are its own (registry.onnxrt), so a window it served is compared
+    graph's embeddings and confidences are its own (runtime.onnxrt), so a window it served is compared
     with the int8 reference profile, temperature and accuracy recorded when the graph was kept; a window
     that mixes runtimes (a restart with another ``DRIFTLINE_RUNTIME``) keeps the larger part."""
     fp32 = ReferenceBasis(

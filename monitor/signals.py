@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 
-from registry.scores import softmax as softmax  # re-exported: tests calibrate with it from here
+from runtime.scores import softmax as softmax  # re-exported: tests calibrate with it from here
 
 REALIZED_DROP = "realized_accuracy_drop"  # the signal measured on labels, not estimated
 # Every test's significance level: a score over its threshold fires only when the test also rejects,
@@ -135,7 +135,7 @@ def embedding_drift(
     sigma away. The signal fires only when the AUC is above ``threshold`` and significant at ``alpha``
     (one-sided Mann-Whitney U on the out-of-fold scores, which is the AUC's own test).
     """
-    from registry.scores import separability
+    from runtime.scores import separability
 
     auc, p_value, rows = separability(reference, current, seed=seed, max_rows=max_rows)
     return Signal(

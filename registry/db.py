@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.filemodes import create_private_file, sqlite_path
 from registry.errors import (
     ConflictError,
     DatabaseError,
@@ -20,7 +21,6 @@ from registry.errors import (
     InvalidInputError,
     SchemaOutOfDateError,
 )
-from registry.permissions import create_private_file, sqlite_path
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
     ``BEGIN IMMEDIATE`` takes SQLite's write lock when a transaction starts, so two processes that
     read-then-write (next version number, lease) queue behind each other instead of failing. A SQLite
-    file that does not exist yet is created at 0600 (see ``registry.permissions``).
+    file that does not exist yet is created at 0600 (see ``common.filemodes``).
     """
     parsed = make_url(normalize_url(url))
     if parsed.get_backend_name() != "sqlite":

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from registry.entities import ModelVersion
 from registry.orm import LabelRequestRow, LabelRow, PredictionRow
-from registry.scores import softmax
+from runtime.scores import softmax
 
 RANDOM_SHARE = 0.10  # of the queue, drawn uniformly from every candidate
 LEASE = timedelta(hours=24)  # how long a handed-out item is not offered to anyone else

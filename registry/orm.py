@@ -29,8 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from common.texts import clean_text
 from registry import entities as e
-from registry.texts import clean_text
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -63,7 +63,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class StorableString(TypeDecorator[str]):
     """A string column whose every written value is made storable on every backend
-    (:func:`registry.texts.clean_text`: NUL and lone surrogates become U+FFFD), whoever writes it."""
+    (:func:`common.texts.clean_text`: NUL and lone surrogates become U+FFFD), whoever writes it."""
 
     impl = String
     cache_ok = True

@@ -12,9 +12,9 @@ import argparse
 import logging
 import sys
 
+from common.offline import go_offline
 from registry.artifacts import artifact_store
 from registry.errors import DriftlineError
-from registry.offline import go_offline
 from registry.settings import Settings, get_settings
 from registry.store import Registry
 from retrain import distributed

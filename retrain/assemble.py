@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from registry.texts import text_key
+from common.texts import text_key
 
 COLUMNS = ["text", "label", "domain", "time"]
 _NAMED_LABELS = 10  # unknown labels named in a reason

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from registry.modelio import LoadedClassifier
 from retrain.assemble import RunData
 from retrain.evaluate import forward_outputs
 from retrain.gate import PairedPredictions
 from retrain.lifecycle import Outputs, label_ids
 from retrain.train import TrainResult
+from runtime.modelio import LoadedClassifier
 
 MIN_PROFILE_ROWS = 50  # recent held-out rows below which the reference profile also takes the old ones
 

@@ -10,7 +10,7 @@ become their string form ("3"); a column may mix integers and strings. CSV cells
 their types (a JSON ``1`` and ``"01"`` are then two labels, ``"1"`` and ``"01"``). Labels that differ
 only in case or inner spacing ("Spam" and "spam") are refused as ambiguous. A file has 2 to
 ``MAX_CLASSES`` classes and labels of at most ``MAX_LABEL_CHARS`` characters. Texts, labels and
-domains are cleaned with :func:`registry.texts.clean_text` (NUL and lone surrogates become U+FFFD).
+domains are cleaned with :func:`common.texts.clean_text` (NUL and lone surrogates become U+FFFD).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from common.texts import REPLACEMENT, clean_text, text_key
 from registry.errors import InvalidInputError
-from registry.texts import REPLACEMENT, clean_text, text_key
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from registry.scores import softmax  # noqa: F401 - retrain.evaluate.softmax is used across retrain
+from runtime.scores import softmax  # noqa: F401 - retrain.evaluate.softmax is used across retrain
 
 
 def forward_outputs(
@@ -29,7 +29,7 @@ def forward_outputs(
     import torch
     from tqdm.auto import tqdm
 
-    from registry.inference import PooledClassifier, input_names
+    from runtime.inference import PooledClassifier, input_names
 
     order = np.argsort([len(t) for t in texts], kind="stable")
     logits_out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)

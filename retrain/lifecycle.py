@@ -23,12 +23,12 @@ import pandas as pd
 from registry.artifacts import ArtifactStore
 from registry.entities import ArtifactRef, ModelVersion, NewModelVersion, RunStatus
 from registry.errors import DriftlineError
-from registry.modelio import REFERENCE_PROFILE, REFERENCE_PROFILE_INT8, save_classifier
 from registry.store import Registry
 from retrain.calibration import calibrate
 from retrain.evaluate import classification_metrics, softmax
 from retrain.quality import assess
 from retrain.reference import write_reference_profile
+from runtime.modelio import REFERENCE_PROFILE, REFERENCE_PROFILE_INT8, save_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -257,15 +257,15 @@ def export_onnx(
     model_dir: Path, trained: Any, reference: Outputs, labels: Sequence[str], max_length: int, *, seed: int
 ) -> dict[str, Any]:
     """The ONNX graph of a new version, exported into its folder and verified on its ``reference`` rows
-    (:mod:`registry.onnxrt`), unless ``DRIFTLINE_ONNX_EXPORT=false``; the result, recorded on the version.
+    (:mod:`runtime.onnxrt`), unless ``DRIFTLINE_ONNX_EXPORT=false``; the result, recorded on the version.
 
     With ``DRIFTLINE_ONNX_INT8`` (the default) a verified graph is also quantized to int8 and guarded on
     the same labeled rows against PyTorch's outputs on them (logits, pooled). An int8 graph that is
     kept gets what the monitor needs to judge the traffic it serves: its own temperature, fitted on its
     logits of those rows as the fp32 one was (under ``"int8"`` → ``"calibration"``), and its own
     reference profile (``REFERENCE_PROFILE_INT8``)."""
-    from registry.onnxrt import INT8_FILE, attach_onnx, record
     from registry.settings import get_settings
+    from runtime.onnxrt import INT8_FILE, attach_onnx, record
 
     settings = get_settings()
     if not settings.onnx_export:
@@ -308,7 +308,7 @@ def _attach_int8(
 ) -> dict[str, Any]:
     """The int8 graph's block: quantized, guarded on the reference rows of the label set, and when
     kept, calibrated and profiled on its own outputs there."""
-    from registry.onnxrt import HeldOut, attach_int8
+    from runtime.onnxrt import HeldOut, attach_int8
 
     known = reference.rows["label"].isin(list(labels)).to_numpy()  # the guard judges rows of the label set
     rows = reference.rows[known].reset_index(drop=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from registry.templating import render
+from common.templating import render
 from retrain.gate import GateResult
 
 
@@ -105,7 +105,7 @@ def per_domain_rows(recent: pd.DataFrame) -> list[dict[str, Any]]:
 
 def report_context(r: ReportInputs) -> dict[str, Any]:
     """Everything the report shows, JSON-ready: written as promotion.json, rendered into promotion.html
-    (``registry/templates/promotion.html.j2``) and by the review console from the same template."""
+    (``common/templates/promotion.html.j2``) and by the review console from the same template."""
     by_label = r.train.groupby(["origin", "label"]).size().reset_index(name="rows")
     context = {
         "model": r.model_name,

@@ -42,7 +42,6 @@ from registry.entities import (
     RunStatus,
 )
 from registry.errors import InvalidInputError
-from registry.modelio import DRIFTLINE_META
 from registry.store import Registry
 from retrain import distributed
 from retrain.assemble import AssemblyConfig, RunData, SkipRun, assemble
@@ -61,6 +60,7 @@ from retrain.lifecycle import (
 )
 from retrain.report import ReportInputs, write_promotion_report
 from retrain.train import TrainResult, fine_tune, resolve_config
+from runtime.modelio import DRIFTLINE_META
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ def _train_challenger(
 ) -> _Challenger:
     """Fine-tune the champion on the run's rows (the other ranks get the plan first), then run both
     models on the held-out rows."""
-    from registry.modelio import load_classifier_dir
+    from runtime.modelio import load_classifier_dir
 
     champion_dir = artifacts.fetch(champion.artifact)
     cfg, length_source = run_max_length(config, champion_max_length(champion, champion_dir))

@@ -9,7 +9,7 @@ and hot-swapped by a watcher thread. The control API is mounted at ``/api`` (Ope
 Overload: while a new prediction would wait over ``DRIFTLINE_MAX_QUEUE_WAIT_MS`` for the model,
 ``/predict`` answers 503 with ``Retry-After`` at once; a prediction whose client has gone leaves the
 queue and costs no forward pass and no log row. Bad input is a 4xx with the error body, never a
-traceback in the log (the middleware in front: ``service/guards.py``); ``/metrics`` labels requests by route (``service/httpmetrics.py``) and
+traceback in the log (the middleware in front: ``service/middleware.py``); ``/metrics`` labels requests by route (``service/httpmetrics.py``) and
 ``/docs.json`` lists every status ``/predict`` and ``/feedback`` answer (``service/openapi.py``).
 
 Why not ``@bentoml.api(batchable=True)``: a batchable API answers each request with a bare slice of a
@@ -36,20 +36,20 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from common.filemodes import secure_home
+from common.texts import clean_text, text_hash
 from registry.artifacts import artifact_store
 from registry.entities import CHAMPION, ModelVersion, NewLabel, NewPrediction, Role
 from registry.errors import DriftlineError, ErrorCode, NotFoundError, error_body
-from registry.modelio import load_version
-from registry.permissions import secure_home
 from registry.settings import get_settings
 from registry.store import Registry
-from registry.texts import clean_text, text_hash
+from runtime.modelio import load_version
 from service.api.app import create_control_app
 from service.api.deps import Backends, authorize_header
 from service.batching import Abandoned, MicroBatcher, Overloaded
 from service.console.app import create_console_app
-from service.guards import ApiPathGuard, BodyGuard, JSONOnly, ShedEarly, overloaded_body
 from service.httpmetrics import RouteMetrics
+from service.middleware import ApiPathGuard, BodyGuard, JSONOnly, ShedEarly, overloaded_body
 from service.openapi import DocumentedErrors
 from service.predlog import DROP_REASONS, PredictionLog, minted_within, new_prediction_id
 from service.runtime import RUNTIMES, BatchOutput, ModelHolder, OnnxRefused, OnnxServingModel, ServingModel

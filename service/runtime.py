@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from registry.entities import ModelVersion
-from registry.inference import PooledClassifier, input_names
-from registry.modelio import LoadedClassifier
-from registry.scores import softmax
+from runtime.inference import PooledClassifier, input_names
+from runtime.modelio import LoadedClassifier
+from runtime.scores import softmax
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class OnnxServingModel(ServingModel):
         threads: int | None = None,
         int8: bool = False,
     ) -> None:
-        from registry.onnxrt import OnnxForward, verify
+        from runtime.onnxrt import OnnxForward, verify
 
         super().__init__(loaded, version, trace=False)
         block = (loaded.meta or {}).get("onnx") or {}
@@ -268,7 +268,7 @@ class OnnxServingModel(ServingModel):
         self._forward = None
 
     def _int8_session(self, loaded: LoadedClassifier, block: dict[str, Any], threads: int | None) -> Any:
-        from registry.onnxrt import OnnxForward, int8_reproduced
+        from runtime.onnxrt import OnnxForward, int8_reproduced
 
         guard = block.get("int8") or {}
         if not guard.get("passed"):

@@ -106,7 +106,7 @@ def repair_lone_surrogates(body: bytes) -> bytes:
 
     JSON allows such escapes, but they are no text: the request parser refuses them (400), no
     database stores them and no tokenizer reads them. Replacing them here means the text is served
-    and logged with U+FFFD where the broken character was, as :func:`registry.texts.clean_text` does
+    and logged with U+FFFD where the broken character was, as :func:`common.texts.clean_text` does
     for NUL. Valid surrogate pairs (emoji sent as ``\ud83d\ude00``) are kept.
     """
     if b"\\u" not in body:

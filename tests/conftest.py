@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.offline import go_offline
+from common.offline import go_offline
 
 go_offline(force=True)  # the switches every Driftline command sets, whatever this shell says
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from monitor.launch import SubprocessLauncher
+from orchestration.launch import SubprocessLauncher
 from registry.entities import NewPrediction
 
 

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.texts import text_hash
 from registry.artifacts import LocalArtifactStore
 from registry.entities import ModelVersion, NewLabel, NewModelVersion, NewPrediction
-from registry.modelio import load_classifier_dir, load_version, save_classifier
 from registry.settings import Settings
 from registry.store import Registry
-from registry.texts import text_hash
 from retrain.bootstrap import BootstrapRequest, bootstrap
 from retrain.config import TrainConfig
 from retrain.data import ColumnSpec
+from runtime.modelio import load_classifier_dir, load_version, save_classifier
 from service.runtime import OnnxServingModel, ServingModel
 from tests.textgen import topic_rows
 
@@ -65,7 +65,7 @@ def register_variant(
             loaded.model, loaded.tokenizer, Path(tmp) / "m", max_length=loaded.max_length, extra={}
         )
         if onnx:
-            from registry.onnxrt import attach_onnx
+            from runtime.onnxrt import attach_onnx
 
             texts = [row["text"] for row in topic_rows(60, seed=12)]
             block = attach_onnx(out, loaded.model, loaded.tokenizer, texts, max_length=loaded.max_length)

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from common.filemodes import restrict_umask
+from common.offline import go_offline
 from driftline.settings import warn_unknown_settings
 from registry.errors import DriftlineError, ErrorCode
-from registry.offline import go_offline
-from registry.permissions import restrict_umask
 from registry.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ EXIT_FAILED = 1
 
 def setup(verbose: bool) -> None:
     get_settings.cache_clear()  # settings are read once per command, from the environment it runs in
-    restrict_umask()  # files 0600, folders 0700: see registry/permissions.py
+    restrict_umask()  # files 0600, folders 0700: see common/filemodes.py
     go_offline()
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

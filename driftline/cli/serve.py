@@ -7,9 +7,9 @@ import sys
 
 import click
 
+from common.filemodes import secure_home
 from driftline.cli.common import handle_errors, main, open_artifacts, open_registry
 from driftline.processes import DEFAULT_PORT
-from registry.permissions import secure_home
 from registry.settings import get_settings
 
 
@@ -17,8 +17,8 @@ from registry.settings import get_settings
 @handle_errors
 def scheduler() -> None:
     """Run the scheduler process: drift checks on an interval, reaping of dead runs (one leader at a time)."""
-    from monitor.scheduler import MonitorScheduler
     from monitor.settings import MonitorSettings
+    from orchestration.scheduler import MonitorScheduler
 
     settings = get_settings()
     secure_home(settings)

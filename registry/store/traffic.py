@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, insert, or_, select
 from sqlalchemy.orm import Session
 
+from common.texts import clean_label, clean_text, label_hint, text_hash
 from registry import entities as e
 from registry import labelqueue
 from registry.errors import InvalidInputError, NotFoundError
 from registry.labelqueue import Handout
 from registry.orm import LabelRequestRow, LabelRow, PredictionRow
 from registry.store.base import StoreBase
-from registry.texts import clean_label, clean_text, label_hint, text_hash
 
 MAX_LABEL_CHARS = 200  # the width of every label column
 ID_CHUNK = 500  # ids per IN (...) list: well within every backend's limit on bound parameters
@@ -229,7 +229,7 @@ def last_labels(s: Session, prediction_ids: Sequence[str], chunk: int = ID_CHUNK
 
 
 def clean_label_item(item: e.NewLabel) -> e.NewLabel:
-    """A label as stored: the label by :func:`registry.texts.clean_label`, text and domain cleaned."""
+    """A label as stored: the label by :func:`common.texts.clean_label`, text and domain cleaned."""
     return dataclasses.replace(
         item,
         label=clean_label(item.label),

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from fastapi import Request
 
+from common.filemodes import create_private_file
 from registry.entities import Role
 from registry.errors import DriftlineError, ErrorCode
-from registry.permissions import create_private_file
 from registry.settings import Settings, get_settings
 from registry.store import Registry
 from registry.tokens import ENV_TOKEN_ACTOR, TokenStore, hash_secret

@@ -16,12 +16,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from common.templating import environment
 from registry import entities as e
 from registry.entities import CHAMPION, DecisionStatus, Role
 from registry.errors import DriftlineError, ErrorCode, InvalidInputError, NotFoundError
 from registry.settings import get_settings
 from registry.store import Registry
-from registry.templating import environment
 from service.api import reports
 from service.api.deps import ArtifactsDep, RegistryDep
 from service.api.params import Id

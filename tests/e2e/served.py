@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 
+from common.offline import OFFLINE_ENV
 from driftline.lifeline import wrap
 from driftline.processes import bentoml_home
-from registry.offline import OFFLINE_ENV
 
 TOKEN = "e2e-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

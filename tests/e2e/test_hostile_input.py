@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from common.texts import REPLACEMENT
 from registry.settings import Settings
 from registry.store import Registry
-from registry.texts import REPLACEMENT
 from tests.e2e.served import AUTH, Server
 
 BODY_LIMIT = 300_000

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.launch import SubprocessLauncher
-from monitor.scheduler import MonitorScheduler
 from monitor.settings import MonitorSettings
+from orchestration.launch import SubprocessLauncher
+from orchestration.scheduler import MonitorScheduler
 from registry.artifacts import LocalArtifactStore
 from registry.entities import DecisionStatus, RunStatus, RunTrigger
 from registry.settings import Settings

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from monitor.launch import TorchrunLauncher
+from orchestration.launch import TorchrunLauncher
 from registry.entities import DecisionStatus, NewLabel, RunStatus, RunTrigger
 from tests.integration.test_retrain_run import finance_rows, open_home
 from tests.textgen import topic_rows

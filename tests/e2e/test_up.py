@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from monitor.scheduler import LEASE
+from orchestration.scheduler import LEASE
 from registry.settings import Settings
 from registry.store import Registry
 from tests.e2e.served import free_port, start_up

@@ -12,7 +12,6 @@ from click.testing import CliRunner, Result
 from driftline.cli import main
 from registry.artifacts import LocalArtifactStore
 from registry.entities import RunStatus
-from registry.modelio import load_version
 from registry.settings import get_settings
 from registry.store import Registry
 from retrain.bootstrap import BootstrapRequest, bootstrap
@@ -20,6 +19,7 @@ from retrain.config import TrainConfig
 from retrain.data import ColumnSpec
 from retrain.evaluate import forward_outputs
 from retrain.reference import REFERENCE_PROFILE, read_reference_profile
+from runtime.modelio import load_version
 from tests.textgen import topic_rows
 
 TINY = ["--num-hidden-layers", "1", "--epochs", "3", "--learning-rate", "5e-4", "--max-length", "32"]

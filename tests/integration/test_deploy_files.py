@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from registry.offline import OFFLINE_ENV
+from common.offline import OFFLINE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -219,9 +219,9 @@ def test_dockerfile_one_image_whose_command_picks_the_process() -> None:
 
 
 def test_make_and_the_bento_set_the_packages_offline_switches() -> None:
-    """Neither can import Python: they repeat registry.offline.OFFLINE_ENV, exactly."""
+    """Neither can import Python: they repeat common.offline.OFFLINE_ENV, exactly."""
     exports = dict(re.findall(r"^export (\w+) := (.*)$", (ROOT / "Makefile").read_text(), flags=re.MULTILINE))
-    assert exports == OFFLINE_ENV, "the Makefile's exports differ from registry/offline.py"
+    assert exports == OFFLINE_ENV, "the Makefile's exports differ from common/offline.py"
     bento = yaml.safe_load((ROOT / "deploy" / "bentofile.yaml").read_text())
     assert {env["name"]: env["value"] for env in bento["envs"]} == OFFLINE_ENV
 
@@ -673,8 +673,8 @@ def test_run_job_template_is_a_complete_job_the_launcher_can_copy() -> None:
     assert re.search(r"^\s*#\s*nodeSelector:", text, re.M), "a GPU nodeSelector is offered, commented out"
     assert "nvidia.com/gpu" not in json.dumps(job), "no GPU is requested by default"
 
-    # the Job as the scheduler's Kubernetes launcher makes it from this template (monitor/k8s.py)
-    from monitor.k8s import load_template, render_job
+    # the Job as the scheduler's Kubernetes launcher makes it from this template (orchestration/k8s.py)
+    from orchestration.k8s import load_template, render_job
 
     scheduler_env = {
         "DRIFTLINE_MODEL_NAME": "sentiment",

@@ -163,7 +163,7 @@ def test_a_window_served_on_int8_is_compared_with_the_int8_reference(served_home
     import pandas as pd
 
     from monitor.signals import embedding_drift
-    from registry.modelio import REFERENCE_PROFILE
+    from runtime.modelio import REFERENCE_PROFILE
 
     settings = Settings(home=served_home)
     store = Registry.open(settings)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from monitor.guard import GUARD_ACTOR, CachedScorer, GuardConfig, GuardStatus, guard_champion
+from monitor.guard import GuardConfig, GuardStatus
+from orchestration.guard_job import GUARD_ACTOR, CachedScorer, guard_champion
 from registry.artifacts import LocalArtifactStore
 from registry.entities import CHAMPION
 from registry.settings import Settings

@@ -14,8 +14,10 @@ import pytest
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (make venv installs it)")
 
 from registry.artifacts import LocalArtifactStore  # noqa: E402
-from registry.modelio import DRIFTLINE_META, load_version  # noqa: E402
-from registry.onnxrt import (  # noqa: E402
+from registry.settings import Settings  # noqa: E402
+from registry.store import Registry  # noqa: E402
+from runtime.modelio import DRIFTLINE_META, load_version  # noqa: E402
+from runtime.onnxrt import (  # noqa: E402
     INT8_FILE,
     ONNX_FILE,
     HeldOut,
@@ -24,8 +26,6 @@ from registry.onnxrt import (  # noqa: E402
     attach_onnx,
     verify,
 )
-from registry.settings import Settings  # noqa: E402
-from registry.store import Registry  # noqa: E402
 from tests.textgen import market_rows, topic_rows  # noqa: E402
 
 TEXTS = [r["text"] for r in topic_rows(40, seed=5)] + [r["text"] for r in market_rows(20, seed=5)]
@@ -136,7 +136,7 @@ def test_a_damaged_graph_is_refused_like_any_damaged_artifact(served_template: P
 def test_the_int8_graph_is_kept_with_its_guard_figures_and_its_own_reference(served_template: Path) -> None:
     import pandas as pd
 
-    from registry.modelio import REFERENCE_PROFILE, REFERENCE_PROFILE_INT8
+    from runtime.modelio import REFERENCE_PROFILE, REFERENCE_PROFILE_INT8
 
     settings = Settings(home=served_template)
     registry = Registry.open(settings)
@@ -159,7 +159,7 @@ def test_the_int8_graph_is_kept_with_its_guard_figures_and_its_own_reference(ser
 def test_the_int8_guard_refuses_an_impossible_margin_and_too_few_rows(champion) -> None:  # type: ignore[no-untyped-def]
     import numpy as np
 
-    from registry.onnxrt import run_graph
+    from runtime.onnxrt import run_graph
 
     loaded, folder = champion
     fp32 = attach_onnx(folder, loaded.model, loaded.tokenizer, TEXTS[:8], max_length=loaded.max_length)

@@ -13,10 +13,10 @@ import logging
 
 import pytest
 
+from common.texts import REPLACEMENT
 from registry.entities import NewLabel
 from registry.errors import ConflictError, InvalidInputError
 from registry.store import Registry
-from registry.texts import REPLACEMENT
 from service.predlog import REFUSED, SHUTDOWN, PredictionLog
 from tests.fakes import prediction_id, prediction_rows
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from driftline.export import export_predictions, parse_time
-from monitor.scheduler import MonitorScheduler
 from monitor.settings import MonitorSettings
+from orchestration.scheduler import MonitorScheduler
 from registry import entities as e
 from registry.artifacts import LocalArtifactStore
 from registry.errors import InvalidInputError

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.scheduler import MonitorScheduler
 from monitor.settings import MonitorSettings
+from orchestration.scheduler import MonitorScheduler
 from registry import entities as e
 from registry.artifacts import LocalArtifactStore
 from registry.store import Registry

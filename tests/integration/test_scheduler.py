@@ -6,8 +6,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from monitor.scheduler import LEASE, MonitorScheduler
 from monitor.settings import MonitorSettings
+from orchestration.scheduler import LEASE, MonitorScheduler
 from registry.artifacts import LocalArtifactStore
 from registry.entities import RunStatus, RunTrigger
 from registry.settings import Settings
@@ -116,7 +116,7 @@ def test_dispatcher_starts_the_oldest_queued_run_one_at_a_time(served_home: Path
 
 
 def test_subprocess_launcher_runs_the_retrain_module(served_home: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from monitor.launch import SubprocessLauncher
+    from orchestration.launch import SubprocessLauncher
 
     monkeypatch.setenv("DRIFTLINE_HOME", str(served_home))
     s = scheduler(served_home)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.scheduler import LEASE
+from orchestration.scheduler import LEASE
 from registry.entities import RunStatus, RunTrigger
 from registry.settings import Settings
 from registry.store import Registry

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from monitor.launch import SubprocessLauncher, TorchrunLauncher, make_launcher
 from monitor.settings import MonitorSettings
+from orchestration.launch import SubprocessLauncher, TorchrunLauncher, make_launcher
 from registry.entities import ArtifactRef, NewLabel, RunStatus, RunTrigger
 from registry.errors import ConflictError, InvalidInputError
 from retrain import distributed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from registry.onnxrt import HeldOut, int8_figures, int8_shortfalls
+from runtime.onnxrt import HeldOut, int8_figures, int8_shortfalls
 
 
 def heldout(y_true: list[int], logits: list[list[float]]) -> HeldOut:

@@ -18,7 +18,7 @@ kubernetes_validate = pytest.importorskip(
 
 from kubernetes.client import V1Job, V1JobCondition, V1JobList, V1JobStatus, V1ObjectMeta  # noqa: E402
 
-from monitor.k8s import KubernetesLauncher, job_state, render_job  # noqa: E402
+from orchestration.k8s import KubernetesLauncher, job_state, render_job  # noqa: E402
 
 K8S_VERSION = "1.33.0"
 TEMPLATE = {
@@ -158,8 +158,8 @@ def test_launch_active_and_exited() -> None:
 def test_the_setting_builds_the_launcher_from_the_shipped_template(monkeypatch: pytest.MonkeyPatch) -> None:
     from pathlib import Path
 
-    from monitor.launch import make_launcher
     from monitor.settings import MonitorSettings
+    from orchestration.launch import make_launcher
 
     shipped = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base" / "run-job.yaml"
     monkeypatch.setenv("DRIFTLINE_LAUNCHER", "kubernetes")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from common.filemodes import secure_home
 from registry.db import make_engine
-from registry.permissions import secure_home
 from registry.settings import Settings
 
 

@@ -11,11 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from driftline.settings import settings_models, warn_unknown_settings
-from monitor.settings import MonitorSettings
-from registry import settings_env
-from registry.settings import Settings
-from registry.settings_env import (
+from common import settings_env
+from common.settings_env import (
     OTHER_NAMES,
     env_names,
     from_values,
@@ -24,10 +21,13 @@ from registry.settings_env import (
     unknown_names,
     warn_unknown,
 )
+from driftline.settings import settings_models, warn_unknown_settings
+from monitor.settings import MonitorSettings
+from registry.settings import Settings
 from service.settings import ServeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-NOT_VARIABLES = {"DRIFTLINE_META"}  # registry.modelio's file-name constant
+NOT_VARIABLES = {"DRIFTLINE_META"}  # runtime.modelio's file-name constant
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +103,7 @@ def test_unknown_names_with_the_closest_known_one() -> None:
 
 def test_an_unknown_name_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
     known = known_names([MonitorSettings])
-    with caplog.at_level(logging.WARNING, logger="registry.settings_env"):
+    with caplog.at_level(logging.WARNING, logger="common.settings_env"):
         for _ in range(3):
             assert list(warn_unknown({"DRIFTLINE_COOLDOWN": "0"}, known)) == ["DRIFTLINE_COOLDOWN"]
     assert [r.getMessage() for r in caplog.records] == [

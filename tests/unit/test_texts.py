@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from registry.texts import REPLACEMENT, clean_label, clean_text, label_hint, text_hash
+from common.texts import REPLACEMENT, clean_label, clean_text, label_hint, text_hash
 from service.validation import repair_lone_surrogates
 
 

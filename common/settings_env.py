@@ -21,7 +21,7 @@ PREFIX = "DRIFTLINE_"
 OTHER_NAMES = frozenset(
     {
         "DRIFTLINE_TEST_DATABASE_URL",  # the PostgreSQL server of the tests and bench/predlog.py
-        "DRIFTLINE_RUN_ID",  # set on a run's Kubernetes pod (monitor/k8s.py), for whoever reads the pod
+        "DRIFTLINE_RUN_ID",  # set on a run's Kubernetes pod (orchestration/k8s.py), for whoever reads the pod
         "DRIFTLINE_PORT",  # deploy/compose.yaml: the proxy's published port
         "DRIFTLINE_TRAIN_THREADS",  # deploy/compose.yaml: the scheduler's OMP_NUM_THREADS
     }

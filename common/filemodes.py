@@ -25,8 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-
-from registry.settings import Settings
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +73,17 @@ def make_private(path: Path, mode: int) -> None:
         logger.warning("could not make %s private (mode %o): %s", path, mode, exc)
 
 
-def secure_home(settings: Settings) -> None:
+class Workspace(Protocol):
+    """What :func:`secure_home` reads of the settings (``registry.settings.Settings`` has both)."""
+
+    @property
+    def home(self) -> Path: ...
+
+    @property
+    def database_url(self) -> str: ...
+
+
+def secure_home(settings: Workspace) -> None:
     """Restrict the umask, create the home at 0700 (or chmod an existing one to 0700) and chmod the SQLite
     database under it, with its -wal/-shm files, to 0600."""
     restrict_umask()

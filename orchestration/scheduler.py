@@ -11,7 +11,7 @@ Jobs: the drift check (``DRIFTLINE_CHECK_INTERVAL_S``), each one preceded by the
 labeled rows it served since, is rolled back); the dispatcher (``DRIFTLINE_DISPATCH_INTERVAL_S``),
 which runs the drift checks asked for through the control API (``check_requests``), notices at once
 when a run process it launched died, and starts the oldest queued run through a
-:class:`monitor.launch.Launcher`, one at a time (``DRIFTLINE_LAUNCHER=none``: it only queues); and the
+:class:`orchestration.launch.Launcher`, one at a time (``DRIFTLINE_LAUNCHER=none``: it only queues); and the
 reaper, for runs whose heartbeat stopped (processes this replica did not launch, or lost with a
 previous scheduler).
 
@@ -29,10 +29,11 @@ import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from monitor.guard import CachedScorer, GuardOutcome, GuardStatus, guard_champion
+from monitor.guard import GuardStatus
 from monitor.job import CheckRecord, NothingNew, run_drift_check
-from monitor.launch import Launcher, describe_exit, make_launcher
 from monitor.settings import MonitorSettings
+from orchestration.guard_job import CachedScorer, GuardOutcome, guard_champion
+from orchestration.launch import Launcher, describe_exit, make_launcher
 from registry.artifacts import ArtifactStore
 from registry.entities import CheckRequestStatus
 from registry.errors import DriftlineError, InvalidInputError, NotFoundError

@@ -1,7 +1,7 @@
 """The served forward pass as an ONNX graph, run by ONNX Runtime: exported when a version is registered,
 verified against PyTorch on the version's reference rows, stored in the version's artifact.
 
-The graph is :class:`registry.inference.PooledClassifier` exported with dynamic batch and sequence axes:
+The graph is :class:`runtime.inference.PooledClassifier` exported with dynamic batch and sequence axes:
 inputs in ``input_names`` order, outputs ``logits`` and ``pooled`` (the mean-pooled last hidden state the
 prediction log and the drift monitor use), so the embeddings the monitor compares and the calibration
 (a temperature on the logits) stay the same whichever runtime serves.
@@ -18,7 +18,7 @@ least ``INT8_MIN_ROWS`` rows. Its outputs on ``PROBE_TEXTS`` are recorded, so th
 that its ONNX Runtime computes the same int8 graph (int8 kernels differ by CPU).
 
 The int8 embeddings are not fp32's: on a 1-layer MiniLM the monitor's own test
-(:func:`registry.scores.separability`, fp32 embeddings of half the rows against int8 ones of the other
+(:func:`runtime.scores.separability`, fp32 embeddings of half the rows against int8 ones of the other
 half) told them apart with AUC 0.999 although every label agreed. So an int8 graph that is kept gets its
 own reference profile and temperature, computed from its outputs on the same held-out rows
 (``retrain.lifecycle.export_onnx``); the server logs which runtime made each prediction, and the
@@ -79,7 +79,7 @@ def export_pooled(model: Any, tokenizer: Any, out_path: Path, *, max_length: int
     """Export the pooled classifier to ``out_path``; returns its input names (in order)."""
     import torch
 
-    from registry.inference import PooledClassifier, input_names
+    from runtime.inference import PooledClassifier, input_names
 
     enc = tokenizer(EXPORT_TEXTS, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
     names = input_names(enc)
@@ -139,8 +139,8 @@ def verify(
     """Compare the graph with PyTorch on ``texts``: labels, probabilities, embeddings."""
     import torch
 
-    from registry.inference import PooledClassifier
-    from registry.scores import softmax
+    from runtime.inference import PooledClassifier
+    from runtime.scores import softmax
 
     eager = PooledClassifier(model, forward.inputs).eval()
     rows = agree = 0
@@ -208,7 +208,7 @@ def int8_guard(
     """May the int8 graph serve in place of fp32? Compared on the held-out rows with PyTorch's fp32
     outputs (which the verified fp32 graph reproduces): ``passed`` and, when not, ``reasons``; and the
     int8 graph's (logits, pooled) on the rows (``None`` when there were too few to run)."""
-    from registry.scores import separability
+    from runtime.scores import separability
 
     rows = len(heldout.texts)
     if rows < min_rows:
@@ -244,7 +244,7 @@ def int8_figures(heldout: HeldOut, int8_logits: np.ndarray) -> tuple[dict[str, f
     held-out rows, both calibrated by ``heldout.temperature``; and on how many rows their labels agree."""
     from sklearn.metrics import f1_score
 
-    from registry.scores import softmax
+    from runtime.scores import softmax
 
     y = np.asarray(heldout.y_true)
     classes = list(range(heldout.logits.shape[1]))
@@ -311,7 +311,7 @@ def int8_reproduced(
 ) -> str | None:
     """``None`` when this ONNX Runtime gives the int8 graph's recorded outputs on ``PROBE_TEXTS`` (labels
     equal, probabilities within ``INT8_PROBE_TOLERANCE``), else why not: int8 kernels differ by CPU."""
-    from registry.scores import softmax
+    from runtime.scores import softmax
 
     recorded = softmax(np.asarray(block["probe_logits"], dtype=np.float32))
     here = softmax(run_graph(forward, tokenizer, PROBE_TEXTS, max_length=max_length)[0])
@@ -356,7 +356,7 @@ def attach_onnx(
 def record(model_dir: Path, block: dict[str, Any]) -> None:
     """Write ``block`` as the ``"onnx"`` entry of the folder's ``driftline.json``, which the server reads
     (without ``seconds``: the same model must give the same artifact, bit for bit)."""
-    from registry.modelio import DRIFTLINE_META
+    from runtime.modelio import DRIFTLINE_META
 
     meta_path = Path(model_dir) / DRIFTLINE_META
     meta = json.loads(meta_path.read_text())

@@ -1,6 +1,6 @@
 """Launchers start retraining runs outside the scheduler's process. The dispatcher only knows this
 interface: a child process per run (``subprocess``), or a ``torchrun`` job per run (several training
-processes, DDP), or a Kubernetes Job per run (``monitor/k8s.py``)."""
+processes, DDP), or a Kubernetes Job per run (``orchestration/k8s.py``)."""
 
 from __future__ import annotations
 
@@ -131,8 +131,8 @@ def make_launcher(kind: str, settings: MonitorSettings | None = None) -> Launche
             settings = MonitorSettings()
         return TorchrunLauncher(nproc=settings.torchrun_nproc)
     if kind == "kubernetes":
-        from monitor.k8s import KubernetesLauncher, current_namespace, load_template
         from monitor.settings import MonitorSettings
+        from orchestration.k8s import KubernetesLauncher, current_namespace, load_template
 
         settings = settings or MonitorSettings()
         if settings.k8s_job_template is None:

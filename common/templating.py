@@ -1,7 +1,7 @@
 """Pages rendered from records: one Jinja2 environment (autoescaped) shared by the static reports and the
 review console, so a report file and the console page that shows it come from the same template.
 
-Templates live in ``registry/templates/`` (the report bodies, the base page) and, for the console, in the
+Templates live in ``common/templates/`` (the report bodies, the base page) and, for the console, in the
 service's own folder, which :func:`environment` puts first when given.
 """
 
@@ -62,7 +62,7 @@ def environment(*packages: str) -> Environment:
     Undefined values chain (``report.gate.old.rows`` on a report without ``old`` renders empty) so that
     reports written by an older Driftline still render; everything is escaped unless marked safe.
     """
-    loaders = [PackageLoader(p, "templates") for p in packages] + [PackageLoader("registry", "templates")]
+    loaders = [PackageLoader(p, "templates") for p in packages] + [PackageLoader("common", "templates")]
     env = Environment(
         loader=ChoiceLoader(loaders),
         autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),

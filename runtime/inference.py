@@ -33,7 +33,7 @@ def input_names(encoded: Any) -> tuple[str, ...]:
 
 
 def predict_labels(loaded: Any, texts: list[str], *, batch_size: int = 32) -> list[str]:
-    """The label ``loaded`` (a :class:`registry.modelio.LoadedClassifier`) gives each text, in batches,
+    """The label ``loaded`` (a :class:`runtime.modelio.LoadedClassifier`) gives each text, in batches,
     tokenized as serving and training do (the head of a long text, ``max_length`` tokens)."""
     device = next(loaded.model.parameters()).device
     out: list[str] = []
