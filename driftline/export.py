@@ -14,7 +14,6 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from registry.errors import InvalidInputError
-from registry.predlog import PredictionLogStore
 from registry.store import Registry
 
 FORMATS = ("parquet", "jsonl", "csv")
@@ -71,7 +70,7 @@ def export_predictions(
                 writer = pq.ParquetWriter(fh, SCHEMA)
             elif fmt == "csv":
                 writer = pa_csv.CSVWriter(fh, SCHEMA)
-            store = PredictionLogStore(registry)
+            store = registry.prediction_log
             for batch in store.batches(
                 since=since, until=until, model_name=model_name, batch_size=batch_size
             ):

@@ -37,8 +37,8 @@ from orchestration.launch import Launcher, describe_exit, make_launcher
 from registry.artifacts import ArtifactStore
 from registry.entities import CheckRequestStatus
 from registry.errors import DriftlineError, InvalidInputError, NotFoundError
-from registry.predlog import PredictionLogStore, PruneResult
 from registry.store import Registry
+from registry.store.retention import PruneResult
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class MonitorScheduler:
         if days <= 0 or not self.is_leader():
             return None
         try:
-            return PredictionLogStore(self.registry).prune(
+            return self.registry.prediction_log.prune(
                 datetime.now(UTC) - timedelta(days=days),
                 keep_latest=self.settings.window_size,
                 batch_size=self.settings.prune_batch_size,

@@ -29,9 +29,8 @@ def tokens() -> None:
 @handle_errors
 def tokens_create(name: str, role: str) -> None:
     """Create the token NAME (its name is the actor recorded on what it does) and print its secret once."""
-    from registry.tokens import TokenStore
 
-    token, secret = TokenStore(open_registry(get_settings())).create(name, role, created_by="cli")
+    token, secret = open_registry(get_settings()).tokens.create(name, role, created_by="cli")
     click.echo(f"created token '{token.name}' with role {token.role.value}; its secret:")
     click.echo(secret)
     click.echo(
@@ -45,9 +44,8 @@ def tokens_create(name: str, role: str) -> None:
 @handle_errors
 def tokens_list(as_json: bool) -> None:
     """List the tokens (never their secrets), oldest first, revoked ones included."""
-    from registry.tokens import TokenStore
 
-    items = TokenStore(open_registry(get_settings())).list()
+    items = open_registry(get_settings()).tokens.list()
     if as_json:
         click.echo(json.dumps([as_dict(t) for t in items], indent=1))
         return
@@ -67,9 +65,9 @@ def tokens_list(as_json: bool) -> None:
 @handle_errors
 def tokens_revoke(name: str) -> None:
     """Revoke the token NAME: a running service refuses it within a few seconds (its lookup cache)."""
-    from registry.tokens import CACHE_TTL_S, TokenStore
+    from registry.store.tokens import CACHE_TTL_S
 
-    token = TokenStore(open_registry(get_settings())).revoke(name)
+    token = open_registry(get_settings()).tokens.revoke(name)
     click.echo(
         f"revoked token '{token.name}' (role {token.role.value}); a running service refuses it within "
         f"{CACHE_TTL_S:g} s"

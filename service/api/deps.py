@@ -25,7 +25,7 @@ from registry.entities import Role
 from registry.errors import DriftlineError, ErrorCode
 from registry.settings import get_settings
 from registry.store import Registry
-from registry.tokens import CACHE_TTL_S, ENV_TOKEN_ACTOR, TokenStore, hash_secret
+from registry.store.tokens import CACHE_TTL_S, ENV_TOKEN_ACTOR, hash_secret
 
 Backends = tuple[Registry, ArtifactStore]
 """What the control API and the console read and write through."""
@@ -92,7 +92,7 @@ class TokenCache:
             hit = self._entries.get(key)
         if hit is not None and hit[0] > now:
             return hit[1], hit[2]
-        token = TokenStore(registry).authenticate(secret)
+        token = registry.tokens.authenticate(secret)
         with self._lock:
             if token is None:
                 self._entries.pop(key, None)
@@ -128,7 +128,7 @@ def authorize(registry: Registry, secret: str | None, needed: Role) -> str:
         else:
             found = token_cache.lookup(registry, secret)
     if found is None:
-        if not env_secret and not TokenStore(registry).any_active():
+        if not env_secret and not registry.tokens.any_active():
             raise DriftlineError(
                 f"this needs a token with role {needed.value} or above and none exists yet: create one with "
                 "`driftline tokens create NAME --role reviewer` (or set DRIFTLINE_API_TOKEN for the server) "

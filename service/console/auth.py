@@ -25,7 +25,7 @@ from registry.entities import Role
 from registry.errors import DriftlineError, ErrorCode
 from registry.settings import Settings, get_settings
 from registry.store import Registry
-from registry.tokens import ENV_TOKEN_ACTOR, TokenStore, hash_secret
+from registry.store.tokens import ENV_TOKEN_ACTOR, hash_secret
 
 CSRF_FIELD = "csrf_token"
 SESSION_COOKIE = "driftline_console"
@@ -75,7 +75,7 @@ def sign_in(request: Request, registry: Registry, secret: str) -> Reviewer:
     if secret and env and hmac.compare_digest(secret.encode(), env.encode()):
         session = {"name": ENV_TOKEN_ACTOR, "role": Role.ADMIN.value, "env": _env_fingerprint(settings)}
     else:
-        token = TokenStore(registry).authenticate(secret) if secret else None
+        token = registry.tokens.authenticate(secret) if secret else None
         if token is None:
             raise DriftlineError(
                 "that token is unknown or revoked", code=ErrorCode.UNAUTHENTICATED, field="token"
@@ -100,7 +100,7 @@ def current_reviewer(request: Request, registry: Registry) -> Reviewer | None:
         valid = session["env"] is not None and session["env"] == _env_fingerprint(get_settings())
     else:
         token_id = session.get("token_id")
-        token = TokenStore(registry).active(token_id) if isinstance(token_id, int) else None
+        token = registry.tokens.active(token_id) if isinstance(token_id, int) else None
         valid = token is not None and token.name == name
         role = token.role.value if token is not None else role
     if not valid:

@@ -31,7 +31,6 @@ from registry.artifacts import open_artifact_store
 from registry.orm import AliasEventRow
 from registry.settings import Settings
 from registry.store import Registry
-from registry.tokens import TokenStore
 from retrain.report import write_promotion_report
 from tests.browser import chromium, screenshot
 from tests.e2e.served import free_port, start_up
@@ -115,7 +114,7 @@ def _open(home: Path) -> tuple[Registry, object]:
 def _seed(home: Path, tmp_path: Path) -> tuple[str, int]:
     """A reviewer token, a drift check and a pending decision with its report."""
     registry, artifacts = _open(home)
-    _, secret = TokenStore(registry).create(REVIEWER, "reviewer", created_by="test")
+    _, secret = registry.tokens.create(REVIEWER, "reviewer", created_by="test")
     _check(
         registry,
         "embedding drift: 1 check in a row (2 needed); labels so far: 40",

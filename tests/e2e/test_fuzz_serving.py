@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 
 from registry.settings import Settings
 from registry.store import Registry
-from registry.tokens import TokenStore
 from service.api.responses import ErrorBody
 from tests.e2e.served import AUTH, Server
 from tests.fuzzing import Tally, all_selected, config, fuzz_settings
@@ -75,7 +74,7 @@ def reader(server: Server) -> dict[str, str]:
     """A named reader token: it authenticates, and its role is below what ``/feedback`` needs."""
     registry = Registry.open(Settings(home=server.home))
     try:
-        secret = TokenStore(registry).create("fuzz-reader", "reader", created_by="fuzz")[1]
+        secret = registry.tokens.create("fuzz-reader", "reader", created_by="fuzz")[1]
     finally:
         registry.close()
     return {"Authorization": f"Bearer {secret}"}

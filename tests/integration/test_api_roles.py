@@ -17,7 +17,6 @@ from starlette.testclient import TestClient
 from registry import entities as e
 from registry.artifacts import LocalArtifactStore
 from registry.store import Registry
-from registry.tokens import TokenStore
 from service.api.deps import token_cache
 from tests.integration.test_registry import spec
 
@@ -61,7 +60,7 @@ def api(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.fixture
 def secrets(registry: Registry) -> dict[str, str]:
     """One token per role, named after it, and one revoked reviewer; their secrets by name."""
-    store = TokenStore(registry)
+    store = registry.tokens
     made = {role.value: store.create(role.value, role, created_by="test")[1] for role in e.Role}
     made["gone"] = store.create("gone", "reviewer", created_by="test")[1]
     store.revoke("gone")
@@ -206,7 +205,7 @@ def test_a_revoked_token_stops_working_within_the_cache_ttl(
     monkeypatch.setattr(token_cache, "ttl_s", 0.5)
     headers = bearer(secrets["reader"])
     assert api.get("/models", headers=headers).status_code == 200  # looked up, then cached
-    TokenStore(registry).revoke("reader")
+    registry.tokens.revoke("reader")
     assert api.get("/models", headers=headers).status_code == 200  # still cached
     time.sleep(0.6)
     assert api.get("/models", headers=headers).status_code == 401

@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from driftline.cli import main
 from registry.settings import Settings
 from registry.store import Registry
-from registry.tokens import TokenStore
 
 
 def cli(home: Path, *args: str):  # type: ignore[no-untyped-def]
@@ -31,7 +30,7 @@ def test_create_list_revoke(tmp_path: Path) -> None:
     secret = re.search(r"^(dl_\S+)$", made.stdout, re.MULTILINE)
     assert secret, made.stdout
     registry = Registry.open(Settings(home=home))
-    token = TokenStore(registry).authenticate(secret.group(1))
+    token = registry.tokens.authenticate(secret.group(1))
     assert token is not None and (token.name, token.role.value, token.created_by) == (
         "alice",
         "reviewer",
@@ -52,7 +51,7 @@ def test_create_list_revoke(tmp_path: Path) -> None:
     revoked = cli(home, "revoke", "alice")
     assert revoked.exit_code == 0 and "revoked token 'alice'" in revoked.stdout
     assert "within 5 s" in revoked.stdout
-    assert TokenStore(registry).authenticate(secret.group(1)) is None
+    assert registry.tokens.authenticate(secret.group(1)) is None
     as_json = json.loads(cli(home, "list", "--json").stdout)
     assert [(t["name"], t["revoked_at"] is not None) for t in as_json] == [("alice", True), ("bob", False)]
     assert all("token_hash" not in t for t in as_json)

@@ -22,7 +22,6 @@ from registry.artifacts import LocalArtifactStore
 from registry.errors import DatabaseError
 from registry.orm import AliasEventRow
 from registry.store import Registry
-from registry.tokens import TokenStore
 from retrain.gate import Comparison, GateConfig, GateResult
 from retrain.report import ReportInputs, write_promotion_report
 from service.console.pages import guard_state, served_at
@@ -271,7 +270,7 @@ def test_the_static_report_and_the_review_page_share_the_template(home, tmp_path
 def test_sign_in_approve_and_roll_back_record_the_token_name(home, tmp_path: Path) -> None:
     registry, artifacts = home
     ids = seed(registry, artifacts, tmp_path, report_inputs())
-    _, secret = TokenStore(registry).create("alice", "reviewer", created_by="test")
+    _, secret = registry.tokens.create("alice", "reviewer", created_by="test")
     client = console_client(registry, artifacts)
 
     form = client.get("/login")
@@ -322,8 +321,8 @@ def test_writes_need_a_session_a_reviewer_and_the_csrf_token(home, tmp_path: Pat
     registry, artifacts = home
     ids = seed(registry, artifacts, tmp_path, report_inputs())
     d = ids["decision"].id
-    _, reviewer = TokenStore(registry).create("bob", "reviewer", created_by="test")
-    _, reader = TokenStore(registry).create("rita", "reader", created_by="test")
+    _, reviewer = registry.tokens.create("bob", "reviewer", created_by="test")
+    _, reader = registry.tokens.create("rita", "reader", created_by="test")
 
     anonymous = console_client(registry, artifacts)
     csrf = csrf_of(anonymous.get("/login").text)
@@ -353,14 +352,14 @@ def test_writes_need_a_session_a_reviewer_and_the_csrf_token(home, tmp_path: Pat
     assert registry.get_version_by_alias("sentiment", e.CHAMPION).version == 1
 
     # a revoked token's session ends at its next request
-    TokenStore(registry).revoke("bob")
+    registry.tokens.revoke("bob")
     after = no_csrf.get(f"/decisions/{d}")
     assert "signed in as" not in after.text
 
 
 def test_with_the_registry_down_a_signed_in_page_is_the_error_page_escaped(home, tmp_path: Path) -> None:
     registry, artifacts = home
-    _, secret = TokenStore(registry).create("dana", "reviewer", created_by="test")
+    _, secret = registry.tokens.create("dana", "reviewer", created_by="test")
     client = console_client(registry, artifacts)
     sign_in(client, secret)
 
@@ -381,7 +380,7 @@ def test_closed_reads_send_pages_to_sign_in(home, tmp_path: Path, monkeypatch: p
 
     registry, artifacts = home
     seed(registry, artifacts, tmp_path, report_inputs())
-    _, reader = TokenStore(registry).create("rita", "reader", created_by="test")
+    _, reader = registry.tokens.create("rita", "reader", created_by="test")
     monkeypatch.setenv("DRIFTLINE_OPEN_READS", "false")
     get_settings.cache_clear()
     client = console_client(registry, artifacts)
@@ -403,7 +402,7 @@ def test_hostile_text_is_escaped_on_every_page(home, tmp_path: Path) -> None:
         )
     registry.finish_run(ids["run"].id, e.RunStatus.FAILED, error=XSS)
     client = console_client(registry, artifacts)
-    _, secret = TokenStore(registry).create("carol", "reviewer", created_by="test")
+    _, secret = registry.tokens.create("carol", "reviewer", created_by="test")
     sign_in(client, secret)
     d, run, check = ids["decision"].id, ids["run"].id, ids["check"].id
     paths = [

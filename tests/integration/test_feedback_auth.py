@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from registry.tokens import TokenStore
 from tests.integration.test_service import _client, registry
 
 ENV_TOKEN = "feedback-env-token"
@@ -25,7 +24,7 @@ def bearer(secret: str) -> dict[str, str]:
 def secrets(served_home: Path) -> dict[str, str]:
     store = registry(served_home)
     made = {
-        role: TokenStore(store).create(role, role, created_by="test")[1] for role in ("reader", "labeler")
+        role: store.tokens.create(role, role, created_by="test")[1] for role in ("reader", "labeler")
     }
     store.close()
     return made

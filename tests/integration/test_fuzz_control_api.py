@@ -35,7 +35,6 @@ from registry import entities as e
 from registry.artifacts import LocalArtifactStore
 from registry.db import make_engine
 from registry.store import Registry
-from registry.tokens import TokenStore
 from service.api.app import create_control_app
 from service.api.deps import token_cache
 from service.api.params import MAX_ID
@@ -155,7 +154,7 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     reports.mkdir(parents=True)
     (reports / "report.html").write_text("<p>drift</p>")
     (reports / "report.json").write_text('{"drifted": true}')
-    tokens = TokenStore(registry)
+    tokens = registry.tokens
     secrets = {role: tokens.create(role, role, created_by="fuzz")[1] for role in ("reader", "reviewer")}
     APP.state.registry, APP.state.artifacts = registry, LocalArtifactStore(root / "artifacts")
     token_cache.clear()

@@ -19,7 +19,6 @@ from registry import entities as e
 from registry.artifacts import LocalArtifactStore
 from registry.settings import Settings
 from registry.store import Registry
-from registry.tokens import TokenStore
 from service.api.deps import token_cache
 from tests.fakes import prediction_id
 from tests.integration.test_registry import spec
@@ -118,7 +117,7 @@ def api(registry: Registry, champion: e.ModelVersion, tmp_path: Path) -> Iterato
     get_settings.cache_clear()
     token_cache.clear()
     registry.add_predictions(logged(30))
-    _, secret = TokenStore(registry).create("labeling-team", "labeler", created_by="t")
+    _, secret = registry.tokens.create("labeling-team", "labeler", created_by="t")
     app = create_control_app(lambda: (registry, LocalArtifactStore(tmp_path / "artifacts")))
     with TestClient(app) as client:
         yield client, secret

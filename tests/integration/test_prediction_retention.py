@@ -17,7 +17,6 @@ from orchestration.scheduler import MonitorScheduler
 from registry import entities as e
 from registry.artifacts import LocalArtifactStore
 from registry.errors import InvalidInputError
-from registry.predlog import PredictionLogStore
 from registry.store import Registry
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -52,7 +51,7 @@ def test_prune_keeps_labeled_rows_and_each_versions_window(registry: Registry) -
     quiet = log(registry, 8, version=2, start=NOW - timedelta(days=80), step=timedelta(hours=1), prefix="v2-")
     registry.add_labels([e.NewLabel(label="positive", prediction_id=pid) for pid in old[:5]])
 
-    result = PredictionLogStore(registry).prune(NOW - timedelta(days=30), keep_latest=20, batch_size=25)
+    result = registry.prediction_log.prune(NOW - timedelta(days=30), keep_latest=20, batch_size=25)
     left = set(registry.get_predictions(old + recent + quiet))
     assert set(old[:5]) <= left  # labels point to them
     assert set(recent) <= left  # newer than the cutoff
@@ -60,12 +59,12 @@ def test_prune_keeps_labeled_rows_and_each_versions_window(registry: Registry) -
     assert result.deleted == 115 and left == set(old[:5]) | set(recent) | set(quiet)
     assert result.batches == 5 and result.kept_labeled == 5
     # again: nothing left to delete
-    assert PredictionLogStore(registry).prune(NOW - timedelta(days=30), keep_latest=20).deleted == 0
+    assert registry.prediction_log.prune(NOW - timedelta(days=30), keep_latest=20).deleted == 0
 
 
 def test_prune_keeps_the_latest_rows_of_a_version_older_than_the_cutoff(registry: Registry) -> None:
     ids = log(registry, 50, start=NOW - timedelta(days=60), step=timedelta(minutes=1), prefix="p")
-    result = PredictionLogStore(registry).prune(
+    result = registry.prediction_log.prune(
         NOW - timedelta(days=30), keep_latest=10, max_batches=1, batch_size=100
     )
     assert result.deleted == 40 and set(registry.get_predictions(ids)) == set(ids[-10:])

@@ -11,11 +11,10 @@ from sqlalchemy import text
 from registry.entities import ApiToken, Role, as_dict
 from registry.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from registry.store import Registry
-from registry.tokens import TokenStore
 
 
 def test_create_authenticate_list_revoke(registry: Registry) -> None:
-    store = TokenStore(registry)
+    store = registry.tokens
     assert store.list() == [] and not store.any_active()
     alice, secret = store.create("alice", "reviewer", created_by="cli")
     assert secret.startswith("dl_") and len(secret) > 40
@@ -55,7 +54,7 @@ def test_create_authenticate_list_revoke(registry: Registry) -> None:
 
 
 def test_only_the_hash_of_the_secret_is_stored(registry: Registry) -> None:
-    _, secret = TokenStore(registry).create("ci", "admin", created_by="cli")
+    _, secret = registry.tokens.create("ci", "admin", created_by="cli")
     with registry.engine.connect() as conn:
         rows = conn.execute(text("SELECT * FROM api_tokens")).mappings().all()
     assert len(rows) == 1
@@ -64,7 +63,7 @@ def test_only_the_hash_of_the_secret_is_stored(registry: Registry) -> None:
 
 
 def test_a_name_is_taken_for_good(registry: Registry) -> None:
-    store = TokenStore(registry)
+    store = registry.tokens
     store.create("alice", "reader", created_by="cli")
     with pytest.raises(AlreadyExistsError, match="token 'alice' already exists") as taken:
         store.create("alice", "admin", created_by="cli")
@@ -91,7 +90,7 @@ def test_a_name_is_taken_for_good(registry: Registry) -> None:
 def test_bad_names_and_roles_are_refused_naming_the_field(
     registry: Registry, name: str, role: str, field: str, words: str
 ) -> None:
-    store = TokenStore(registry)
+    store = registry.tokens
     with pytest.raises(InvalidInputError, match=words.replace(".", r"\.")) as refused:
         store.create(name, role, created_by="cli")
     assert refused.value.details == {"field": field}
@@ -99,7 +98,7 @@ def test_bad_names_and_roles_are_refused_naming_the_field(
 
 
 def test_a_64_character_name_is_allowed(registry: Registry) -> None:
-    token, _ = TokenStore(registry).create("a" * 64, "reader", created_by="cli")
+    token, _ = registry.tokens.create("a" * 64, "reader", created_by="cli")
     assert token.name == "a" * 64
 
 

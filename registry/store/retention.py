@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, select, true, tuple_
+from sqlalchemy.orm import Session
 
-from registry.db import transaction
 from registry.orm import LabelRow, PredictionRow
-from registry.store import Registry, last_labels
+from registry.store.traffic import last_labels
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +44,11 @@ class PruneResult:
 
 
 class PredictionLogStore:
-    """The ``predictions`` table's retention and export, through the registry's sessions."""
+    """The ``predictions`` table's retention and export: ``Registry.prediction_log``, in the registry's
+    transaction scope."""
 
-    def __init__(self, registry: Registry) -> None:
-        self._sessions = registry._sessions
+    def __init__(self, transaction: Callable[[], AbstractContextManager[Session]]) -> None:
+        self._tx = transaction
 
     def _protected_since(self, s: Any, keep_latest: int) -> dict[tuple[str, int], datetime]:
         """Per model version, the time of its ``keep_latest``-th newest prediction (rows at or after it
@@ -82,7 +84,7 @@ class PredictionLogStore:
         latest ``keep_latest``; ``batch_size`` rows per transaction, at most ``max_batches`` of them (None:
         until none is left). Returns what it did."""
         started = time.perf_counter()
-        with transaction(self._sessions) as s:
+        with self._tx() as s:
             protected = self._protected_since(s, keep_latest)
         unlabeled = ~exists().where(LabelRow.prediction_id == PredictionRow.id)
         window = [
@@ -96,7 +98,7 @@ class PredictionLogStore:
         outside_windows = ~or_(*window) if window else true()
         deleted = batches = 0
         while max_batches is None or batches < max_batches:
-            with transaction(self._sessions) as s:
+            with self._tx() as s:
                 ids = list(
                     s.scalars(
                         select(PredictionRow.id)
@@ -110,7 +112,7 @@ class PredictionLogStore:
                 s.execute(delete(PredictionRow).where(PredictionRow.id.in_(ids)))
             deleted += len(ids)
             batches += 1
-        with transaction(self._sessions) as s:
+        with self._tx() as s:
             kept = s.scalar(
                 select(func.count())
                 .select_from(PredictionRow)
@@ -140,7 +142,7 @@ class PredictionLogStore:
         ``true_label``: the last label given for it, or None."""
         after: tuple[datetime, str] | None = None
         while True:
-            with transaction(self._sessions) as s:
+            with self._tx() as s:
                 query = (
                     select(PredictionRow)
                     .order_by(PredictionRow.created_at, PredictionRow.id)

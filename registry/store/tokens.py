@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from registry import entities as e
-from registry.db import transaction
 from registry.errors import AlreadyExistsError, ConflictError, InvalidInputError, NotFoundError
 from registry.orm import ApiTokenRow
-from registry.store import Registry
 
 SECRET_PREFIX = "dl_"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -57,11 +59,13 @@ def check_name(name: str) -> None:
 
 
 class TokenStore:
-    """The ``api_tokens`` table, through the registry's sessions and clock."""
+    """The ``api_tokens`` table: ``Registry.tokens``, in the registry's transaction scope and clock."""
 
-    def __init__(self, registry: Registry) -> None:
-        self._sessions = registry._sessions
-        self._clock = registry._clock
+    def __init__(
+        self, transaction: Callable[[], AbstractContextManager[Session]], clock: Callable[[], datetime]
+    ) -> None:
+        self._tx = transaction
+        self._clock = clock
 
     def create(self, name: str, role: str | e.Role, *, created_by: str) -> tuple[e.ApiToken, str]:
         """A new token and its secret; the secret is not kept anywhere and cannot be shown again."""
@@ -78,7 +82,7 @@ class TokenStore:
             field="name",
         )
         try:
-            with transaction(self._sessions) as s:
+            with self._tx() as s:
                 if s.scalar(select(ApiTokenRow.id).where(ApiTokenRow.name == name)) is not None:
                     raise taken
                 row = ApiTokenRow(
@@ -96,13 +100,13 @@ class TokenStore:
 
     def list(self) -> list[e.ApiToken]:
         """Every token, revoked ones included, oldest first (entities never carry the hash)."""
-        with transaction(self._sessions) as s:
+        with self._tx() as s:
             return [r.to_entity() for r in s.scalars(select(ApiTokenRow).order_by(ApiTokenRow.id))]
 
     def revoke(self, name: str) -> e.ApiToken:
         """Revoke the token ``name``: it no longer authenticates. Unknown or already revoked:
         :class:`NotFoundError`."""
-        with transaction(self._sessions) as s:
+        with self._tx() as s:
             row = s.scalar(select(ApiTokenRow).where(ApiTokenRow.name == name).with_for_update())
             if row is None:
                 raise NotFoundError(f"token '{name}' does not exist", field="name")
@@ -117,7 +121,7 @@ class TokenStore:
 
     def authenticate(self, secret: str) -> e.ApiToken | None:
         """The active token whose secret this is, or None (unknown or revoked)."""
-        with transaction(self._sessions) as s:
+        with self._tx() as s:
             row = s.scalar(
                 select(ApiTokenRow).where(
                     ApiTokenRow.token_hash == hash_secret(secret), ApiTokenRow.revoked_at.is_(None)
@@ -127,12 +131,12 @@ class TokenStore:
 
     def active(self, token_id: int) -> e.ApiToken | None:
         """The token with this id if it is not revoked (a console session checks it on each request)."""
-        with transaction(self._sessions) as s:
+        with self._tx() as s:
             row = s.get(ApiTokenRow, token_id)
             return None if row is None or row.revoked_at is not None else row.to_entity()
 
     def any_active(self) -> bool:
         """Whether at least one token is not revoked (to tell a client that none exists yet)."""
-        with transaction(self._sessions) as s:
+        with self._tx() as s:
             active = select(ApiTokenRow.id).where(ApiTokenRow.revoked_at.is_(None)).limit(1)
             return s.scalar(active) is not None
