@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     # Runtime (DRIFTLINE_RUNTIME); false: versions carry no graph and serve on PyTorch
     onnx_export: bool = True
     # also quantize each verified graph to int8 and keep it if its guard passes on the held-out rows
-    # (runtime.onnxrt.int8_guard): accuracy and macro-F1 within int8_margin of fp32. It serves only
+    # (runtime.onnxrt.int8_check): accuracy and macro-F1 within int8_margin of fp32. It serves only
     # where DRIFTLINE_RUNTIME=int8
     onnx_int8: bool = True
     int8_margin: float = Field(

@@ -12,8 +12,8 @@ under ``"onnx"``; only a verified graph may serve (``DRIFTLINE_RUNTIME=auto`` or
 fails or disagrees leaves no graph in the artifact and the version serves on PyTorch.
 
 int8 (:func:`attach_int8`): the verified graph quantized with ONNX Runtime's dynamic int8 quantization
-(weights int8, activations quantized per batch), kept as a second graph only if its guard passes on the
-version's held-out rows (:func:`int8_guard`): accuracy and macro-F1 within ``margin`` of fp32's, on at
+(weights int8, activations quantized per batch), kept as a second graph only if its accuracy check passes on the
+version's held-out rows (:func:`int8_check`): accuracy and macro-F1 within ``margin`` of fp32's, on at
 least ``INT8_MIN_ROWS`` rows. Its outputs on ``PROBE_TEXTS`` are recorded, so that a server can check
 that its ONNX Runtime computes the same int8 graph (int8 kernels differ by CPU).
 
@@ -22,7 +22,7 @@ The int8 embeddings are not fp32's: on a 1-layer MiniLM the monitor's own test
 half) told them apart with AUC 0.999 although every label agreed. So an int8 graph that is kept gets its
 own reference profile and temperature, computed from its outputs on the same held-out rows
 (``retrain.lifecycle.export_onnx``); the server logs which runtime made each prediction, and the
-monitor compares an int8 window with the int8 profile. The guard records that test's result.
+monitor compares an int8 window with the int8 profile. The check records that test's result.
 
 Usage::
 
@@ -195,7 +195,7 @@ def quantize_int8(fp32_path: Path, out_path: Path) -> None:
         root.setLevel(level)
 
 
-def int8_guard(
+def int8_check(
     forward: OnnxForward,
     tokenizer: Any,
     heldout: HeldOut,
@@ -285,15 +285,15 @@ def attach_int8(
     max_length: int,
     margin: float = DEFAULT_INT8_MARGIN,
 ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
-    """Quantize the verified fp32 graph in ``model_dir`` and guard it on ``heldout``; the int8 graph is
-    kept (as ``INT8_FILE``) only if the guard passes. Returns the ``"int8"`` block and, when kept, the
+    """Quantize the verified fp32 graph in ``model_dir`` and check it on ``heldout``; the int8 graph is
+    kept (as ``INT8_FILE``) only if the check passes. Returns the ``"int8"`` block and, when kept, the
     graph's (logits, pooled) on the held-out rows (for its own reference profile and temperature)."""
     path = Path(model_dir) / INT8_FILE
     outputs = None
     try:
         quantize_int8(Path(model_dir) / fp32["file"], path)
         session = OnnxForward(path, fp32["inputs"])
-        block, outputs = int8_guard(session, tokenizer, heldout, max_length=max_length, margin=margin)
+        block, outputs = int8_check(session, tokenizer, heldout, max_length=max_length, margin=margin)
         if block["passed"]:
             probe_logits, _ = run_graph(session, tokenizer, PROBE_TEXTS, max_length=max_length)
             block.update(file=INT8_FILE, probe_logits=np.round(probe_logits, 6).tolist())

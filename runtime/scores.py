@@ -21,7 +21,7 @@ def separability(
     scored once by a model that did not see it (stratified folds, shuffled with ``seed``; at most
     ``max_rows`` rows of each set, sampled with ``seed``), and the one-sided Mann-Whitney p-value of
     those out-of-fold scores (the AUC's own test). Returns ``(auc, p_value, (rows_reference,
-    rows_current))``; 0.5: indistinguishable. The monitor's embedding drift and the int8 guard both ask it."""
+    rows_current))``; 0.5: indistinguishable. The monitor's embedding drift and the int8 accuracy check both ask it."""
     from scipy.stats import mannwhitneyu
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score

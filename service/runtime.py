@@ -213,7 +213,7 @@ class OnnxServingModel(ServingModel):
     recorded tolerance): an ONNX Runtime that computes differently from the one that verified it raises
     :class:`OnnxRefused`, and the caller serves on PyTorch instead.
 
-    With ``int8``, the version's int8 graph serves instead, if its accuracy guard passed at registration
+    With ``int8``, the version's int8 graph serves instead, if its accuracy check passed at registration
     and this ONNX Runtime reproduces its recorded outputs (int8 kernels differ by CPU); otherwise the
     fp32 graph serves and ``int8_refused`` says why.
     """
@@ -270,18 +270,18 @@ class OnnxServingModel(ServingModel):
     def _int8_session(self, loaded: LoadedClassifier, block: dict[str, Any], threads: int | None) -> Any:
         from runtime.onnxrt import OnnxForward, int8_reproduced
 
-        guard = block.get("int8") or {}
-        if not guard.get("passed"):
+        check = block.get("int8") or {}
+        if not check.get("passed"):
             raise OnnxRefused(
-                "; ".join(guard.get("reasons") or [])
+                "; ".join(check.get("reasons") or [])
                 or "the version carries no int8 graph (registered without)"
             )
         assert loaded.path is not None  # checked with the fp32 graph
-        path = loaded.path / guard.get("file", "")
+        path = loaded.path / check.get("file", "")
         if not path.is_file():
-            raise OnnxRefused(f"the int8 graph {guard.get('file')!r} is not in the artifact")
+            raise OnnxRefused(f"the int8 graph {check.get('file')!r} is not in the artifact")
         session = OnnxForward(path, block["inputs"], threads=threads)
-        why = int8_reproduced(session, self.tokenizer, guard, max_length=self.max_length)
+        why = int8_reproduced(session, self.tokenizer, check, max_length=self.max_length)
         if why:
             raise OnnxRefused(why)
         return session

@@ -43,7 +43,7 @@ class ServeSettings(BaseSettings):
     device: str = "cpu"
     # which runtime serves: "auto" (ONNX Runtime when the version carries a verified graph, else PyTorch),
     # "torch", "onnx" (like auto, but a version without a verified graph is logged as an error), or
-    # "int8" (the version's int8 graph where its accuracy guard passed, else as auto)
+    # "int8" (the version's int8 graph where its accuracy check passed, else as auto)
     runtime: Literal["auto", "torch", "onnx", "int8"] = "auto"
     torchscript: bool = True  # trace the forward pass (checked against eager; falls back on any doubt)
     # prediction log: answers are sent before their rows are durable; what a crash can lose is what

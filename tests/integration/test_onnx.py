@@ -156,7 +156,7 @@ def test_the_int8_graph_is_kept_with_its_guard_figures_and_its_own_reference(ser
     assert isinstance(guard["embeddings_separable_from_fp32"], bool)
 
 
-def test_the_int8_guard_refuses_an_impossible_margin_and_too_few_rows(champion) -> None:  # type: ignore[no-untyped-def]
+def test_the_int8_check_refuses_an_impossible_margin_and_too_few_rows(champion) -> None:  # type: ignore[no-untyped-def]
     import numpy as np
 
     from runtime.onnxrt import run_graph

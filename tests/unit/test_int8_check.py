@@ -1,4 +1,4 @@
-"""The int8 guard's figures and verdict as pure functions of the held-out rows' outputs."""
+"""The int8 accuracy check's figures and verdict as pure functions of the held-out rows' outputs."""
 
 from __future__ import annotations
 
