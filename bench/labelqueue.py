@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--database-url", default=None, help="an empty database at the migration head")
     args = parse_bench_args(parser, argv, name="labelqueue", quick=QUICK)
 
+    from labeling.handout import hand_out
     from registry.db import make_engine, upgrade
     from registry.entities import CHAMPION
     from registry.store import Registry
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         runs = []
         for n in range(args.repeats):
             started = time.perf_counter()
-            handout = registry.hand_out_labels(champion, args.limit, handed_to="bench", seed=args.seed + n)
+            handout = hand_out(registry, champion, args.limit, handed_to="bench", seed=args.seed + n)
             seconds = time.perf_counter() - started
             runs.append(
                 {

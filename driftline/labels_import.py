@@ -77,7 +77,7 @@ def import_label_studio(
     nothing, with the same checks as any import."""
     import json
 
-    from registry.labelqueue import label_studio_labels
+    from labeling.formats import label_studio_labels
 
     try:
         tasks = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from registry.labelqueue import Handout, item_record, label_studio_tasks
+from labeling.formats import item_record, label_studio_tasks
+from registry.entities import Handout
 
 
 def render(handout: Handout, fmt: str) -> str:

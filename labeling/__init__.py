@@ -1,2 +1,3 @@
-"""Labeling: which predictions to ask a person about (the queue's pure ranking) and the formats the tasks
-travel in (Label Studio). The hand-out itself (leases, SQL) is the registry's."""
+"""Labeling: which predictions to ask a person about (the queue's pure ranking, ``ranking``), the hand-out
+that ranks the registry's candidates and leases the picks (``handout``), and the formats the tasks travel
+in (``formats``: JSON records, Label Studio). The SQL of the candidates and leases is the registry's."""

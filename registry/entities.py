@@ -336,3 +336,48 @@ class NewLabel:
     source: str = "feedback"
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     created_at: datetime | None = None  # when the label was given; defaults to now
+
+
+# --- the label queue (labeling/ ranks, registry/store/labelqueue.py leases) ------------------------
+
+MARGIN = "margin"  # a queue item chosen for its small margin: the model was unsure
+RANDOM = "random"  # one drawn uniformly: an unbiased sample of the traffic
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueuePick:
+    """A prediction the queue's ranking picked, to lease: in queue order, before the lease drops any."""
+
+    prediction_id: str
+    strategy: str  # MARGIN or RANDOM
+    margin: float  # top-1 minus top-2 calibrated probability, unrounded
+    scores: dict[str, float]  # calibrated probabilities, the version's label order, unrounded
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueItem:
+    prediction_id: str
+    text: str
+    created_at: datetime
+    model_name: str
+    model_version: int
+    label: str  # what the model predicted
+    scores: dict[str, float]  # calibrated probabilities, the version's label order
+    strategy: str
+    rank: int
+    margin: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Handout:
+    """One answer of the queue: its items, leased to ``handed_to`` until ``expires_at``."""
+
+    id: str
+    model_name: str
+    model_version: int
+    handed_to: str
+    handed_out_at: datetime
+    expires_at: datetime
+    candidates: int  # unlabeled predictions not handed out, among the latest considered
+    random_share: float
+    items: list[QueueItem] = dataclasses.field(default_factory=list)

@@ -445,8 +445,8 @@ class LeaseRow(Base):
 
 
 class LabelRequestRow(Base):
-    """A prediction the label queue handed out (registry.labelqueue): not offered again until
-    ``expires_at``, nor ever once it has a label."""
+    """A prediction the label queue handed out (``labeling.handout``, leased by
+    ``registry.store.labelqueue``): not offered again until ``expires_at``, nor ever once it has a label."""
 
     __tablename__ = "label_requests"
     __table_args__ = (Index("ix_label_requests_prediction_expires", "prediction_id", "expires_at"),)

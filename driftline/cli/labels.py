@@ -8,12 +8,10 @@ from pathlib import Path
 import click
 
 from driftline.cli.common import handle_errors, main, open_registry
-from registry.labelqueue import LEASE as QUEUE_LEASE
-from registry.labelqueue import MAX_LIMIT as MAX_QUEUE_LIMIT
-from registry.labelqueue import RANDOM_SHARE as QUEUE_RANDOM_SHARE
+from labeling.handout import LEASE_HOURS as QUEUE_LEASE_HOURS
+from labeling.handout import MAX_LIMIT as MAX_QUEUE_LIMIT
+from labeling.ranking import RANDOM_SHARE as QUEUE_RANDOM_SHARE
 from registry.settings import get_settings
-
-QUEUE_LEASE_HOURS = QUEUE_LEASE.total_seconds() / 3600
 
 # --- labels -------------------------------------------------------------------------------------
 
@@ -56,11 +54,13 @@ def labels_queue(
     """Hand out the champion's unlabeled predictions a label would teach most (margin sampling with
     diversity over the logged embeddings, plus a random share), leased so they are not offered twice."""
     from driftline.queue import write_handout
+    from labeling.handout import hand_out
     from registry.entities import CHAMPION
 
     settings = get_settings()
     registry = open_registry(settings)
-    handout = registry.hand_out_labels(
+    handout = hand_out(
+        registry,
         registry.get_version_by_alias(settings.model_name, CHAMPION),
         limit,
         handed_to=handed_to,

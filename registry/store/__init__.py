@@ -4,10 +4,11 @@ It hands out frozen entities (``registry.entities``) and raises :class:`registry
 subclasses with messages that name the key (``model 'sentiment' has no version 7``).
 
 Each aggregate lives in its own module: the catalog (models, versions, aliases, decisions), jobs
-(drift checks, check requests, runs, leases) and traffic (predictions, labels, windows, the label
-queue). :class:`Registry` is all of them over one engine: the one object callers hold. Two tables with
-an API of their own hang off it in the same transaction scope: ``Registry.tokens`` (named API tokens,
-``tokens.py``) and ``Registry.prediction_log`` (retention and export of the log, ``retention.py``).
+(drift checks, check requests, runs, leases), traffic (predictions, labels, windows) and the label
+queue (its candidates and leases; the ranking is ``labeling``'s). :class:`Registry` is all of them over
+one engine: the one object callers hold. Two tables with an API of their own hang off it in the same
+transaction scope: ``Registry.tokens`` (named API tokens, ``tokens.py``) and ``Registry.prediction_log``
+(retention and export of the log, ``retention.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from registry.settings import Settings, get_settings
 from registry.store.base import REGISTER_ATTEMPTS, retry_on_conflict
 from registry.store.catalog import ALIAS_PATTERN, ALIAS_RULE, MODEL_NAME_PATTERN, MODEL_NAME_RULE, Catalog
 from registry.store.jobs import Jobs
+from registry.store.labelqueue import LabelQueue
 from registry.store.retention import PredictionLogStore
 from registry.store.tokens import TokenStore
 from registry.store.traffic import MAX_LABEL_CHARS, Traffic, check_labels, clean_label_item, last_labels
@@ -38,8 +40,9 @@ __all__ = [
 ]
 
 
-class Registry(Catalog, Jobs, Traffic):
-    """Records of models, versions, aliases, runs and leases in one SQL database."""
+class Registry(Catalog, Jobs, Traffic, LabelQueue):
+    """Records of models, versions, aliases, runs, leases, traffic and the label queue in one SQL
+    database."""
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, create_if_empty: bool = True) -> Registry:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TypeVar
@@ -22,6 +22,7 @@ from registry.orm import RegisteredModelRow, utcnow
 logger = logging.getLogger(__name__)
 
 REGISTER_ATTEMPTS = 8
+ID_CHUNK = 500  # ids per IN (...) list: well within every backend's limit on bound parameters
 
 T = TypeVar("T")
 
@@ -34,6 +35,10 @@ class StoreBase:
         self.engine = engine
         self._sessions = session_factory(engine)
         self._clock = clock
+
+    def now(self) -> datetime:
+        """The time by the store's clock: what it stamps records with (a test may shift it)."""
+        return self._clock()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -59,6 +64,12 @@ def retry_on_conflict(
             if backoff_s:
                 time.sleep(backoff_s * attempt)
     raise ValueError(f"attempts must be at least 1, got {attempts}")
+
+
+def chunks(values: Sequence[str], size: int = ID_CHUNK) -> Iterator[Sequence[str]]:
+    """``values`` ``size`` at a time: the lists of one ``IN (...)`` each."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def check_name(what: str, value: str, pattern: str | None = None, rule: str = "") -> None:

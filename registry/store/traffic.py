@@ -1,30 +1,27 @@
 """What the served model sees and is told: logged predictions, the labels given for them (or for texts
-seen elsewhere), each of one model, the windows of a version's traffic the monitor and the guard judge
-it on, and the label queue over the log (``registry.labelqueue``)."""
+seen elsewhere), each of one model, and the windows of a version's traffic the monitor and the guard
+judge it on. The label queue's leases over the log are ``registry.store.labelqueue``'s."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from common.texts import clean_label, clean_text, label_hint, text_hash
 from registry import entities as e
-from registry import labelqueue
 from registry.errors import InvalidInputError, NotFoundError
-from registry.labelqueue import Handout
-from registry.orm import LabelRequestRow, LabelRow, PredictionRow
-from registry.store.base import StoreBase
+from registry.orm import LabelRow, PredictionRow
+from registry.store.base import ID_CHUNK, StoreBase
 
 MAX_LABEL_CHARS = 200  # the width of every label column
-ID_CHUNK = 500  # ids per IN (...) list: well within every backend's limit on bound parameters
 
 
 class Traffic(StoreBase):
-    """Predictions, labels, windows of a version's traffic and the label queue."""
+    """Predictions, labels and windows of a version's traffic."""
 
     # --- predictions ------------------------------------------------------------------------
 
@@ -165,53 +162,6 @@ class Traffic(StoreBase):
                 PredictionRow.id.in_(labeled),
             )
             return int(s.scalar(query) or 0)
-
-    # --- the label queue --------------------------------------------------------------------
-
-    def hand_out_labels(
-        self,
-        version: e.ModelVersion,
-        limit: int,
-        *,
-        handed_to: str,
-        random_share: float = labelqueue.RANDOM_SHARE,
-        lease_hours: float = labelqueue.LEASE.total_seconds() / 3600,
-        seed: int | None = None,
-    ) -> Handout:
-        """The label queue of ``version`` (registry.labelqueue): up to ``limit`` of its latest unlabeled
-        predictions not handed out yet, most informative first, leased to ``handed_to``."""
-        if not 1 <= limit <= labelqueue.MAX_LIMIT:
-            raise InvalidInputError(f"limit must be 1 to {labelqueue.MAX_LIMIT}, got {limit}")
-        if not 0.0 <= random_share <= 1.0:
-            raise InvalidInputError(f"random_share must be within 0 and 1, got {random_share}")
-        if not lease_hours > 0:
-            raise InvalidInputError(f"lease_hours must be above 0, got {lease_hours}")
-        return labelqueue.hand_out(
-            self._tx,
-            version,
-            limit,
-            handed_to=handed_to,
-            now=self._clock(),
-            random_share=random_share,
-            lease=timedelta(hours=lease_hours),
-            seed=seed,
-        )
-
-    def chosen_for_labels(self, prediction_ids: Sequence[str], strategy: str = labelqueue.MARGIN) -> set[str]:
-        """Which of ``prediction_ids`` the label queue handed out by ``strategy``: labels asked for because
-        the model was unsure are not a sample of its accuracy (the random share is)."""
-        found: set[str] = set()
-        with self._tx() as s:
-            for start in range(0, len(prediction_ids), ID_CHUNK):
-                chunk = list(prediction_ids[start : start + ID_CHUNK])
-                found.update(
-                    s.scalars(
-                        select(LabelRequestRow.prediction_id)
-                        .where(LabelRequestRow.prediction_id.in_(chunk), LabelRequestRow.strategy == strategy)
-                        .distinct()
-                    )
-                )
-        return found
 
 
 def last_labels(s: Session, prediction_ids: Sequence[str], chunk: int = ID_CHUNK) -> dict[str, str]:

@@ -7,8 +7,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from registry import labelqueue as lq
-from registry.entities import CHAMPION
+from labeling.formats import item_record, label_studio_tasks
+from labeling.handout import LEASE_HOURS, MAX_LIMIT, hand_out
+from labeling.ranking import RANDOM_SHARE
+from registry.entities import CHAMPION, Handout
 from registry.settings import get_settings
 from service.api.deps import LabelerDep, RegistryDep
 from service.api.responses import EVERY_ROUTE, WRITE
@@ -48,7 +50,7 @@ class HandoutOut(BaseModel):
     items: list[QueueItemOut]
 
 
-def handout_body(handout: lq.Handout) -> dict[str, Any]:
+def handout_body(handout: Handout) -> dict[str, Any]:
     return {
         "handout": handout.id,
         "model_name": handout.model_name,
@@ -57,7 +59,7 @@ def handout_body(handout: lq.Handout) -> dict[str, Any]:
         "expires_at": handout.expires_at.isoformat(),
         "candidates": handout.candidates,
         "random_share": handout.random_share,
-        "items": [lq.item_record(item) for item in handout.items],
+        "items": [item_record(item) for item in handout.items],
     }
 
 
@@ -74,12 +76,13 @@ def label_queue(
     registry: RegistryDep,
     actor: LabelerDep,
     model: str | None = Query(None, description="Defaults to DRIFTLINE_MODEL_NAME.", max_length=200),
-    limit: int = Query(100, ge=1, le=lq.MAX_LIMIT),
-    random_share: float = Query(lq.RANDOM_SHARE, ge=0.0, le=1.0),
-    lease_hours: float = Query(lq.LEASE.total_seconds() / 3600, gt=0.0, le=24 * 30),
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
+    random_share: float = Query(RANDOM_SHARE, ge=0.0, le=1.0),
+    lease_hours: float = Query(LEASE_HOURS, gt=0.0, le=24 * 30),
     format: Literal["json", "label-studio"] = Query("json"),  # noqa: A002 - the query parameter's name
 ) -> Any:
-    handout = registry.hand_out_labels(
+    handout = hand_out(
+        registry,
         registry.get_version_by_alias(model or get_settings().model_name, CHAMPION),
         limit,
         handed_to=actor,
@@ -89,5 +92,5 @@ def label_queue(
     if format == "label-studio":
         from fastapi.responses import JSONResponse
 
-        return JSONResponse(lq.label_studio_tasks(handout))
+        return JSONResponse(label_studio_tasks(handout))
     return handout_body(handout)

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from driftline.cli import main
+from labeling.handout import hand_out
 from registry import entities as e
 from registry.artifacts import LocalArtifactStore
 from registry.settings import Settings
@@ -67,7 +68,7 @@ def champion(registry: Registry) -> e.ModelVersion:
 def test_hand_out_ranks_leases_and_never_offers_twice(registry: Registry, champion: e.ModelVersion) -> None:
     registry.add_predictions(logged(60))
     registry.add_predictions(logged(5, model_version=2, start=100))  # another version's: not the champion's
-    first = registry.hand_out_labels(champion, 10, handed_to="ann", random_share=0.2, seed=1)
+    first = hand_out(registry, champion, 10, handed_to="ann", random_share=0.2, seed=1)
     assert first.candidates == 60
     assert len(first.items) == 10 and [i.rank for i in first.items] == list(range(1, 11))
     assert sum(i.strategy == "random" for i in first.items) == 2
@@ -77,18 +78,18 @@ def test_hand_out_ranks_leases_and_never_offers_twice(registry: Registry, champi
     assert all(i.model_version == 1 and set(i.scores) == set(LABELS) for i in first.items)
     assert first.expires_at - first.handed_out_at == timedelta(hours=24)
 
-    second = registry.hand_out_labels(champion, 100, handed_to="bob", seed=2)
+    second = hand_out(registry, champion, 100, handed_to="bob", seed=2)
     handed = {i.prediction_id for i in first.items}
     assert second.candidates == 50 and len(second.items) == 50
     assert handed.isdisjoint(i.prediction_id for i in second.items)
-    assert registry.hand_out_labels(champion, 10, handed_to="cid").items == []  # all leased
+    assert hand_out(registry, champion, 10, handed_to="cid").items == []  # all leased
 
     # once a lease expires, its unlabeled items are offered again; labeled ones never are
     registry.add_labels(
         [e.NewLabel(label="neutral", prediction_id=first.items[0].prediction_id)], allowed_labels=LABELS
     )
     later = Registry(registry.engine, clock=lambda: datetime.now(UTC) + timedelta(hours=25))
-    again = later.hand_out_labels(champion, 100, handed_to="dan", random_share=0.0)
+    again = hand_out(later, champion, 100, handed_to="dan", random_share=0.0)
     offered = {i.prediction_id for i in again.items}
     assert len(offered) == 59 and first.items[0].prediction_id not in offered
 
@@ -98,7 +99,7 @@ def test_hand_out_refuses_bad_arguments_and_handles_an_empty_log(
 ) -> None:
     from registry.errors import InvalidInputError
 
-    assert registry.hand_out_labels(champion, 5, handed_to="ann").items == []
+    assert hand_out(registry, champion, 5, handed_to="ann").items == []
     for kwargs, words in (
         ({"limit": 0}, "limit must be 1 to 5000"),
         ({"limit": 5001}, "limit must be 1 to 5000"),
@@ -106,7 +107,7 @@ def test_hand_out_refuses_bad_arguments_and_handles_an_empty_log(
         ({"limit": 5, "lease_hours": 0.0}, "lease_hours"),
     ):
         with pytest.raises(InvalidInputError, match=words):
-            registry.hand_out_labels(champion, handed_to="ann", **kwargs)  # type: ignore[arg-type]
+            hand_out(registry, champion, handed_to="ann", **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The label queue's ranking as a pure function: margin order, diversity, the random share, no item twice."""
+"""The label queue's ranking as a pure function (labeling.ranking): margin order, diversity, the random
+share, no item twice; and the store's item and lease of one pick (registry.store.labelqueue)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from registry.entities import ArtifactRef, ModelVersion
-from registry.labelqueue import (
-    MARGIN,
-    RANDOM,
-    Handout,
-    QueueChoice,
-    lease_row,
-    margins,
-    queue_item,
-    rank_queue,
-)
+from labeling.ranking import MARGIN, RANDOM, margins, rank_queue
+from registry.entities import Handout, QueuePick
+from registry.store.labelqueue import lease_row, queue_item
 
 
 def probs_with_margins(gaps: list[float]) -> np.ndarray:
@@ -104,43 +97,15 @@ def test_limits() -> None:
         rank_queue(p, 2, random_share=1.5)
 
 
-def version_of(labels: tuple[str, ...]) -> ModelVersion:
-    ref = ArtifactRef("mem://a", "0" * 64)
-    return ModelVersion(
-        model_name="sentiment",
-        version=3,
-        parent_version=None,
-        base_model="m",
-        artifact_uri=ref.uri,
-        artifact_sha256=ref.sha256,
-        labels=labels,
-        training_run_id=None,
-        data_snapshot_uri=None,
-        data_snapshot_sha256=None,
-        metrics={},
-        calibration=None,
-        config={},
-        description="",
-        created_at=datetime(2026, 12, 1, tzinfo=UTC),
-    )
-
-
 def test_a_queue_item_and_its_lease_say_the_same_place_in_the_same_hand_out() -> None:
     now = datetime(2026, 12, 5, tzinfo=UTC)
     logged = SimpleNamespace(id="p1", text="a text", created_at=now - timedelta(hours=1), label="positive")
-    choice = QueueChoice(index=7, strategy=RANDOM, rank=9, margin=0.123456789)
-    version = version_of(("negative", "positive"))
-    item = queue_item(logged, choice, 2, version, np.array([0.3333333333, 0.6666666667]))
-    assert (item.prediction_id, item.text, item.label, item.model_name, item.model_version) == (
-        "p1",
-        "a text",
-        "positive",
-        "sentiment",
-        3,
+    pick = QueuePick(
+        prediction_id="p1",
+        strategy=RANDOM,
+        margin=0.123456789,
+        scores={"negative": 0.3333333333, "positive": 0.6666666667},
     )
-    # the place among the items kept, not the ranking's (an item handed out meanwhile drops out)
-    assert (item.rank, item.strategy) == (2, RANDOM)
-    assert item.scores == {"negative": 0.333333, "positive": 0.666667} and item.margin == 0.123457
     handout = Handout(
         id="h1",
         model_name="sentiment",
@@ -151,7 +116,18 @@ def test_a_queue_item_and_its_lease_say_the_same_place_in_the_same_hand_out() ->
         candidates=10,
         random_share=0.1,
     )
-    assert lease_row(handout, item, choice.margin) == {
+    item = queue_item(logged, pick, 2, handout)
+    assert (item.prediction_id, item.text, item.label, item.model_name, item.model_version) == (
+        "p1",
+        "a text",
+        "positive",
+        "sentiment",
+        3,
+    )
+    # the place among the items kept, not the ranking's (an item handed out meanwhile drops out)
+    assert (item.rank, item.strategy) == (2, RANDOM)
+    assert item.scores == {"negative": 0.333333, "positive": 0.666667} and item.margin == 0.123457
+    assert lease_row(handout, item, pick.margin) == {
         "prediction_id": "p1",
         "model_name": "sentiment",
         "model_version": 3,
