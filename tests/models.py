@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from contracts.train import TrainConfig
 from registry.artifacts import LocalArtifactStore
 from registry.entities import ModelVersion, NewLabel, NewModelVersion, NewPrediction
 from registry.modelio import load_classifier_dir, load_version, save_classifier
@@ -18,7 +19,6 @@ from registry.settings import Settings
 from registry.store import Registry
 from registry.texts import text_hash
 from retrain.bootstrap import BootstrapRequest, bootstrap
-from retrain.config import TrainConfig
 from retrain.data import ColumnSpec
 from service.runtime import OnnxServingModel, ServingModel
 from tests.textgen import topic_rows

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
+from contracts.train import TrainConfig
 from driftline.cli import main
 from registry.artifacts import LocalArtifactStore
 from registry.entities import RunStatus
@@ -16,7 +17,6 @@ from registry.modelio import load_version
 from registry.settings import get_settings
 from registry.store import Registry
 from retrain.bootstrap import BootstrapRequest, bootstrap
-from retrain.config import TrainConfig
 from retrain.data import ColumnSpec
 from retrain.evaluate import forward_outputs
 from retrain.reference import REFERENCE_PROFILE, read_reference_profile

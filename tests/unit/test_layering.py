@@ -1,5 +1,6 @@
-"""The package rules of DESIGN.md: service, monitor and retrain never import each other; registry
-imports nothing in-repo; only the driftline CLI composes them."""
+"""The package rules of docs/architecture.md: service, monitor and retrain never import each other;
+registry imports nothing in-repo; contracts (the typed run contract they share) only registry; only the
+driftline CLI composes them."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = {"registry", "service", "monitor", "retrain", "driftline"}
+PACKAGES = {"registry", "contracts", "service", "monitor", "retrain", "driftline"}
 ALLOWED = {
     "registry": {"registry"},
-    "service": {"service", "registry"},
-    "monitor": {"monitor", "registry"},
-    "retrain": {"retrain", "registry"},
+    "contracts": {"contracts", "registry"},
+    "service": {"service", "contracts", "registry"},
+    "monitor": {"monitor", "contracts", "registry"},
+    "retrain": {"retrain", "contracts", "registry"},
     "driftline": PACKAGES,
 }
 
