@@ -106,7 +106,7 @@ def embed_pool(n: int, seed: int) -> tuple[Pool, float]:
     """Logits and pooled embeddings of ``n`` demo sentences, and the seconds the forward passes took."""
     import torch
 
-    from retrain.config import TrainConfig
+    from contracts.train import TrainConfig
     from retrain.evaluate import forward_outputs
     from retrain.train import default_base_model_path, load_base
 

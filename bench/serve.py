@@ -83,11 +83,11 @@ def load_texts(n: int, seed: int) -> list[str]:
 def make_home(home: Path, seed: int, layers: int | None = None) -> None:
     """A registry whose champion is MiniLM-L6 with a 3-class head (weights do not matter for speed),
     cut to ``layers`` encoder layers if given (all 6 otherwise)."""
+    from contracts.train import TrainConfig
     from registry.artifacts import LocalArtifactStore
     from registry.entities import CHAMPION, NewModelVersion
     from registry.settings import Settings
     from registry.store import Registry
-    from retrain.config import TrainConfig
     from retrain.train import load_base, resolve_base_model
     from runtime.modelio import save_classifier
 
@@ -139,11 +139,11 @@ def trained_home(home: Path, seed: int, layers: int | None, rows: int) -> Any:
     sentences (1 epoch, max_length 64): its ONNX graph exported and verified, its int8 graph quantized and
     judged by the accuracy guard on the held-out rows, all by the registration path. Returns the version."""
     from bench.common import demo_frame
+    from contracts.train import TrainConfig
     from registry.artifacts import LocalArtifactStore
     from registry.settings import Settings
     from registry.store import Registry
     from retrain.bootstrap import BootstrapRequest, bootstrap
-    from retrain.config import TrainConfig
     from retrain.data import ColumnSpec
 
     home.mkdir(parents=True)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import demo_frame, describe_machine, go_offline, machine, parse_bench_args, write_json
-from retrain.config import TrainConfig
+from contracts.train import TrainConfig
 
 TRAIN_DEFAULTS = TrainConfig()
 

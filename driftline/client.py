@@ -153,15 +153,9 @@ class DriftlineClient:
         return self._json("GET", f"/api/checks/requests/{request_id}")
 
     def queue_run(self, reason: str, config: dict[str, Any] | None = None) -> int:
-        """Queue a run; ``config`` is a run config (``train``, ``assembly``, ``gate``, ``mode``)."""
-        config = config or {}
-        body = {
-            "model_name": self.model_name,
-            "reason": reason,
-            "config": config.get("train", {}),
-            "assembly": config.get("assembly", {}),
-            "gate": config.get("gate", {}),
-        }
+        """Queue a run; ``config`` is a run contract's record (``contracts.RunSpec.to_record``): the
+        body of ``POST /api/runs`` with the model and the reason."""
+        body = {**(config or {}), "model_name": self.model_name, "reason": reason}
         return int(self._json("POST", "/api/runs", json=body)["id"])
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:

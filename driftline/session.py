@@ -141,10 +141,16 @@ class SessionConfig:
 
     def run_config(self) -> dict[str, Any]:
         """What every run of this session records, whoever queues it (the monitor, or the replay for
-        ``every-window``): the training values (v1's max_length is kept unless ``run_train`` sets one)
-        and the labels a run needs."""
+        ``every-window``): the run contract's record of the training values (v1's max_length is kept
+        unless ``run_train`` sets one) and the labels a run needs. A refused value raises here."""
+        from contracts import RunSpec
+
         train = {k: v for k, v in self.train.items() if k != "max_length"}
-        return {"train": {**train, **self.run_train}, "assembly": {"min_new_labels": self.min_new_labels}}
+        values = {"train": {**train, **self.run_train}, "assembly": {"min_new_labels": self.min_new_labels}}
+        try:
+            return RunSpec.model_validate(values).to_record()
+        except ValueError as exc:
+            raise InvalidInputError(f"run config: {exc}") from None
 
     def scheduler_env(self) -> dict[str, str]:
         """The monitor's settings for this session (the trigger policy, the window, the clock; ``monitor``
@@ -226,10 +232,10 @@ def fresh_workspace(out: Path) -> Path:
 
 
 def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say: Say) -> None:
+    from contracts.train import TrainConfig
     from registry.artifacts import artifact_store
     from registry.store import Registry
     from retrain.bootstrap import BootstrapRequest, bootstrap
-    from retrain.config import TrainConfig
     from retrain.data import ColumnSpec
 
     path = settings.home / "bootstrap.parquet"
@@ -320,7 +326,7 @@ def session_env(config: SessionConfig, settings: Settings) -> dict[str, str]:
 
 def check_limits(stream: Stream, config: SessionConfig, env: dict[str, str]) -> Preflight:
     """Count the rows over the limits of the service this session starts (read from its environment)."""
-    from retrain.config import TrainConfig
+    from contracts.train import TrainConfig
 
     max_length = TrainConfig.from_dict({"max_length": "auto", **config.train}).max_length
     return preflight(

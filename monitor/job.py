@@ -1,7 +1,8 @@
 """The drift-check job: load the window, compute the signals, apply the trigger policy, store the
 check (and the run it queues) in one transaction, with the Evidently report beside it.
 
-``driftline check`` runs it once; the scheduler (next) runs it on an interval.
+``driftline check`` runs it once; the scheduler runs it on an interval and for each check request.
+Both build its :class:`MonitorConfig` from the ``DRIFTLINE_*`` settings (``monitor.settings``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts import AssemblyConfig, RunSpec
 from monitor.check import CheckConfig, CheckOutcome, Window, compute_check
-from monitor.policy import Decision, PolicyConfig, PolicyInput, align_with_run, decide
+from monitor.policy import Decision, PolicyConfig, PolicyInput, decide
 from monitor.signals import REALIZED_DROP
 from registry.artifacts import ArtifactStore
 from registry.entities import (
@@ -45,13 +47,24 @@ class MonitorConfig:
     # Its quality_margin is the check's: the policy judges drops against the margin the check flagged
     # them with (set here, whatever the policy config says).
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    # Recorded on the runs it queues; its ``assembly`` and ``gate`` figures also size the policy's label
-    # count (align_with_run), and each queued run gets the policy's floor as its ``min_new_labels``.
-    run_config: dict[str, Any] = field(default_factory=dict)
+    # Recorded on the runs it queues; its ``assembly`` and ``gate`` size the policy's label count (set
+    # here, whatever the policy config says), its ``assembly.min_new_labels``, when set, raises the
+    # policy's floor, and each queued run gets the policy's floor as its ``min_new_labels``.
+    run_config: RunSpec = field(default_factory=RunSpec)
 
     def __post_init__(self) -> None:
-        margin = self.check.quality_margin
-        object.__setattr__(self, "policy", replace(self.policy, quality_margin=margin))
+        run = self.run_config
+        floor = self.policy.min_labels_floor
+        if run.assembly.min_new_labels != AssemblyConfig.min_new_labels:  # set: a queued run must not skip
+            floor = max(floor, run.assembly.min_new_labels)
+        policy = replace(
+            self.policy,
+            quality_margin=self.check.quality_margin,
+            assembly=run.assembly,
+            gate=run.gate,
+            min_labels_floor=floor,
+        )
+        object.__setattr__(self, "policy", policy)
 
 
 @dataclass(frozen=True)
@@ -126,7 +139,7 @@ def run_drift_check(
     window = window_of(rows, champion.labels, by_margin)
     outcome, report_uri = _compute(artifacts, reference, window, champion, basis, config.check)
 
-    policy = align_with_run(config.policy, config.run_config)
+    policy = config.policy
     state = _policy_state(registry, champion, outcome, policy)
     decision = decide(state, policy)
     first, last = rows[0][0].created_at, rows[-1][0].created_at
@@ -154,7 +167,7 @@ def run_drift_check(
         reason=decision.reason,
         report_uri=report_uri,
     )
-    queue = _run_config(config.run_config, policy, decision) if decision.retrain else None
+    queue = queued_run(config.run_config, policy, decision).to_record() if decision.retrain else None
     try:
         check, run = registry.add_drift_check(record, queue_run=queue, trigger=decision.trigger)
     except ConflictError as exc:  # another monitor queued a run since we looked
@@ -313,11 +326,11 @@ def _train_rows(champion: ModelVersion) -> int | None:
     return int(n) if isinstance(n, int | float) and n > 0 else None
 
 
-def _run_config(run_config: dict[str, Any], policy: PolicyConfig, decision: Decision) -> dict[str, Any]:
-    """What a queued run records: the monitor's run config, the reason, and the policy's floor as the
-    run's own minimum of new labels (its default, 200, would skip a run a large drop queued sooner)."""
-    assembly = {**(run_config.get("assembly") or {}), "min_new_labels": policy.min_labels_floor}
-    return {**run_config, "assembly": assembly, "reason": decision.reason}
+def queued_run(spec: RunSpec, policy: PolicyConfig, decision: Decision) -> RunSpec:
+    """What a queued run records: the monitor's run spec, the reason, and the policy's floor as the run's
+    own minimum of new labels (its default, 200, would skip a run a large drop queued sooner)."""
+    assembly = replace(spec.assembly, min_new_labels=policy.min_labels_floor)
+    return spec.model_copy(update={"assembly": assembly, "reason": decision.reason})
 
 
 def _window_facts(rows: list[tuple[Prediction, str | None]]) -> dict[str, Any]:

@@ -20,13 +20,12 @@ Usage::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
 
 from scipy.stats import norm
 
+from contracts import AssemblyConfig, GateConfig
 from monitor.signals import QUALITY_MARGIN, REALIZED_DROP
 from registry.entities import RunTrigger
 
@@ -53,12 +52,11 @@ class PolicyConfig:
     # Assumed share of the held-out rows the challenger gets wrong where the champion was right (the
     # discordance of the paired comparison; see labels_for_decisive_gate).
     break_rate: float = 0.01
-    # The run's own figures, mirrored here because monitor/ does not import retrain/ (align_with_run
-    # takes a queued run's overrides): AssemblyConfig.holdout_fraction, GateConfig.confidence (the gate's
-    # one-sided level is (1 - confidence) / 2) and GateConfig.min_improvement.
-    holdout_fraction: float = 0.2
-    gate_confidence: float = 0.95
-    gate_min_improvement: float = 0.01
+    # The figures of the runs this policy queues, from the run contract: the label count is sized with
+    # the assembly's holdout_fraction, the gate's confidence (its one-sided level is (1 - confidence) / 2)
+    # and its min_improvement. MonitorConfig sets them to its run spec's.
+    assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
     # After a run on this champion that did not replace it (refused by the gate, failed, skipped), the
     # next one waits until the labels since the champion are this many times what that run had (and at
     # least min_labels_floor more), whatever the power calculation says: the gate's evidence grows
@@ -206,22 +204,23 @@ def label_plan(state: PolicyInput, config: PolicyConfig) -> LabelPlan:
         drop = config.quality_margin
         measured = f"{which} drop {observed * 100:.1f} pts" if observed is not None else "no drop measured"
         source = f"the quality margin; {measured}"
-    alpha = (1.0 - config.gate_confidence) / 2.0
+    alpha = (1.0 - config.gate.confidence) / 2.0
     cap = max(config.max_labels_wait, config.min_labels_floor)  # a raised floor lifts the cap with it
     rows = heldout_rows_for_decisive_gate(
         drop,
         alpha=alpha,
         power=config.gate_power,
-        min_improvement=config.gate_min_improvement,
+        min_improvement=config.gate.min_improvement,
         break_rate=config.break_rate,
     )
-    by_power = math.inf if math.isinf(rows) else float(math.ceil(math.ceil(rows) / config.holdout_fraction))
+    holdout = config.assembly.holdout_fraction
+    by_power = math.inf if math.isinf(rows) else float(math.ceil(math.ceil(rows) / holdout))
     labels = labels_for_decisive_gate(
         drop,
-        holdout_fraction=config.holdout_fraction,
+        holdout_fraction=config.assembly.holdout_fraction,
         alpha=alpha,
         power=config.gate_power,
-        min_improvement=config.gate_min_improvement,
+        min_improvement=config.gate.min_improvement,
         break_rate=config.break_rate,
         floor=config.min_labels_floor,
         cap=cap,
@@ -243,33 +242,15 @@ def retry_labels(state: PolicyInput, config: PolicyConfig) -> int | None:
     return max(tried + config.min_labels_floor, math.ceil(tried * config.retry_label_growth))
 
 
-def align_with_run(config: PolicyConfig, run_config: Mapping[str, Any]) -> PolicyConfig:
-    """The policy with the figures of the runs it queues: a run config's ``assembly.holdout_fraction``,
-    ``gate.confidence`` and ``gate.min_improvement`` replace the mirrored defaults, and its
-    ``assembly.min_new_labels`` raises the floor (a queued run must not skip for too few labels)."""
-    assembly = run_config.get("assembly") or {}
-    gate = run_config.get("gate") or {}
-    changes: dict[str, Any] = {}
-    if "holdout_fraction" in assembly:
-        changes["holdout_fraction"] = float(assembly["holdout_fraction"])
-    if "confidence" in gate:
-        changes["gate_confidence"] = float(gate["confidence"])
-    if "min_improvement" in gate:
-        changes["gate_min_improvement"] = float(gate["min_improvement"])
-    if "min_new_labels" in assembly:
-        changes["min_labels_floor"] = max(config.min_labels_floor, int(assembly["min_new_labels"]))
-    return replace(config, **changes) if changes else config
-
-
 def _gate_words(plan: LabelPlan, config: PolicyConfig) -> str:
-    terms = f"{config.gate_power * 100:g} % power, {config.holdout_fraction * 100:g} % held out"
+    terms = f"{config.gate_power * 100:g} % power, {config.assembly.holdout_fraction * 100:g} % held out"
     head = f"a decisive gate on a {plan.drop * 100:.1f}-pt drop ({plan.source}) needs {plan.labels}"
     if plan.bound is None:
         return f"{head} ({terms})"
     if math.isinf(plan.by_power):
         return (
             f"{head} (the cap: no number of rows makes a gain of at most the gate's "
-            f"{config.gate_min_improvement * 100:.1f}-pt minimum decisive)"
+            f"{config.gate.min_improvement * 100:.1f}-pt minimum decisive)"
         )
     return f"{head} (the {plan.bound}; {int(plan.by_power)} for {terms})"
 

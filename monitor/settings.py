@@ -1,14 +1,16 @@
-"""Monitor and scheduler settings (prefix ``DRIFTLINE_``)."""
+"""Monitor and scheduler settings (prefix ``DRIFTLINE_``): the one source of every drift check's
+configuration (:meth:`MonitorSettings.monitor_config`)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts import RunSpec
 from monitor.check import CheckConfig
 from monitor.guard import GuardConfig
 from monitor.job import MonitorConfig
@@ -79,9 +81,10 @@ class MonitorSettings(BaseSettings):
     )
     cooldown_s: float = Field(1800.0, ge=0)
     lease_ttl_s: float = Field(0.0, ge=0, description="0: three check intervals")
-    retrain: dict[str, Any] = Field(
-        default_factory=dict,
-        description='recorded on every run the monitor queues, e.g. {"train": {"epochs": 2}, "mode": "manual"}',
+    retrain: RunSpec = Field(
+        default_factory=RunSpec,
+        description='recorded on every run the monitor queues, e.g. {"train": {"epochs": 2}, "mode": "manual"} '
+        "(the run contract, contracts.RunSpec: an unknown key is refused here)",
     )
     reap_after_s: float = Field(
         600.0, gt=0, description="a running run without a heartbeat this long is retried (or failed)"
@@ -152,10 +155,13 @@ class MonitorSettings(BaseSettings):
         0, ge=0, description="launcher 'kubernetes': nvidia.com/gpu limit of a run's container"
     )
 
-    def monitor_config(self) -> MonitorConfig:
+    def monitor_config(self, *, window_size: int | None = None) -> MonitorConfig:
+        """The one way a drift check's config is built, whoever runs the check (the scheduler's ticks and
+        check requests, ``driftline check``, replay sessions through their scheduler): from these
+        settings, with ``window_size`` (``driftline check --window``) over the setting's."""
         return MonitorConfig(
-            window_size=self.window_size,
-            run_config=dict(self.retrain),
+            window_size=self.window_size if window_size is None else window_size,
+            run_config=self.retrain,
             check=CheckConfig(quality_margin=self.quality_margin, min_rows=self.min_window_rows),
             policy=PolicyConfig(
                 persistence=self.drift_persistence,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from common.texts import text_key
+from contracts import AssemblyConfig
 
 COLUMNS = ["text", "label", "domain", "time"]
 _NAMED_LABELS = 10  # unknown labels named in a reason
@@ -35,18 +36,6 @@ class SkipRun(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class AssemblyConfig:
-    # The fewest new labels a run trains on, for a run queued without one (by hand: `driftline retrain`,
-    # POST /api/runs). The monitor's runs carry its own floor (monitor.policy.PolicyConfig.min_labels_floor,
-    # written into their assembly by monitor/job.py): monitor/ cannot import this module.
-    min_new_labels: int = 200
-    holdout_fraction: float = 0.2  # of each class's new labels, its most recent share, held out for the gate
-    replay_ratio: float = 1.0  # replayed champion-training rows per new training row
-    min_replay_per_class: int = 5  # replayed rows each class of the champion's data gets (if it has them)
-    seed: int = 13
 
 
 @dataclass(frozen=True)
@@ -148,8 +137,9 @@ def assemble(
     old_heldout: pd.DataFrame,
     *,
     labels: Sequence[str],
-    config: AssemblyConfig = AssemblyConfig(),
+    config: AssemblyConfig | None = None,
 ) -> RunData:
+    config = config or AssemblyConfig()
     known = list(labels)
     new = _normalise(new_labels)
     outside = ~new["label"].isin(known)

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.train import TrainConfig
 from registry.artifacts import ArtifactStore
 from registry.entities import CHAMPION, ModelVersion, RunStatus, RunTrigger
 from registry.errors import AlreadyExistsError, NotFoundError
 from registry.store import Registry
-from retrain.config import TrainConfig
 from retrain.data import ColumnSpec, LabeledData, Split, load_labeled_file, snapshot_digest, split_heldout
 from retrain.evaluate import forward_outputs
 from retrain.lengths import LengthChoice

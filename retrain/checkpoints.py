@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from contracts.train import TrainConfig
 from retrain import distributed
-from retrain.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from typing import Any
 
 import pandas as pd
 
+from contracts.train import TrainConfig
 from registry.entities import ArtifactRef
 from registry.errors import DriftlineError, ErrorCode, InvalidInputError
-from retrain.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -22,15 +22,7 @@ from typing import Any
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class GateConfig:
-    min_improvement: float = 0.01  # macro-F1 the challenger must gain on the recent rows (0.01 = 1 point)
-    ci_lower_bound: float = 0.0  # the CI's lower bound of that gain must be above this
-    max_old_regression: float = 0.02  # macro-F1 the challenger may lose on the champion's own evaluation rows
-    confidence: float = 0.95
-    bootstrap_samples: int = 1000
-    seed: int = 0
+from contracts import GateConfig
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from retrain.config import TrainConfig
+from contracts.train import TrainConfig
 
 
 def validation_metrics(eval_pred: Any) -> dict[str, float]:

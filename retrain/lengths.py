@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from contracts.train import AUTO, MAX_LENGTH_RANGE, TrainConfig
 from registry.errors import InvalidInputError
-from retrain.config import AUTO, MAX_LENGTH_RANGE, TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -1,12 +1,14 @@
 """One retraining run: ``python -m retrain run --run-id N``.
 
-claim -> assemble data (new labels + replay) -> fine-tune from the champion -> evaluate both models on
-the same rows -> gate -> register the challenger -> promote, wait for approval, or refuse -> finish.
-A run with nothing to train on ends ``skipped`` with the reason; a crash leaves no version and no alias
-move, and the run ends ``failed`` with the reason.
+parse the run's contract -> claim -> assemble data (new labels + replay) -> fine-tune from the champion
+-> evaluate both models on the same rows -> gate -> register the challenger -> promote, wait for
+approval, or refuse -> finish. A run whose recorded config does not parse as :class:`contracts.RunSpec`
+ends ``failed`` with the reason on that attempt and is never retried; a run with nothing to train on
+ends ``skipped`` with the reason; a crash leaves no version and no alias move, and the run ends
+``failed`` with the reason.
 
 Tokens per text: a run keeps the champion's ``max_length`` (what it was trained and serves with) unless
-the run's recorded config sets ``train.max_length``: an int is used as given, ``"auto"`` is chosen
+the run's contract takes it from ``train`` (``max_length_from``): an int is used as given, ``"auto"`` is chosen
 again on the run's training rows (:mod:`retrain.lengths`).
 
 Under ``torchrun`` (:mod:`retrain.distributed`) rank 0 executes the run as above and, just before
@@ -21,7 +23,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from contracts import AssemblyConfig, GateConfig, RunSpec, TrainConfig, parse_run_config, run_train_config
 from registry.artifacts import ArtifactStore
 from registry.entities import (
     CHALLENGER,
@@ -44,11 +47,10 @@ from registry.entities import (
 from registry.errors import InvalidInputError
 from registry.store import Registry
 from retrain import distributed
-from retrain.assemble import AssemblyConfig, RunData, SkipRun, assemble
+from retrain.assemble import RunData, SkipRun, assemble
 from retrain.compare import HeldOutComparison, compare_models
-from retrain.config import TrainConfig
 from retrain.evaluate import classification_metrics, softmax
-from retrain.gate import GateConfig, GateResult, evaluate_gate
+from retrain.gate import GateResult, evaluate_gate
 from retrain.lengths import LengthChoice
 from retrain.lifecycle import (
     Candidate,
@@ -67,16 +69,28 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunConfig:
-    # A third epoch is safe to allow: the checkpoint with the best validation macro-F1 is kept, and
-    # early stopping ends longer budgets once more epochs stop helping.
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3))
+    """How this process executes a run: the parts of its contract (:class:`contracts.RunSpec`) the steps
+    read, and the heartbeat's interval."""
+
+    train: TrainConfig = field(default_factory=run_train_config)
     assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     mode: str = "auto"  # "auto": promote at once when the gate passes; "manual": wait for approval
     heartbeat_s: float = 10.0
-    # Train with the champion's max_length (``train.max_length`` is then ignored); ``config_from_run``
-    # turns this off when the run's recorded config sets ``train.max_length``.
+    # Train with the champion's max_length (``train.max_length`` is then ignored); off when the run's
+    # contract takes it from ``train`` (``max_length_from``).
     keep_champion_max_length: bool = True
+
+    @classmethod
+    def from_spec(cls, spec: RunSpec) -> RunConfig:
+        """The run's contract as the steps read it."""
+        return cls(
+            train=spec.train,
+            assembly=spec.assembly,
+            gate=spec.gate,
+            mode=spec.mode,
+            keep_champion_max_length=spec.max_length_from == "champion",
+        )
 
 
 @dataclass(frozen=True)
@@ -88,20 +102,24 @@ class RunOutcome:
     gate: GateResult | None = None
 
 
-def config_from_run(values: dict[str, Any]) -> RunConfig:
-    """The run's recorded config (``train`` / ``assembly`` / ``gate`` overrides, ``mode``) over the defaults."""
-    base = RunConfig()
-    train = values.get("train") or {}
+def config_from_run(values: Mapping[str, Any]) -> RunConfig:
+    """The run's recorded config, parsed as its contract; raises :class:`InvalidInputError` naming each
+    key it refuses."""
+    return RunConfig.from_spec(parse_run_config(values))
+
+
+def _parsed_config(registry: Registry, run_id: int) -> RunConfig:
+    """The run's recorded config, parsed before the run is claimed. One that does not parse (written
+    before a key was renamed, or by hand) would fail the same way every time: the run is claimed and
+    ended ``failed`` with the reason at once, so the dispatcher, which retries only a run left
+    ``running``, never retries it; the error goes on (the process exits 1)."""
     try:
-        return RunConfig(
-            train=TrainConfig.from_dict({**base.train.to_dict(), **train}),
-            assembly=AssemblyConfig(**{**asdict(base.assembly), **values.get("assembly", {})}),
-            gate=GateConfig(**{**asdict(base.gate), **values.get("gate", {})}),
-            mode=values.get("mode", base.mode),
-            keep_champion_max_length="max_length" not in train,
-        )
-    except TypeError as exc:
-        raise InvalidInputError(f"run config {values!r} is not valid: {exc}") from exc
+        return config_from_run(registry.get_run(run_id).config)
+    except InvalidInputError as exc:
+        registry.claim_run(run_id)
+        registry.finish_run(run_id, RunStatus.FAILED, error=exc.message[:2000])
+        logger.error("run %s failed: %s", run_id, exc.message)
+        raise
 
 
 def _labels_frame(registry: Registry, model_name: str, since: datetime) -> pd.DataFrame:
@@ -171,8 +189,8 @@ def _execute_run(
     work_dir: Path | None,
     channel: distributed.Channel,
 ) -> RunOutcome:
+    config = config or _parsed_config(registry, run_id)
     run = registry.claim_run(run_id)
-    config = config or config_from_run(run.config)
     with (
         heartbeats(registry, run_id, config.heartbeat_s),
         training_job(registry, artifacts, run_id, leave_running=(distributed.PeerLost,)) as job,

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts.train import DEFAULT_BASE_MODEL, TrainConfig
 from registry.errors import InvalidInputError
 from retrain import distributed
 from retrain.checkpoints import training_folder
-from retrain.config import DEFAULT_BASE_MODEL, TrainConfig
 from retrain.data import seeded_split
 from retrain.hftrainer import argmax_logits, training_args, validation_metrics, weighted_trainer_class
 from retrain.lengths import LengthChoice, model_token_limit, resolve_max_length

@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 
 from common.texts import text_hash
+from contracts.train import TrainConfig
 from registry.artifacts import LocalArtifactStore
 from registry.entities import ModelVersion, NewLabel, NewModelVersion, NewPrediction
 from registry.settings import Settings
 from registry.store import Registry
 from retrain.bootstrap import BootstrapRequest, bootstrap
-from retrain.config import TrainConfig
 from retrain.data import ColumnSpec
 from runtime.modelio import load_classifier_dir, load_version, save_classifier
 from service.runtime import OnnxServingModel, ServingModel

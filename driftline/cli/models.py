@@ -109,9 +109,9 @@ def bootstrap(
     **train: Any,
 ) -> None:
     """Fine-tune a first model on labeled data and make it the champion."""
+    from contracts.train import TrainConfig
     from retrain.bootstrap import BootstrapRequest
     from retrain.bootstrap import bootstrap as run_bootstrap
-    from retrain.config import TrainConfig
     from retrain.data import ColumnSpec
 
     settings = get_settings()

@@ -1,4 +1,4 @@
-"""The training options of ``driftline bootstrap``, made from the fields of ``retrain.config.TrainConfig``:
+"""The training options of ``driftline bootstrap``, made from the fields of ``contracts.train.TrainConfig``:
 each field's type, default and help text (its metadata), in field order, so a new field is a new option."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import click
 
-from retrain.config import AUTO, TrainConfig
+from contracts.train import AUTO, TrainConfig
 
 
 class MaxLength(click.ParamType):

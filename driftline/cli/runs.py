@@ -5,12 +5,17 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 
 from driftline.cli.common import actor, handle_errors, main, open_artifacts, open_registry
 from registry.entities import as_dict
 from registry.settings import get_settings
+
+if TYPE_CHECKING:
+    from monitor.job import MonitorConfig
 
 # --- drift check ----------------------------------------------------------------------------------
 
@@ -28,14 +33,14 @@ from registry.settings import get_settings
 @handle_errors
 def check(window_size: int, as_json: bool) -> None:
     """Run one drift check now: print its scores, decision and reason (and queue a run if it says so)."""
-    from monitor.job import MonitorConfig, run_drift_check
+    from monitor.job import run_drift_check
 
     settings = get_settings()
     record = run_drift_check(
         open_registry(settings),
         open_artifacts(settings),
         settings.model_name,
-        MonitorConfig(window_size=window_size),
+        check_config(window_size),
     )
     if as_json:
         out = {"check": as_dict(record.check), "run": as_dict(record.run) if record.run else None}
@@ -75,6 +80,15 @@ def check(window_size: int, as_json: bool) -> None:
     click.echo(f"report: {settings.artifact_root}/reports/{c.report_uri}")
 
 
+def check_config(window_size: int) -> MonitorConfig:
+    """The check's config from the ``DRIFTLINE_*`` monitor settings, as the scheduler builds its own;
+    ``--window`` replaces the window size only when given (its default is the setting's default)."""
+    from monitor.settings import MonitorSettings
+
+    given = click.get_current_context().get_parameter_source("window_size") != ParameterSource.DEFAULT
+    return MonitorSettings().monitor_config(window_size=window_size if given else None)
+
+
 # --- runs, decisions, alias moves ------------------------------------------------------------------
 
 
@@ -91,16 +105,14 @@ def check(window_size: int, as_json: bool) -> None:
 @handle_errors
 def retrain(reason: str, mode: str, as_json: bool) -> None:
     """Queue a manual retraining run (the scheduler's dispatcher starts it)."""
+    from contracts import RunSpec
     from registry.entities import RunTrigger
 
     settings = get_settings()
     registry = open_registry(settings)
     registry.get_model(settings.model_name)
-    run = registry.create_run(
-        settings.model_name,
-        trigger=RunTrigger.MANUAL,
-        config={"reason": reason, "mode": mode, "requested_by": actor()},
-    )
+    spec = RunSpec.model_validate({"reason": reason, "mode": mode, "requested_by": actor()})
+    run = registry.create_run(settings.model_name, trigger=RunTrigger.MANUAL, config=spec.to_record())
     click.echo(json.dumps(as_dict(run), indent=1) if as_json else f"queued run {run.id} ({mode})")
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field, model_validator
 
+from contracts import RunSpec
 from registry import entities as e
 from registry.settings import get_settings
 from service.api.deps import RegistryDep, WriterDep
@@ -16,14 +17,31 @@ from service.api.responses import EVERY_ROUTE, WRITE, responses
 router = APIRouter(prefix="/runs", tags=["runs"], responses=EVERY_ROUTE)
 
 
-class RetrainRequest(BaseModel):
+class RunRequest(RunSpec):
+    """The body of ``POST /api/runs``: the run contract (an unknown key anywhere is a 422 naming it, and
+    nothing is queued), the model, and ``config``, the name this body gave the training values before
+    it took the contract's ``train`` (still read, for the clients that send it)."""
+
     model_name: str | None = Field(default=None, description="Defaults to DRIFTLINE_MODEL_NAME.")
     reason: str = Field(default="manual retrain", max_length=2000)
-    config: dict[str, Any] = Field(default_factory=dict, description="Training config overrides.")
-    assembly: dict[str, Any] = Field(
-        default_factory=dict, description="Data assembly overrides, e.g. {\"min_new_labels\": 100}."
+    config: dict[str, Any] | None = Field(
+        default=None, description="Training config overrides: the same as train (give one of them)."
     )
-    gate: dict[str, Any] = Field(default_factory=dict, description="Promotion gate overrides.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _config_is_train(cls, data: Any) -> Any:
+        """``config`` is read as ``train`` (the contract's name); both at once is refused."""
+        if not isinstance(data, dict) or data.get("config") is None:
+            return data
+        if "train" in data:
+            raise ValueError("give the training values as train or as config, not both")
+        return {**{k: v for k, v in data.items() if k != "config"}, "train": data["config"]}
+
+    def spec(self, requested_by: str) -> RunSpec:
+        """The run contract this body asks for, recorded as asked by ``requested_by`` (the caller)."""
+        values = self.model_dump(exclude={"model_name", "config"})
+        return RunSpec.model_validate({**values, "requested_by": requested_by})
 
 
 @router.get("", response_model=list[e.RetrainRun], responses=responses(422))
@@ -37,20 +55,15 @@ def get_run(run_id: Id, registry: RegistryDep) -> e.RetrainRun:
 
 
 @router.post("", response_model=e.RetrainRun, status_code=201, responses=WRITE)
-def queue_retrain(body: RetrainRequest, registry: RegistryDep, actor: WriterDep) -> e.RetrainRun:
+def queue_retrain(body: RunRequest, registry: RegistryDep, actor: WriterDep) -> e.RetrainRun:
     """Queue a manual retraining run; the scheduler's dispatcher starts it. A model that already has
-    ``DRIFTLINE_MAX_PENDING_MANUAL_RUNS`` manual runs queued or running answers 409."""
+    ``DRIFTLINE_MAX_PENDING_MANUAL_RUNS`` manual runs queued or running answers 409. ``mode: manual``:
+    a challenger that passes the gate waits for a reviewer's approval."""
     settings = get_settings()
     name = body.model_name or settings.model_name
     return registry.create_run(
         name,
         trigger=e.RunTrigger.MANUAL,
         max_pending=settings.max_pending_manual_runs,
-        config={
-            "train": body.config,
-            "assembly": body.assembly,
-            "gate": body.gate,
-            "reason": body.reason,
-            "requested_by": actor,
-        },
+        config=body.spec(actor).to_record(),
     )

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
+from contracts.train import TrainConfig
 from driftline.cli import main
 from registry.artifacts import LocalArtifactStore
 from registry.entities import RunStatus
 from registry.settings import get_settings
 from registry.store import Registry
 from retrain.bootstrap import BootstrapRequest, bootstrap
-from retrain.config import TrainConfig
 from retrain.data import ColumnSpec
 from retrain.evaluate import forward_outputs
 from retrain.reference import REFERENCE_PROFILE, read_reference_profile

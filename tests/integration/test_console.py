@@ -17,12 +17,13 @@ import pytest
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
+from contracts import GateConfig
 from registry import entities as e
 from registry.artifacts import LocalArtifactStore
 from registry.errors import DatabaseError
 from registry.orm import AliasEventRow
 from registry.store import Registry
-from retrain.gate import Comparison, GateConfig, GateResult
+from retrain.gate import Comparison, GateResult
 from retrain.report import ReportInputs, write_promotion_report
 from service.console.pages import guard_state, served_at
 from tests.integration.test_registry import spec

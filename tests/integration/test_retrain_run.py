@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from contracts import AssemblyConfig
+from contracts.train import TrainConfig
 from registry.artifacts import LocalArtifactStore
 from registry.entities import DecisionStatus, NewLabel, RunStatus, RunTrigger
 from registry.settings import Settings
 from registry.store import Registry
-from retrain.assemble import AssemblyConfig
-from retrain.config import TrainConfig
 from retrain.run import RunConfig, execute_run
 from tests.textgen import topic_rows
 

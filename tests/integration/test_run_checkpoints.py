@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from contracts import AssemblyConfig
+from contracts.train import TrainConfig
 from registry.entities import NewLabel, RunStatus, RunTrigger
 from registry.store import Registry
 from retrain import lifecycle
-from retrain.assemble import AssemblyConfig
-from retrain.config import TrainConfig
 from retrain.run import RunConfig, execute_run
 from tests.integration.test_retrain_run import finance_rows, open_home
 from tests.textgen import topic_rows

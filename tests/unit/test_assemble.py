@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from retrain.assemble import AssemblyConfig, SkipRun, allocate, assemble
+from contracts import AssemblyConfig
+from retrain.assemble import SkipRun, allocate, assemble
 
 LABELS = ("neg", "pos")
 

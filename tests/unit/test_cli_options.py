@@ -9,9 +9,9 @@ from typing import Literal
 import click
 import pytest
 
+from contracts.train import TrainConfig
 from driftline.cli import main
 from driftline.cli.options import MaxLength, option_type
-from retrain.config import TrainConfig
 
 
 def test_every_field_the_command_line_takes_is_an_option_of_bootstrap() -> None:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from contracts.train import TrainConfig
 from monitor.settings import MonitorSettings
 from orchestration.launch import SubprocessLauncher, TorchrunLauncher, make_launcher
 from registry.entities import ArtifactRef, NewLabel, RunStatus, RunTrigger
@@ -22,7 +23,6 @@ from registry.errors import ConflictError, InvalidInputError
 from retrain import distributed
 from retrain import run as run_module
 from retrain.checkpoints import training_digest
-from retrain.config import TrainConfig
 from retrain.distributed import Channel, PeerLost, Ranks, Stop, TrainPlan
 from retrain.hftrainer import training_args
 from retrain.run import execute_run, follow_run

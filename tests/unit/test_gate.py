@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrain.gate import GateConfig, PairedPredictions, _macro_f1_batch, evaluate_gate
+from contracts import GateConfig
+from retrain.gate import PairedPredictions, _macro_f1_batch, evaluate_gate
 
 
 def predictions(y: np.ndarray, error_rate: float, seed: int, k: int = 3) -> np.ndarray:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contracts.train import TrainConfig
 from registry.errors import HTTP_STATUS, ErrorCode, InvalidInputError, NotFoundError
-from retrain.config import TrainConfig
 from retrain.evaluate import classification_metrics, expected_calibration_error
 from retrain.train import class_weights
 

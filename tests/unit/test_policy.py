@@ -9,18 +9,18 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
+from contracts import AssemblyConfig, GateConfig, RunSpec
+from monitor.job import MonitorConfig
 from monitor.policy import (
     PolicyConfig,
     PolicyInput,
-    align_with_run,
     decide,
     heldout_rows_for_decisive_gate,
     label_plan,
     labels_for_decisive_gate,
 )
 from registry.entities import RunTrigger
-from retrain.assemble import AssemblyConfig
-from retrain.gate import GateConfig, PairedPredictions, evaluate_gate
+from retrain.gate import PairedPredictions, evaluate_gate
 
 CONFIG = PolicyConfig(persistence=3, quality_margin=0.03, cooldown=timedelta(minutes=30))
 READY = PolicyInput(
@@ -118,7 +118,7 @@ def test_the_floor_and_the_cap_hold() -> None:
     )
     floor = decide(replace(READY, estimated_drop=0.6, new_labels=99), CONFIG)
     assert not floor.retrain and "needs 100 (the floor; 30 for 80 % power, 20 % held out)" in floor.reason
-    never = decide(replace(READY, estimated_drop=0.2), replace(CONFIG, gate_min_improvement=0.25))
+    never = decide(replace(READY, estimated_drop=0.2), replace(CONFIG, gate=GateConfig(min_improvement=0.25)))
     assert never.labels_needed == 2000 and "no number of rows makes a gain of at most the gate's 25.0-pt" in (
         never.reason
     )
@@ -193,19 +193,20 @@ def test_a_retry_on_the_same_champion_waits_for_the_larger_of_power_and_geometri
     assert not slow.retrain and slow.labels_needed == 635 and "fewer than 635 new labels" in slow.reason
 
 
-def test_the_policy_takes_the_figures_of_the_runs_it_queues() -> None:
-    assert CONFIG.holdout_fraction == AssemblyConfig().holdout_fraction
-    assert CONFIG.gate_min_improvement == GateConfig().min_improvement
-    assert CONFIG.gate_confidence == GateConfig().confidence
-    run = {"assembly": {"holdout_fraction": 0.4, "min_new_labels": 150}, "gate": {"min_improvement": 0.02}}
-    aligned = align_with_run(CONFIG, run)
-    assert (aligned.holdout_fraction, aligned.min_labels_floor, aligned.gate_min_improvement) == (
+def test_the_policy_sizes_its_label_count_with_the_run_contracts_figures() -> None:
+    assert (CONFIG.assembly, CONFIG.gate) == (AssemblyConfig(), GateConfig())  # the contract's, not a copy
+    run = RunSpec.model_validate(
+        {"assembly": {"holdout_fraction": 0.4, "min_new_labels": 150}, "gate": {"min_improvement": 0.02}}
+    )
+    aligned = MonitorConfig(policy=CONFIG, run_config=run).policy
+    assert (aligned.assembly.holdout_fraction, aligned.min_labels_floor, aligned.gate.min_improvement) == (
         0.4,
         150,
         0.02,
     )
-    assert align_with_run(CONFIG, {"assembly": {"min_new_labels": 50}}).min_labels_floor == 100  # never lower
-    assert align_with_run(CONFIG, {}) is CONFIG
+    lower = RunSpec.model_validate({"assembly": {"min_new_labels": 50}})
+    assert MonitorConfig(policy=CONFIG, run_config=lower).policy.min_labels_floor == 100  # never lower
+    assert MonitorConfig(policy=CONFIG).policy.min_labels_floor == 100  # the run's default sets nothing
     assert (
         "20 % held out" in decide(READY, CONFIG).reason and "40 % held out" in decide(READY, aligned).reason
     )

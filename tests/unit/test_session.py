@@ -101,7 +101,7 @@ def test_the_processes_read_the_sessions_settings_and_none_of_this_shells(
         monkeypatch.setenv(name, value)
     monitor, serve, settings = MonitorSettings(), ServeSettings(), Settings()
     assert (monitor.window_size, monitor.min_window_rows, monitor.min_labels_floor) == (300, 125, 40)
-    assert (monitor.guard, monitor.retrain_on_drift, monitor.retrain) == (True, True, cfg.run_config())
+    assert (monitor.guard, monitor.retrain_on_drift, monitor.retrain.to_record()) == (True, True, cfg.run_config())
     assert (monitor.check_interval_s, monitor.cooldown_s, serve.poll_interval_s) == (86_400, 0, 1)
     assert settings.home == tmp_path / "home" and settings.cache_dir == tmp_path / "home" / "cache"
 
@@ -248,10 +248,10 @@ def test_every_run_of_a_session_records_the_same_run_config(tmp_path: Path) -> N
         tmp_path,
         tmp_path / "x.csv",
         train={"epochs": 2, "max_length": "auto"},
-        run_train={"learning_rate": 1e-4},
+        run_train={"learning_rate": 5e-5},
         min_new_labels=100,
     )
-    expected = {"train": {"epochs": 2, "learning_rate": 1e-4}, "assembly": {"min_new_labels": 100}}
+    expected = {"train": {"epochs": 2, "learning_rate": 5e-5}, "assembly": {"min_new_labels": 100}}
     assert cfg.run_config() == expected
     assert json.loads(cfg.scheduler_env()["DRIFTLINE_RETRAIN"]) == expected
 
@@ -264,12 +264,4 @@ def test_every_run_of_a_session_records_the_same_run_config(tmp_path: Path) -> N
     client = DriftlineClient("http://x", model_name="m", token=None)
     client.http = httpx.Client(base_url="http://x", transport=httpx.MockTransport(handler))
     assert client.queue_run("policy every-window: row 300", cfg.run_config()) == 7
-    assert sent == [
-        {
-            "model_name": "m",
-            "reason": "policy every-window: row 300",
-            "config": {"epochs": 2, "learning_rate": 1e-4},
-            "assembly": {"min_new_labels": 100},
-            "gate": {},
-        }
-    ]
+    assert sent == [{"model_name": "m", "reason": "policy every-window: row 300", **expected}]

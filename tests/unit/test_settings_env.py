@@ -58,7 +58,9 @@ def test_an_environment_from_field_names_reads_back_as_those_values(monkeypatch:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     read = MonitorSettings()
-    assert {name: getattr(read, name) for name in values} == values
+    others = {name: value for name, value in values.items() if name != "retrain"}
+    assert {name: getattr(read, name) for name in others} == others
+    assert read.retrain.to_record() == values["retrain"]  # the run contract, parsed
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from contracts.train import TrainConfig
 from registry.errors import InvalidInputError
 from retrain.checkpoints import CHECKPOINT_DIGEST, resume_point, training_digest, training_folder
-from retrain.config import TrainConfig
 from retrain.report import _training
 from retrain.train import choose_weighting, validation_split
 

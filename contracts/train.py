@@ -1,4 +1,5 @@
-"""Typed configuration of a fine-tuning job, loadable from a JSON file."""
+"""Typed configuration of a fine-tuning job, loadable from a JSON file: the ``train`` part of a run's
+contract (:class:`contracts.run.RunSpec`), and what ``driftline bootstrap`` builds its options from."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import dataclasses
 import json
 from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from pydantic import ConfigDict
 
 from registry.errors import InvalidInputError
 
@@ -41,6 +44,9 @@ class TrainConfig:
 
     ``driftline bootstrap`` has an option for each field, from its metadata: ``help``; ``option``: False
     keeps the field off the command line; ``option_default`` replaces its default there; ``choices``."""
+
+    # Inside a RunSpec (pydantic validates this dataclass there), an unknown key is refused, by name.
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
 
     base_model: str = field(
         default=DEFAULT_BASE_MODEL,
