@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from common.templating import pts
+
 
 @dataclass(frozen=True)
 class GuardConfig:
@@ -96,10 +98,6 @@ class GuardVerdict:
         return asdict(self)
 
 
-def _pts(x: float) -> str:
-    return f"{x * 100:+.1f} pts"
-
-
 def judge(
     y_true: Sequence[str],
     champion_pred: Sequence[str],
@@ -136,7 +134,7 @@ def judge(
     evidence = (
         f"on the same {paired['judged']} labeled rows ({first + 1}-{look} since the promotion) {new} scores "
         f"{paired['champion_accuracy']:.3f} and {old} {paired['replaced_accuracy']:.3f} "
-        f"({_pts(paired['difference'])}); only {new} right on {paired['champion_only_right']}, only {old} "
+        f"({pts(paired['difference'])}); only {new} right on {paired['champion_only_right']}, only {old} "
         f"on {paired['replaced_only_right']}: one-sided exact McNemar p = {paired['p_value']:.2g} "
         f"(level {level:.3g} per look, {len(config.looks())} looks)"
     )

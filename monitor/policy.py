@@ -27,6 +27,7 @@ from typing import Any
 
 from scipy.stats import norm
 
+from common.templating import pts
 from monitor.signals import QUALITY_MARGIN, REALIZED_DROP
 from registry.entities import RunTrigger
 
@@ -108,10 +109,6 @@ class LabelPlan:
     by_power: float  # labels whose held-out share is that many rows (inf: no number suffices)
     labels: int  # labels needed, floor and cap applied
     bound: str | None  # "floor" or "cap" when one of them set ``labels``
-
-
-def _pts(x: float) -> str:
-    return f"{-x * 100:+.1f} pts"
 
 
 def heldout_rows_for_decisive_gate(
@@ -310,9 +307,9 @@ def decide(state: PolicyInput, config: PolicyConfig) -> Decision:
         f"check{'s' if state.drift_streak != 1 else ''}"
     ]
     if state.estimated_drop is not None:
-        parts.append(f"estimated accuracy {_pts(state.estimated_drop)}")
+        parts.append(f"estimated accuracy {pts(-state.estimated_drop)}")
     if state.realized_drop is not None:
-        parts.append(f"realized accuracy {_pts(state.realized_drop)}")
+        parts.append(f"realized accuracy {pts(-state.realized_drop)}")
     parts.append(f"{state.new_labels} new labels")
     summary = ", ".join(parts)
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from common.templating import pts
+
 
 @dataclass(frozen=True)
 class GateConfig:
@@ -130,10 +132,6 @@ def paired_bootstrap(pairs: PairedPredictions, config: GateConfig) -> Comparison
     )
 
 
-def _pts(x: float) -> str:
-    return f"{x * 100:+.1f} pts"
-
-
 def evaluate_gate(
     recent: PairedPredictions, old: PairedPredictions | None = None, config: GateConfig | None = None
 ) -> GateResult:
@@ -146,28 +144,28 @@ def evaluate_gate(
     passed = True
     gain = (
         f"recent held-out ({r.rows} rows): challenger macro-F1 {r.challenger_macro_f1:.3f} vs champion "
-        f"{r.champion_macro_f1:.3f}, {_pts(r.difference)} ({level} {_pts(r.ci_low)} to {_pts(r.ci_high)})"
+        f"{r.champion_macro_f1:.3f}, {pts(r.difference)} ({level} {pts(r.ci_low)} to {pts(r.ci_high)})"
     )
     if r.difference < config.min_improvement:
         passed = False
-        reasons.append(f"{gain}: gain below the required {_pts(config.min_improvement)}")
+        reasons.append(f"{gain}: gain below the required {pts(config.min_improvement)}")
     elif r.ci_low <= config.ci_lower_bound:
         passed = False
         reasons.append(
-            f"{gain}: not significant, the CI's lower bound is not above {_pts(config.ci_lower_bound)}"
+            f"{gain}: not significant, the CI's lower bound is not above {pts(config.ci_lower_bound)}"
         )
     else:
-        reasons.append(f"{gain}: better by at least {_pts(config.min_improvement)}, significantly")
+        reasons.append(f"{gain}: better by at least {pts(config.min_improvement)}, significantly")
     o = None
     if old is not None and len(old.y_true):
         o = paired_bootstrap(old, config)
         change = (
             f"champion's evaluation set ({o.rows} rows): challenger macro-F1 {o.challenger_macro_f1:.3f} vs "
-            f"{o.champion_macro_f1:.3f}, {_pts(o.difference)}"
+            f"{o.champion_macro_f1:.3f}, {pts(o.difference)}"
         )
         if o.difference < -config.max_old_regression:
             passed = False
-            reasons.append(f"{change}: forgets more than the allowed {_pts(-config.max_old_regression)}")
+            reasons.append(f"{change}: forgets more than the allowed {pts(-config.max_old_regression)}")
         else:
-            reasons.append(f"{change}: within the allowed {_pts(-config.max_old_regression)}")
+            reasons.append(f"{change}: within the allowed {pts(-config.max_old_regression)}")
     return GateResult(passed=passed, reasons=tuple(reasons), recent=r, old=o, config=config)
