@@ -20,8 +20,6 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 
-from runtime.scores import softmax as softmax  # re-exported: tests calibrate with it from here
-
 REALIZED_DROP = "realized_accuracy_drop"  # the signal measured on labels, not estimated
 # Every test's significance level: a score over its threshold fires only when the test also rejects,
 # so that small windows do not alarm on noise.

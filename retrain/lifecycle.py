@@ -25,10 +25,11 @@ from registry.entities import ArtifactRef, ModelVersion, NewModelVersion, RunSta
 from registry.errors import DriftlineError
 from registry.store import Registry
 from retrain.calibration import calibrate
-from retrain.evaluate import classification_metrics, softmax
+from retrain.evaluate import classification_metrics
 from retrain.quality import assess
 from retrain.reference import write_reference_profile
 from runtime.modelio import REFERENCE_PROFILE, REFERENCE_PROFILE_INT8, save_classifier
+from runtime.scores import softmax
 
 logger = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from retrain import distributed
 from retrain.assemble import AssemblyConfig, RunData, SkipRun, assemble
 from retrain.compare import HeldOutComparison, compare_models
 from retrain.config import TrainConfig
-from retrain.evaluate import classification_metrics, softmax
+from retrain.evaluate import classification_metrics
 from retrain.gate import GateConfig, GateResult, evaluate_gate
 from retrain.lengths import LengthChoice
 from retrain.lifecycle import (
@@ -61,6 +61,7 @@ from retrain.lifecycle import (
 from retrain.report import ReportInputs, write_promotion_report
 from retrain.train import TrainResult, fine_tune, resolve_config
 from runtime.modelio import DRIFTLINE_META
+from runtime.scores import softmax
 
 logger = logging.getLogger(__name__)
 
