@@ -56,7 +56,7 @@ def remove_unreferenced(registry: Registry, artifacts: ArtifactStore, refs: list
         try:
             if not registry.versions_using_artifact(ref.sha256):
                 artifacts.delete(ref)
-        except Exception:  # noqa: BLE001 - cleanup must not hide the original failure
+        except Exception:  # cleanup must not hide the original failure
             logger.exception("could not remove artifact %s after a failed job", ref.sha256[:12])
 
 
@@ -64,7 +64,7 @@ def record_failure(registry: Registry, run_id: int, exc: BaseException) -> None:
     message = exc.message if isinstance(exc, DriftlineError) else f"{type(exc).__name__}: {exc}"
     try:
         registry.finish_run(run_id, RunStatus.FAILED, error=message[:2000])
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("could not mark run %s as failed", run_id)
 
 

@@ -77,7 +77,7 @@ def label_queue(
     limit: int = Query(100, ge=1, le=lq.MAX_LIMIT),
     random_share: float = Query(lq.RANDOM_SHARE, ge=0.0, le=1.0),
     lease_hours: float = Query(lq.LEASE.total_seconds() / 3600, gt=0.0, le=24 * 30),
-    format: Literal["json", "label-studio"] = Query("json"),  # noqa: A002 - the query parameter's name
+    format: Literal["json", "label-studio"] = Query("json"),
 ) -> Any:
     handout = registry.hand_out_labels(
         registry.get_version_by_alias(model or get_settings().model_name, CHAMPION),
