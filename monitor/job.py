@@ -1,7 +1,7 @@
 """The drift-check job: load the window, compute the signals, apply the trigger policy, store the
 check (and the run it queues) in one transaction, with the Evidently report beside it.
 
-``driftline check`` runs it once; the scheduler (next) runs it on an interval.
+``driftline check`` runs it once; the scheduler (``orchestration/scheduler.py``) runs it on an interval.
 """
 
 from __future__ import annotations
