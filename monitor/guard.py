@@ -16,10 +16,17 @@ champion handles worse) is seen as well as harm from the start. The schedule is 
 champion as good as the replaced one is rolled back with probability below ``alpha`` over the whole
 watch, not per tick. After the last look without harm the guard ends for that promotion.
 
-Usage::
+Usage (a doctest, run by ``tests/unit/test_doctests.py``): v3 replaced v2 and answers "pos" to every
+one of the first 100 labeled rows it served, where v2 would have been right on all of them:
 
-    verdict = judge(y_true, champion_pred, replaced_pred, GuardConfig())
-    verdict.status, verdict.reason   # "rollback", "v3 is worse than v2 on the same 100 labeled rows: ..."
+>>> y_true = ["pos", "neg"] * 50
+>>> verdict = judge(y_true, ["pos"] * 100, y_true, GuardConfig(), names=("v3", "v2"))
+>>> verdict.status
+<GuardStatus.ROLLBACK: 'rollback'>
+>>> print(verdict.reason)
+v3 is worse than v2 by more than 1.0 pts, significantly: on the same 100 labeled rows (1-100 since the
+promotion) v3 scores 0.500 and v2 1.000 (-50.0 pts); only v3 right on 0, only v2 on 50: one-sided exact
+McNemar p = 8.9e-16 (level 0.00556 per look, 9 looks)
 """
 
 from __future__ import annotations

@@ -6,15 +6,18 @@ champion's training for the run's recent held-out share to make the promotion ga
 as large as the drop (:func:`labels_for_decisive_gate`): a large drop queues sooner, a small one waits
 for more labels (never fewer than a floor, never more than a cap).
 
-Usage::
+Usage (a doctest, run by ``tests/unit/test_doctests.py``):
 
-    decision = decide(PolicyInput(drift_streak=3, drifted_signals=("embedding_drift",),
-                                  estimated_drop=0.074, realized_drop=None, new_labels=700,
-                                  active_run=False, since_last_run=timedelta(hours=2)),
-                      PolicyConfig())
-    decision.retrain, decision.reason
-    # True, "drift on embedding_drift for 3 checks, estimated accuracy -7.4 pts, 700 new labels; a decisive
-    #        gate on a 7.4-pt drop (estimated) needs 635 (80 % power, 20 % held out): retrain queued"
+>>> decision = decide(
+...     PolicyInput(drift_streak=3, drifted_signals=("embedding_drift",), estimated_drop=0.074,
+...                 realized_drop=None, new_labels=700, active_run=False, since_last_run=timedelta(hours=2)),
+...     PolicyConfig(),
+... )
+>>> decision.retrain
+True
+>>> print(decision.reason)
+drift on embedding_drift for 3 checks, estimated accuracy -7.4 pts, 700 new labels; a decisive gate on a
+7.4-pt drop (estimated) needs 635 (80 % power, 20 % held out): retrain queued
 """
 
 from __future__ import annotations

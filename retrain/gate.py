@@ -5,14 +5,24 @@ at least ``min_improvement`` and the lower bound of a paired bootstrap confidenc
 difference is above ``ci_lower_bound``; and, on the champion's original evaluation rows (to catch
 forgetting), it loses no more than ``max_old_regression``. Every check leaves a reason in words.
 
-Usage::
+Usage (a doctest, run by ``tests/unit/test_doctests.py``): a champion that always answers "pos", a
+challenger right on 90 of 100 recent rows and as good as the champion on its own rows:
 
-    result = evaluate_gate(
-        recent=PairedPredictions(y_true, champion_pred, challenger_pred),
-        old=PairedPredictions(y_old, champion_old_pred, challenger_old_pred),
-        config=GateConfig(min_improvement=0.01),
-    )
-    result.passed, result.reasons
+>>> y = ["pos", "neg"] * 50
+>>> champion, challenger = ["pos"] * 100, y[:90] + ["pos"] * 10
+>>> result = evaluate_gate(
+...     recent=PairedPredictions(y, champion, challenger),
+...     old=PairedPredictions(y, champion, champion),
+...     config=GateConfig(min_improvement=0.01),
+... )
+>>> result.passed
+True
+>>> for reason in result.reasons:
+...     print(reason)
+recent held-out (100 rows): challenger macro-F1 0.950 vs champion 0.333, +61.7 pts (95% CI +55.8 pts
+to +67.0 pts): better by at least +1.0 pts, significantly
+champion's evaluation set (100 rows): challenger macro-F1 0.333 vs 0.333, +0.0 pts: within the allowed
+-2.0 pts
 """
 
 from __future__ import annotations
