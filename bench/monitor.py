@@ -166,7 +166,7 @@ def make_window(pool: Pool, n: int, *, noise: float, labeled: float, seed: int) 
     import numpy as np
 
     from monitor.check import Window
-    from retrain.evaluate import softmax
+    from runtime.scores import softmax
 
     idx, pooled = draw(pool, n, noise=noise, seed=seed)
     probs = softmax(pool.logits[idx]).astype(np.float64)

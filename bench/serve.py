@@ -580,7 +580,7 @@ class Server:
             "BENTOML_HOME": str(bentoml_home(home)),
             **(env or {}),
         }
-        self.log = open(home / f"serve-{port}.log", "wb")  # noqa: SIM115
+        self.log = open(home / f"serve-{port}.log", "wb")  # noqa: SIM115 - the server writes it until stop() closes it
         self.proc = subprocess.Popen(
             wrap(
                 [

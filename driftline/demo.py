@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from driftline.demo_data import fetch_vader
-from driftline.replay import StreamRow
+from driftline.replay_types import StreamRow
 from driftline.session import Say, SessionConfig, Stream, run_session
 from driftline.summary import StreamSummary
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from driftline.client import encode_body
+from driftline.replay_types import StreamRow
 from registry.errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from driftline.replay import StreamRow
 
 LONG_TEXT_CHARS = 2000  # texts longer than this are reported before a replay: the model reads their head only
 

@@ -37,28 +37,14 @@ from typing import Any
 
 import httpx
 
-# The client and the preflight count live in their own modules; their names stay importable from here.
-from driftline.client import DriftlineClient as DriftlineClient
-from driftline.client import RequestRefused, predict_body_bytes
-from driftline.client import ServiceError as ServiceError
-from driftline.client import encode_body as encode_body
-from driftline.client import fold_numbers as fold_numbers
-from driftline.preflight import Preflight as Preflight
-from driftline.preflight import ServiceLimits as ServiceLimits
-from driftline.preflight import preflight as preflight
+from driftline.client import DriftlineClient, RequestRefused, predict_body_bytes
+from driftline.replay_types import Hold, Refused, ReplayLog, ServedRow, StreamRow
 from registry.errors import DriftlineError, ErrorCode
 
 logger = logging.getLogger(__name__)
 
 IN_FLIGHT = ("queued", "running")
 FEEDBACK_CHUNK = 256  # labels per /feedback request
-
-
-@dataclass(frozen=True)
-class StreamRow:
-    text: str
-    label: str
-    domain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,57 +72,6 @@ class ReplayOptions:
     # The service's DRIFTLINE_MAX_BODY_BYTES: a request over it is not sent; its rows go one by one, and a
     # row over it on its own is counted as refused without being sent. None: no limit known.
     max_body_bytes: int | None = None
-
-
-@dataclass(frozen=True)
-class ServedRow:
-    index: int
-    domain: str | None
-    label: str
-    predicted: str
-    version: int
-    at: float  # seconds since the replay started
-    labeled: bool
-
-
-@dataclass
-class Hold:
-    """Traffic held while a run trained: from which row, how long, and what came of it."""
-
-    run_ids: list[int]
-    row: int
-    started: float
-    ended: float = 0.0
-    champion_before: int | None = None
-    champion_after: int | None = None
-
-    @property
-    def swapped(self) -> bool:
-        return self.champion_after is not None and self.champion_after != self.champion_before
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A stream row (or its label) the service refused, with the reason, row-specific numbers folded."""
-
-    index: int
-    reason: str
-
-
-@dataclass
-class ReplayLog:
-    served: list[ServedRow] = field(default_factory=list)
-    holds: list[Hold] = field(default_factory=list)
-    labels_sent: int = 0  # labels the service accepted
-    queue_asks: int = 0  # hand-outs asked of the label queue (label_strategy "queue")
-    queue_items: int = 0  # items they held that were rows of this replay
-    checks: list[dict[str, Any]] = field(default_factory=list)  # check requests made (deterministic mode)
-    seconds: float = 0.0
-    interrupted: bool = False  # the stream was not replayed to its end (see ended_early)
-    ended_early: str | None = None  # why: Ctrl-C, a 5xx, a lost connection, ...
-    refused_rows: list[Refused] = field(default_factory=list)  # rows /predict refused: not served
-    refused_labels: list[Refused] = field(default_factory=list)  # labels /feedback refused
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 Progress = Callable[[str], None]

@@ -29,27 +29,13 @@ import httpx
 import pandas as pd
 
 from common.settings_env import PREFIX, to_env
-from driftline.processes import start_processes
-from driftline.replay import (
-    DriftlineClient,
-    Preflight,
-    Replayer,
-    ReplayLog,
-    ReplayOptions,
-    ServiceError,
-    ServiceLimits,
-    StreamRow,
-    ended_early_reason,
-    preflight,
-)
-from driftline.summary import (
-    ConsoleHint,
-    StreamSummary,
-    score_promotions,
-    summarize,
-    write_index,
-    write_timeline,
-)
+from driftline.client import DriftlineClient, ServiceError
+from driftline.preflight import Preflight, ServiceLimits, preflight
+from driftline.processes import ConsoleHint, start_processes
+from driftline.replay import Replayer, ReplayOptions, ended_early_reason
+from driftline.replay_types import ReplayLog, StreamRow
+from driftline.summary import StreamSummary, score_promotions, summarize, write_index
+from driftline.timeline import write_timeline
 from monitor.policy import PolicyConfig
 from monitor.settings import MonitorSettings
 from registry.errors import InvalidInputError

@@ -14,9 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from driftline.processes import ConsoleHint as ConsoleHint  # re-exported: the session prints it
-from driftline.replay import Refused, ReplayLog, ServedRow
-from driftline.timeline import write_timeline as write_timeline  # re-exported: the session draws it
+from driftline.processes import ConsoleHint
+from driftline.replay_types import Refused, ReplayLog, ServedRow
 from registry.entities import DriftCheck, PromotionDecision, RetrainRun
 from registry.settings import Settings
 from registry.store import Registry

@@ -26,9 +26,10 @@ class PCAProjection:
     """Stands in for t-SNE in Evidently's embedding-drift picture.
 
     Evidently's ``EmbeddingsDriftMetric`` draws its contour plot from a t-SNE of up to 5,000 sampled
-    rows: 1,000 gradient iterations that took 70 s of a 2-core machine per check, for a picture only
-    (the drift score comes from the classifier before it). A 2-D PCA of the same rows draws the same
-    kind of picture in milliseconds.
+    rows: 1,000 gradient iterations that took over a minute of a 2-core machine per check, for a picture
+    only (the drift score comes from the classifier before it). A 2-D PCA of the same rows draws the same
+    kind of picture in a small part of the check's time (docs/results.md, "Drift-check speed";
+    ``python -m bench.monitor``).
     """
 
     def __init__(self, n_components: int = 2, **_ignored: Any) -> None:

@@ -16,10 +16,17 @@ champion handles worse) is seen as well as harm from the start. The schedule is 
 champion as good as the replaced one is rolled back with probability below ``alpha`` over the whole
 watch, not per tick. After the last look without harm the guard ends for that promotion.
 
-Usage::
+Usage (a doctest, run by ``tests/unit/test_doctests.py``): v3 replaced v2 and answers "pos" to every
+one of the first 100 labeled rows it served, where v2 would have been right on all of them:
 
-    verdict = judge(y_true, champion_pred, replaced_pred, GuardConfig())
-    verdict.status, verdict.reason   # "rollback", "v3 is worse than v2 on the same 100 labeled rows: ..."
+>>> y_true = ["pos", "neg"] * 50
+>>> verdict = judge(y_true, ["pos"] * 100, y_true, GuardConfig(), names=("v3", "v2"))
+>>> verdict.status
+<GuardStatus.ROLLBACK: 'rollback'>
+>>> print(verdict.reason)
+v3 is worse than v2 by more than 1.0 pts, significantly: on the same 100 labeled rows (1-100 since the
+promotion) v3 scores 0.500 and v2 1.000 (-50.0 pts); only v3 right on 0, only v2 on 50: one-sided exact
+McNemar p = 8.9e-16 (level 0.00556 per look, 9 looks)
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import enum
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from common.templating import pts
 
 
 @dataclass(frozen=True)
@@ -96,10 +105,6 @@ class GuardVerdict:
         return asdict(self)
 
 
-def _pts(x: float) -> str:
-    return f"{x * 100:+.1f} pts"
-
-
 def judge(
     y_true: Sequence[str],
     champion_pred: Sequence[str],
@@ -136,7 +141,7 @@ def judge(
     evidence = (
         f"on the same {paired['judged']} labeled rows ({first + 1}-{look} since the promotion) {new} scores "
         f"{paired['champion_accuracy']:.3f} and {old} {paired['replaced_accuracy']:.3f} "
-        f"({_pts(paired['difference'])}); only {new} right on {paired['champion_only_right']}, only {old} "
+        f"({pts(paired['difference'])}); only {new} right on {paired['champion_only_right']}, only {old} "
         f"on {paired['replaced_only_right']}: one-sided exact McNemar p = {paired['p_value']:.2g} "
         f"(level {level:.3g} per look, {len(config.looks())} looks)"
     )

@@ -1,8 +1,9 @@
 """The drift-check job: load the window, compute the signals, apply the trigger policy, store the
 check (and the run it queues) in one transaction, with the Evidently report beside it.
 
-``driftline check`` runs it once; the scheduler runs it on an interval and for each check request.
-Both build its :class:`MonitorConfig` from the ``DRIFTLINE_*`` settings (``monitor.settings``).
+``driftline check`` runs it once; the scheduler (``orchestration/scheduler.py``) runs it on an interval
+and for each check request. Both build its :class:`MonitorConfig` from the ``DRIFTLINE_*`` settings
+(``monitor.settings``).
 """
 
 from __future__ import annotations

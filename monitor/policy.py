@@ -6,15 +6,18 @@ champion's training for the run's recent held-out share to make the promotion ga
 as large as the drop (:func:`labels_for_decisive_gate`): a large drop queues sooner, a small one waits
 for more labels (never fewer than a floor, never more than a cap).
 
-Usage::
+Usage (a doctest, run by ``tests/unit/test_doctests.py``):
 
-    decision = decide(PolicyInput(drift_streak=3, drifted_signals=("embedding_drift",),
-                                  estimated_drop=0.074, realized_drop=None, new_labels=700,
-                                  active_run=False, since_last_run=timedelta(hours=2)),
-                      PolicyConfig())
-    decision.retrain, decision.reason
-    # True, "drift on embedding_drift for 3 checks, estimated accuracy -7.4 pts, 700 new labels; a decisive
-    #        gate on a 7.4-pt drop (estimated) needs 635 (80 % power, 20 % held out): retrain queued"
+>>> decision = decide(
+...     PolicyInput(drift_streak=3, drifted_signals=("embedding_drift",), estimated_drop=0.074,
+...                 realized_drop=None, new_labels=700, active_run=False, since_last_run=timedelta(hours=2)),
+...     PolicyConfig(),
+... )
+>>> decision.retrain
+True
+>>> print(decision.reason)
+drift on embedding_drift for 3 checks, estimated accuracy -7.4 pts, 700 new labels; a decisive gate on a
+7.4-pt drop (estimated) needs 635 (80 % power, 20 % held out): retrain queued
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from datetime import timedelta
 
 from scipy.stats import norm
 
+from common.templating import pts
 from contracts import AssemblyConfig, GateConfig
 from monitor.signals import QUALITY_MARGIN, REALIZED_DROP
 from registry.entities import RunTrigger
@@ -106,10 +110,6 @@ class LabelPlan:
     by_power: float  # labels whose held-out share is that many rows (inf: no number suffices)
     labels: int  # labels needed, floor and cap applied
     bound: str | None  # "floor" or "cap" when one of them set ``labels``
-
-
-def _pts(x: float) -> str:
-    return f"{-x * 100:+.1f} pts"
 
 
 def heldout_rows_for_decisive_gate(
@@ -291,9 +291,9 @@ def decide(state: PolicyInput, config: PolicyConfig) -> Decision:
         f"check{'s' if state.drift_streak != 1 else ''}"
     ]
     if state.estimated_drop is not None:
-        parts.append(f"estimated accuracy {_pts(state.estimated_drop)}")
+        parts.append(f"estimated accuracy {pts(-state.estimated_drop)}")
     if state.realized_drop is not None:
-        parts.append(f"realized accuracy {_pts(state.realized_drop)}")
+        parts.append(f"realized accuracy {pts(-state.realized_drop)}")
     parts.append(f"{state.new_labels} new labels")
     summary = ", ".join(parts)
 

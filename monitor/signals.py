@@ -5,10 +5,12 @@ its threshold and whether it fired; nothing here reads a database or a clock.
 Each signal's default threshold is declared beside its test (as Evidently's stattest registry does);
 ``monitor.check.CheckConfig`` and the ``DRIFTLINE_*`` settings take their defaults from these.
 
-Usage::
+Usage (a doctest, run by ``tests/unit/test_doctests.py``): the reference window predicted "neg" and "pos"
+alike, the current one mostly "pos":
 
-    sig = prediction_drift(reference_labels, current_labels, labels=("neg", "neu", "pos"))
-    sig.drifted, sig.score
+>>> sig = prediction_drift(["neg", "pos"] * 50, ["pos"] * 90 + ["neg"] * 10, labels=("neg", "neu", "pos"))
+>>> sig.drifted, round(sig.score, 3), sig.threshold
+(True, 0.377, 0.1)
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from typing import Any
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
-
-from runtime.scores import softmax as softmax  # re-exported: tests calibrate with it from here
 
 REALIZED_DROP = "realized_accuracy_drop"  # the signal measured on labels, not estimated
 # Every test's significance level: a score over its threshold fires only when the test also rejects,

@@ -91,7 +91,7 @@ class MonitorScheduler:
         except DriftlineError as exc:
             logger.warning("guard skipped: %s", exc.message)
             return None
-        except Exception:  # noqa: BLE001 - the guard must not stop drift checks
+        except Exception:  # the guard must not stop drift checks
             logger.exception("guard failed")
             return None
         if outcome is not None and outcome.verdict.status is GuardStatus.CLEARED:
@@ -207,7 +207,7 @@ class MonitorScheduler:
             except DriftlineError as exc:
                 logger.info("check request %s failed: %s", request.id, exc.message)
                 self.registry.finish_check_request(request.id, error=exc.message)
-            except Exception as exc:  # noqa: BLE001 - a request left pending would be retried every tick
+            except Exception as exc:  # a request left pending would be retried every tick
                 logger.exception("check request %s failed", request.id)
                 self.registry.finish_check_request(request.id, error=f"{type(exc).__name__}: {exc}")
             else:

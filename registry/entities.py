@@ -9,7 +9,7 @@ from typing import Any
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-GUARD_ACTOR = "guard"  # the actor of the alias moves the post-promotion guard makes (monitor/guard.py)
+GUARD_ACTOR = "guard"  # the actor of the alias moves the post-promotion guard makes (orchestration/guard_job.py)
 
 
 class RunStatus(enum.StrEnum):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from retrain.evaluate import expected_calibration_error, softmax
+from retrain.evaluate import expected_calibration_error
+from runtime.scores import softmax
 
 LOG_T_BOUNDS = (float(np.log(0.05)), float(np.log(20.0)))
 LOG_T_TOLERANCE = 1e-8  # on log T: the fitted temperature is exact to about eight digits

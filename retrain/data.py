@@ -201,7 +201,7 @@ def read_table(path: Path, *, cache_dir: Path | None = None) -> pd.DataFrame:
             **kwargs,
         )
         return ds.to_pandas()
-    except Exception as exc:  # noqa: BLE001 - any parser failure is the file's problem
+    except Exception as exc:  # any parser failure is the file's problem
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot be read as {fmt}: {first}") from exc
     finally:

@@ -7,8 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from runtime.scores import softmax  # noqa: F401 - retrain.evaluate.softmax is used across retrain
-
 
 def forward_outputs(
     model: Any,

@@ -5,14 +5,24 @@ at least ``min_improvement`` and the lower bound of a paired bootstrap confidenc
 difference is above ``ci_lower_bound``; and, on the champion's original evaluation rows (to catch
 forgetting), it loses no more than ``max_old_regression``. Every check leaves a reason in words.
 
-Usage::
+Usage (a doctest, run by ``tests/unit/test_doctests.py``): a champion that always answers "pos", a
+challenger right on 90 of 100 recent rows and as good as the champion on its own rows:
 
-    result = evaluate_gate(
-        recent=PairedPredictions(y_true, champion_pred, challenger_pred),
-        old=PairedPredictions(y_old, champion_old_pred, challenger_old_pred),
-        config=GateConfig(min_improvement=0.01),
-    )
-    result.passed, result.reasons
+>>> y = ["pos", "neg"] * 50
+>>> champion, challenger = ["pos"] * 100, y[:90] + ["pos"] * 10
+>>> result = evaluate_gate(
+...     recent=PairedPredictions(y, champion, challenger),
+...     old=PairedPredictions(y, champion, champion),
+...     config=GateConfig(min_improvement=0.01),
+... )
+>>> result.passed
+True
+>>> for reason in result.reasons:
+...     print(reason)
+recent held-out (100 rows): challenger macro-F1 0.950 vs champion 0.333, +61.7 pts (95% CI +55.8 pts
+to +67.0 pts): better by at least +1.0 pts, significantly
+champion's evaluation set (100 rows): challenger macro-F1 0.333 vs 0.333, +0.0 pts: within the allowed
+-2.0 pts
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from common.templating import pts
 from contracts import GateConfig
 
 
@@ -122,10 +133,6 @@ def paired_bootstrap(pairs: PairedPredictions, config: GateConfig) -> Comparison
     )
 
 
-def _pts(x: float) -> str:
-    return f"{x * 100:+.1f} pts"
-
-
 def evaluate_gate(
     recent: PairedPredictions, old: PairedPredictions | None = None, config: GateConfig | None = None
 ) -> GateResult:
@@ -138,28 +145,28 @@ def evaluate_gate(
     passed = True
     gain = (
         f"recent held-out ({r.rows} rows): challenger macro-F1 {r.challenger_macro_f1:.3f} vs champion "
-        f"{r.champion_macro_f1:.3f}, {_pts(r.difference)} ({level} {_pts(r.ci_low)} to {_pts(r.ci_high)})"
+        f"{r.champion_macro_f1:.3f}, {pts(r.difference)} ({level} {pts(r.ci_low)} to {pts(r.ci_high)})"
     )
     if r.difference < config.min_improvement:
         passed = False
-        reasons.append(f"{gain}: gain below the required {_pts(config.min_improvement)}")
+        reasons.append(f"{gain}: gain below the required {pts(config.min_improvement)}")
     elif r.ci_low <= config.ci_lower_bound:
         passed = False
         reasons.append(
-            f"{gain}: not significant, the CI's lower bound is not above {_pts(config.ci_lower_bound)}"
+            f"{gain}: not significant, the CI's lower bound is not above {pts(config.ci_lower_bound)}"
         )
     else:
-        reasons.append(f"{gain}: better by at least {_pts(config.min_improvement)}, significantly")
+        reasons.append(f"{gain}: better by at least {pts(config.min_improvement)}, significantly")
     o = None
     if old is not None and len(old.y_true):
         o = paired_bootstrap(old, config)
         change = (
             f"champion's evaluation set ({o.rows} rows): challenger macro-F1 {o.challenger_macro_f1:.3f} vs "
-            f"{o.champion_macro_f1:.3f}, {_pts(o.difference)}"
+            f"{o.champion_macro_f1:.3f}, {pts(o.difference)}"
         )
         if o.difference < -config.max_old_regression:
             passed = False
-            reasons.append(f"{change}: forgets more than the allowed {_pts(-config.max_old_regression)}")
+            reasons.append(f"{change}: forgets more than the allowed {pts(-config.max_old_regression)}")
         else:
-            reasons.append(f"{change}: within the allowed {_pts(-config.max_old_regression)}")
+            reasons.append(f"{change}: within the allowed {pts(-config.max_old_regression)}")
     return GateResult(passed=passed, reasons=tuple(reasons), recent=r, old=o, config=config)

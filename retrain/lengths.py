@@ -7,9 +7,12 @@ model can take. Texts longer than the chosen length are truncated at the END, as
 does everywhere in Driftline (training, evaluation, serving): the head of the text is kept, which is
 where e-mails and documents carry their topic (subject, opening lines).
 
-    >>> choice = choose_max_length(tokenizer, texts, model_limit=512)
+    >>> def words(texts, **_):  # a stand-in tokenizer: a token per word, and two special ones
+    ...     return {"input_ids": [["[CLS]", *t.split(), "[SEP]"] for t in texts]}
+    >>> texts = ["short text"] * 70 + ["word " * 200] * 30
+    >>> choice = choose_max_length(words, texts, model_limit=512)
     >>> choice.max_length, choice.coverage[128]
-    (256, 0.71)
+    (256, 0.7)
 
 To bound the cost on huge inputs, tokens are counted on a seeded sample of at most ``sample_size``
 texts, each cut to ``max_chars`` characters (far more than 512 tokens ever take).

@@ -25,10 +25,11 @@ from registry.entities import ArtifactRef, ModelVersion, NewModelVersion, RunSta
 from registry.errors import DriftlineError
 from registry.store import Registry
 from retrain.calibration import calibrate
-from retrain.evaluate import classification_metrics, softmax
+from retrain.evaluate import classification_metrics
 from retrain.quality import assess
 from retrain.reference import write_reference_profile
 from runtime.modelio import REFERENCE_PROFILE, REFERENCE_PROFILE_INT8, save_classifier
+from runtime.scores import softmax
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def remove_unreferenced(registry: Registry, artifacts: ArtifactStore, refs: list
         try:
             if not registry.versions_using_artifact(ref.sha256):
                 artifacts.delete(ref)
-        except Exception:  # noqa: BLE001 - cleanup must not hide the original failure
+        except Exception:  # cleanup must not hide the original failure
             logger.exception("could not remove artifact %s after a failed job", ref.sha256[:12])
 
 
@@ -63,7 +64,7 @@ def record_failure(registry: Registry, run_id: int, exc: BaseException) -> None:
     message = exc.message if isinstance(exc, DriftlineError) else f"{type(exc).__name__}: {exc}"
     try:
         registry.finish_run(run_id, RunStatus.FAILED, error=message[:2000])
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("could not mark run %s as failed", run_id)
 
 

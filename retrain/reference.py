@@ -9,10 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retrain.evaluate import softmax
-from runtime.modelio import REFERENCE_PROFILE
+from runtime.scores import softmax
 
-__all__ = ["REFERENCE_PROFILE", "read_reference_profile", "write_reference_profile"]
 MAX_REFERENCE_ROWS = 2000
 
 

@@ -49,7 +49,7 @@ from registry.store import Registry
 from retrain import distributed
 from retrain.assemble import RunData, SkipRun, assemble
 from retrain.compare import HeldOutComparison, compare_models
-from retrain.evaluate import classification_metrics, softmax
+from retrain.evaluate import classification_metrics
 from retrain.gate import GateResult, evaluate_gate
 from retrain.lengths import LengthChoice
 from retrain.lifecycle import (
@@ -63,6 +63,7 @@ from retrain.lifecycle import (
 from retrain.report import ReportInputs, write_promotion_report
 from retrain.train import TrainResult, fine_tune, resolve_config
 from runtime.modelio import DRIFTLINE_META
+from runtime.scores import softmax
 
 logger = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ def resolve_base_model(name_or_path: str) -> Path:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo_id=name_or_path, local_files_only=True))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available offline"
+    except Exception as exc:  # any failure means "not available offline"
         raise InvalidInputError(
             f"base model '{name_or_path}' is neither a local folder nor in the local Hugging Face cache "
             "(nothing is downloaded at run time)"

@@ -24,12 +24,27 @@ own reference profile and temperature, computed from its outputs on the same hel
 (``retrain.lifecycle.export_onnx``); the server logs which runtime made each prediction, and the
 monitor compares an int8 window with the int8 profile. The check records that test's result.
 
-Usage::
+With a model, ``attach_onnx(model_dir, model, tokenizer, reference_texts, max_length=128,
+heldout=heldout)`` returns the ``"onnx"`` block (``verified``, ``max_prob_diff``, ``int8.passed``, ...)
+and ``OnnxForward(model_dir / ONNX_FILE, block["inputs"])(encoded)`` the logits and pooled embeddings as
+numpy arrays (``tests/integration/test_onnx.py`` runs both on a real model). The int8 guard's decision
+needs none; as a doctest, run by ``tests/unit/test_doctests.py``, on four held-out rows where int8 flips
+the third:
 
-    block = attach_onnx(model_dir, model, tokenizer, reference_texts, max_length=128, heldout=heldout)
-    block["verified"], block["max_prob_diff"], block["int8"]["passed"]
-    forward = OnnxForward(model_dir / ONNX_FILE, block["inputs"])
-    logits, pooled = forward(encoded)        # numpy arrays
+>>> heldout = HeldOut(
+...     texts=["a", "b", "c", "d"],
+...     y_true=np.array([0, 1, 1, 0]),
+...     logits=np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [2.0, 0.0]]),
+...     pooled=np.zeros((4, 8)),
+...     temperature=1.0,
+... )
+>>> figures, agree = int8_figures(heldout, np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [2.0, 0.0]]))
+>>> agree, figures["accuracy_fp32"], figures["accuracy_int8"]
+(3, 1.0, 0.75)
+>>> for reason in int8_shortfalls(figures, margin=0.01):
+...     print(reason)
+accuracy 0.7500 is more than 1.0 points below fp32's 1.0000
+macro_f1 0.7333 is more than 1.0 points below fp32's 1.0000
 """
 
 from __future__ import annotations

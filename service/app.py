@@ -232,7 +232,7 @@ class Driftline:
         while not self._stop.wait(1.0):
             try:
                 self._write_metrics()
-            except Exception:  # noqa: BLE001 - metrics must never take the service down
+            except Exception:  # metrics must never take the service down
                 logger.exception("metrics export failed")
 
     def _write_metrics(self) -> None:
@@ -246,7 +246,7 @@ class Driftline:
                 m.runtime.labels(model=self.model_name, runtime=runtime).set(int(current.runtime == runtime))
         try:
             self._export_estimates(m, current)
-        except Exception:  # noqa: BLE001 - a registry outage must not stop the other metrics
+        except Exception:  # a registry outage must not stop the other metrics
             logger.warning("accuracy estimates not exported: the registry did not answer", exc_info=True)
         m.log_depth.set(self.log.depth)
         m.log_capacity.set(self.log.capacity)

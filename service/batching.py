@@ -232,7 +232,7 @@ class MicroBatcher(Generic[Out]):
             error: BaseException | None = None
             try:
                 result = self._run_batch(texts)
-            except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
+            except Exception as exc:  # every request of the batch gets the error
                 logger.exception("batch of %d texts failed", len(texts))
                 error = exc
             with self._cond:

@@ -71,8 +71,8 @@ class ShedEarly:
     """ASGI middleware: while a prediction sent now would wait over ``DRIFTLINE_MAX_QUEUE_WAIT_MS`` for the
     model (the batcher's estimate), ``POST /predict`` is answered 503 with ``Retry-After`` before its body
     is read or parsed: under overload most requests are refused, and a refusal here costs the CPU the
-    model needs about 0.5 ms instead of 0.9 ms in the handler (measured on 2 cores). Those that pass here
-    and find the queue full in the handler get the same answer."""
+    model needs about half what it costs in the handler (docs/results.md, "Overload and soak"). Those
+    that pass here and find the queue full in the handler get the same answer."""
 
     def __init__(self, app: Any) -> None:
         self.app = app

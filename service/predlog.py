@@ -174,7 +174,7 @@ class PredictionLog:
         or dropped before that are settled, the rest stay first in the queue."""
         try:
             self._write(rows)
-        except Exception as exc:  # noqa: BLE001 - sorted below: unreachable (wait) or refused (isolate)
+        except Exception as exc:  # sorted below: unreachable (wait) or refused (isolate)
             self.write_errors += 1
             if is_transient(exc):
                 raise _Unavailable(str(exc)) from exc

@@ -79,8 +79,8 @@ class ServingModel:
     """A loaded, warmed classifier pinned to one registry version.
 
     With ``trace`` (the default), the forward pass is traced with TorchScript: the same kernels without
-    the Python module overhead that otherwise holds the GIL for a large share of each small batch
-    (+10 % texts/s at batch 16, +45 % at batch 1 on the benchmark machine). The traced module is checked
+    the Python module overhead that otherwise holds the GIL for a large share of each small batch (the gain
+    per batch size: docs/results.md, "Serving benchmark"). The traced module is checked
     against the eager one on padded and unpadded batches before use; any difference or tracing error
     keeps the eager path.
     """

@@ -34,8 +34,9 @@ class ServeSettings(BaseSettings):
     # rest of the batch running and the texts queued, at the recent seconds per text) is answered 503
     # with Retry-After at once instead of queued. An admitted one is answered within about twice this
     # (its wait, then its batch, no larger than the queue). 500 ms is under one full batch of MiniLM-L6
-    # on 2 cores (64 texts, ~0.65 s): at 4x capacity answers came within 1.3 s at p99, and mostly within a
-    # 1 s client timeout; with 1000 ms most came too late for such clients (bench/overload.py).
+    # on 2 cores: at 4x capacity the answers' p99 stays under 2 s, and most come within a 1 s client
+    # timeout; with 1000 ms most came too late for such clients (docs/results.md, "Overload and soak";
+    # python -m bench.overload).
     max_queue_wait_ms: float = Field(500.0, gt=0)
     # batches in flight at once, each in its own thread; torch threads per batch = cores // workers
     inference_workers: int = Field(1, ge=1)

@@ -63,7 +63,7 @@ def pg_server_url() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any failure means no usable server: skip
         pytest.skip(f"PostgreSQL at {PG_ENV} is not usable: {exc}")
     base = admin.url.set(database=name).render_as_string(hide_password=False)
     yield base

@@ -3,8 +3,7 @@
 One module per group of commands; importing them puts their commands on :data:`main`.
 """
 
-from common.offline import OFFLINE_ENV  # the switches every command sets (tests read them here)
 from driftline.cli import labels, models, replay, runs, serve, tokens  # noqa: F401  (registers the commands)
 from driftline.cli.common import main
 
-__all__ = ["OFFLINE_ENV", "main"]
+__all__ = ["main"]

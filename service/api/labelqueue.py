@@ -79,7 +79,7 @@ def label_queue(
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
     random_share: float = Query(RANDOM_SHARE, ge=0.0, le=1.0),
     lease_hours: float = Query(LEASE_HOURS, gt=0.0, le=24 * 30),
-    format: Literal["json", "label-studio"] = Query("json"),  # noqa: A002 - the query parameter's name
+    format: Literal["json", "label-studio"] = Query("json"),
 ) -> Any:
     handout = hand_out(
         registry,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure
 
 _lock = threading.Lock()  # matplotlib's text layout caches are not thread-safe
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from driftline.cli import OFFLINE_ENV
+from common.offline import OFFLINE_ENV
 from driftline.demo_data import OUTPUT
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ from registry.store import Registry
 from retrain.bootstrap import BootstrapRequest, bootstrap
 from retrain.data import ColumnSpec
 from retrain.evaluate import forward_outputs
-from retrain.reference import REFERENCE_PROFILE, read_reference_profile
-from runtime.modelio import load_version
+from retrain.reference import read_reference_profile
+from runtime.modelio import REFERENCE_PROFILE, load_version
 from tests.textgen import topic_rows
 
 TINY = ["--num-hidden-layers", "1", "--epochs", "3", "--learning-rate", "5e-4", "--max-length", "32"]

@@ -13,11 +13,11 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (make venv installs it)")
 
-from registry.artifacts import LocalArtifactStore  # noqa: E402
-from registry.settings import Settings  # noqa: E402
-from registry.store import Registry  # noqa: E402
-from runtime.modelio import DRIFTLINE_META, load_version  # noqa: E402
-from runtime.onnxrt import (  # noqa: E402
+from registry.artifacts import LocalArtifactStore
+from registry.settings import Settings
+from registry.store import Registry
+from runtime.modelio import DRIFTLINE_META, load_version
+from runtime.onnxrt import (
     INT8_FILE,
     ONNX_FILE,
     HeldOut,
@@ -26,7 +26,7 @@ from runtime.onnxrt import (  # noqa: E402
     attach_onnx,
     verify,
 )
-from tests.textgen import market_rows, topic_rows  # noqa: E402
+from tests.textgen import market_rows, topic_rows
 
 TEXTS = [r["text"] for r in topic_rows(40, seed=5)] + [r["text"] for r in market_rows(20, seed=5)]
 

@@ -8,8 +8,9 @@ import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from driftline.replay import Hold, ReplayLog, ServedRow
-from driftline.summary import score_promotions, summarize, write_index, write_timeline
+from driftline.replay_types import Hold, ReplayLog, ServedRow
+from driftline.summary import score_promotions, summarize, write_index
+from driftline.timeline import write_timeline
 from registry.entities import DecisionStatus, NewDecision, NewDriftCheck, RunStatus
 from registry.settings import Settings
 from registry.store import Registry

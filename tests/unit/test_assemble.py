@@ -11,7 +11,7 @@ from retrain.assemble import SkipRun, allocate, assemble
 LABELS = ("neg", "pos")
 
 
-def frame(n: int, prefix: str, start: str = "2026-01-01", label_of=lambda i: LABELS[i % 2]) -> pd.DataFrame:  # noqa: E731
+def frame(n: int, prefix: str, start: str = "2026-01-01", label_of=lambda i: LABELS[i % 2]) -> pd.DataFrame:
     times = pd.date_range(start, periods=n, freq="h", tz="UTC")
     return pd.DataFrame(
         {

@@ -13,18 +13,11 @@ import httpx
 import pandas as pd
 import pytest
 
+from driftline.client import DriftlineClient, encode_body, fold_numbers
 from driftline.demo import DemoConfig, demo_stream
-from driftline.replay import (
-    DriftlineClient,
-    Refused,
-    Replayer,
-    ReplayOptions,
-    ServiceLimits,
-    StreamRow,
-    encode_body,
-    fold_numbers,
-    preflight,
-)
+from driftline.preflight import ServiceLimits, preflight
+from driftline.replay import Replayer, ReplayOptions
+from driftline.replay_types import Refused, StreamRow
 from registry.errors import InvalidInputError
 from service.settings import ServeSettings
 from service.validation import check_texts

@@ -16,7 +16,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from driftline.replay import DriftlineClient, StreamRow
+from driftline.client import DriftlineClient
+from driftline.replay_types import StreamRow
 from driftline.session import (
     SessionConfig,
     Stream,

@@ -12,9 +12,9 @@ from monitor.signals import (
     prediction_drift,
     quality_estimate,
     realized_accuracy,
-    softmax,
 )
 from retrain.calibration import calibrate, fit_temperature
+from runtime.scores import softmax
 
 LABELS = ("neg", "neu", "pos")
 
