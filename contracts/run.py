@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from contracts.search import SearchConfig
 from contracts.train import TrainConfig
 from registry.errors import InvalidInputError
 
@@ -108,6 +109,10 @@ class RunSpec(BaseModel):
         default_factory=AssemblyConfig, description='Data assembly, e.g. {"min_new_labels": 100}.'
     )
     gate: GateConfig = Field(default_factory=GateConfig, description="Promotion gate margins.")
+    search: SearchConfig = Field(
+        default_factory=SearchConfig,
+        description='The recipe search (contracts.search): e.g. {"max_trials": 4} or {"enabled": false}.',
+    )
     mode: Literal["auto", "manual"] = Field(
         "auto", description="auto: a passing challenger is promoted at once; manual: it waits for approval."
     )

@@ -99,6 +99,17 @@ class TrainConfig:
     freeze_layers: int = field(
         default=0, metadata={"help": "Freeze the embeddings and the lowest N encoder layers."}
     )
+    head_warmup_epochs: int = field(
+        default=0,
+        metadata={"help": "Train the new classification head alone on the frozen encoder for N epochs first."},
+    )
+    augment_strength: float = field(
+        default=0.0,
+        metadata={
+            "help": "Augment the rarer classes' training rows with edited copies (in-vocabulary neighbour "
+            "swaps, insertions, deletions), 0 to 1; 0: off."
+        },
+    )
 
     def __post_init__(self) -> None:
         checks = [
@@ -133,6 +144,8 @@ class TrainConfig:
             ("eval_steps", self.eval_steps is None or self.eval_steps >= 1, "must be >= 1"),
             ("early_stopping_patience", self.early_stopping_patience >= 0, "must be >= 0"),
             ("freeze_layers", self.freeze_layers >= 0, "must be >= 0"),
+            ("head_warmup_epochs", self.head_warmup_epochs >= 0, "must be >= 0"),
+            ("augment_strength", 0.0 <= self.augment_strength <= 1.0, "must be in [0, 1]"),
         ]
         for name, ok, rule in checks:
             if not ok:

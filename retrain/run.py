@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from contracts import AssemblyConfig, GateConfig, RunSpec, TrainConfig, parse_run_config, run_train_config
+from contracts.search import SearchConfig
 from registry.artifacts import ArtifactStore
 from registry.entities import (
     CHALLENGER,
@@ -76,6 +77,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=run_train_config)
     assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     mode: str = "auto"  # "auto": promote at once when the gate passes; "manual": wait for approval
     heartbeat_s: float = 10.0
     # Train with the champion's max_length (``train.max_length`` is then ignored); off when the run's
@@ -89,6 +91,7 @@ class RunConfig:
             train=spec.train,
             assembly=spec.assembly,
             gate=spec.gate,
+            search=spec.search,
             mode=spec.mode,
             keep_champion_max_length=spec.max_length_from == "champion",
         )

@@ -7,7 +7,7 @@ import importlib.util
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +226,7 @@ class TrainResult:
     class_weights: list[float] | None = None
     resumed_from: str | None = None
     processes: int = 1  # training processes (DDP ranks under torchrun)
+    augmentation: dict[str, Any] | None = None  # rows augmentation added to the training rows, per class
     log: list[dict[str, Any]] = field(default_factory=list, repr=False)  # the Trainer's log history
 
     def summary(self) -> dict[str, Any]:
@@ -247,6 +248,7 @@ class TrainResult:
             "class_weights": self.class_weights,
             "resumed_from": self.resumed_from,
             **({"processes": self.processes} if self.processes > 1 else {}),
+            **({"augmentation": self.augmentation} if self.augmentation else {}),
         }
 
 
@@ -291,8 +293,13 @@ def fine_tune(
     trains with DDP; rank 0 alone picks the checkpoint to resume from (and the folder to train in,
     when ``checkpoint_dir`` is None) and every rank uses its choice; only rank 0 writes checkpoints.
     """
-    prepared = _prepare(train, labels, cfg, base_path)
     world_size = ranks.world_size if ranks is not None else 1
+    if world_size > 1 and cfg.head_warmup_epochs:
+        raise InvalidInputError(
+            "training config: head_warmup_epochs needs one training process (DDP cannot freeze the "
+            f"encoder mid-training); got {world_size} under torchrun"
+        )
+    prepared = _prepare(train, labels, cfg, base_path)
     with contextlib.ExitStack() as stack:
         out_dir, resume = training_folder(
             stack, train, labels, prepared.cfg, base_path, checkpoint_dir, ranks
@@ -327,6 +334,7 @@ class _Prepared:
     split: ValidationSplit
     weighting: str
     weights: list[float] | None
+    augmentation: dict[str, Any] | None = None
 
 
 def _prepare(train: pd.DataFrame, labels: Sequence[str], cfg: TrainConfig, base_path: Path) -> _Prepared:
@@ -334,10 +342,27 @@ def _prepare(train: pd.DataFrame, labels: Sequence[str], cfg: TrainConfig, base_
     cfg, length_choice = resolve_config(cfg, train["text"].tolist(), base_path, tokenizer)
     freeze_lower_layers(model, cfg.freeze_layers)
     split = validation_split(train, cfg)
+    split, augmentation = _augmented(split, cfg, base_path)
     logger.info("training on %d rows; %s", len(split.train), split.note)
     weighting = choose_weighting(split.train["label"].tolist(), cfg)
     weights = class_weights(split.train["label"].tolist(), labels, weighting)
-    return _Prepared(model, tokenizer, cfg, length_choice, split, weighting, weights)
+    return _Prepared(model, tokenizer, cfg, length_choice, split, weighting, weights, augmentation)
+
+
+def _augmented(split: ValidationSplit, cfg: TrainConfig, base_path: Path) -> tuple[ValidationSplit, dict[str, Any] | None]:
+    """The split with the rarer classes' training rows augmented (``cfg.augment_strength``; never the
+    validation rows, which were set aside first), and what was added."""
+    if cfg.augment_strength <= 0:
+        return split, None
+    from retrain.augment import augment, neighbour_table
+
+    rows = split.train[["text", "label"]].reset_index(drop=True)
+    result = augment(
+        rows, neighbour_table(base_path, rows["text"]), strength=cfg.augment_strength, seed=cfg.seed
+    )
+    logger.info("augmentation: %d rows added (%s)", result.rows_added, result.added)
+    train = result.frame.drop(columns=["augmented"])
+    return replace(split, train=train), result.summary()
 
 
 def _trainer(prepared: _Prepared, labels: Sequence[str], args: Any, callbacks: Sequence[Any]) -> Any:
@@ -358,8 +383,17 @@ def _trainer(prepared: _Prepared, labels: Sequence[str], args: Any, callbacks: S
         processing_class=tokenizer,
         compute_metrics=validation_metrics if validate else None,
         preprocess_logits_for_metrics=argmax_logits if validate else None,
-        callbacks=[*early, *callbacks],
+        callbacks=[*early, *_phases(prepared), *callbacks],
     )
+
+
+def _phases(prepared: _Prepared) -> list[Any]:
+    """The head-only warm-up's callback, when the config asks for one."""
+    if not prepared.cfg.head_warmup_epochs:
+        return []
+    from retrain.phases import head_warmup
+
+    return [head_warmup(prepared.model, prepared.cfg.head_warmup_epochs)]
 
 
 def _result(
@@ -388,6 +422,7 @@ def _result(
         epochs_run=float(state.epoch or 0.0),
         stopped_early=state.global_step < state.max_steps,
         weighting=prepared.weighting,
+        augmentation=prepared.augmentation,
         class_weights=prepared.weights,
         resumed_from=resumed_from.name if resumed_from else None,
         processes=processes,
