@@ -74,6 +74,9 @@ class GateConfig:
     confidence: float = 0.95
     bootstrap_samples: int = 1000
     seed: int = 0
+    # A challenger whose per-text latency or size exceeds the champion's by more than this share is
+    # refused (retrain.cost), whatever it gains: the search may choose a costlier model.
+    max_cost_increase: float = 0.25
 
 
 # A run's training values that differ from TrainConfig's own defaults (those of a first model): a third

@@ -49,13 +49,21 @@ class Settings(BaseSettings):
     # export each new version's forward pass to ONNX (verified against PyTorch) so it may serve on ONNX
     # Runtime (DRIFTLINE_RUNTIME); false: versions carry no graph and serve on PyTorch
     onnx_export: bool = True
-    # also quantize each verified graph to int8 and keep it if its guard passes on the held-out rows
+    # also quantize each verified graph to int8 and keep it if its accuracy check passes on the held-out rows
     # (runtime.onnxrt.int8_check): accuracy and macro-F1 within int8_margin of fp32. It serves only
     # where DRIFTLINE_RUNTIME=int8
     onnx_int8: bool = True
     int8_margin: float = Field(
         0.005, ge=0, le=0.2, description="largest accuracy or macro-F1 loss (a fraction) int8 may have"
     )
+    # where a training job's recipe search keeps its study (retrain.search): unset, a SQLite file in the
+    # job's working folder; an Optuna storage URL (PostgreSQL with a schema of its own, e.g.
+    # postgresql://host/db?options=-csearch_path%3Ddriftline_search) lets several worker processes share it.
+    # Never the registry's own schema: Optuna keeps its own alembic_version table.
+    search_storage: SecretStr | None = None
+    # whether training jobs search their recipe when their spec does not say (a run spec's "search", or
+    # `driftline bootstrap --search/--no-search`); false: one recipe, as before the search existed
+    search: bool = True
 
     def storage_options(self) -> dict[str, Any]:
         """``DRIFTLINE_ARTIFACT_STORAGE_OPTIONS`` parsed (``{}`` when unset)."""

@@ -55,6 +55,15 @@ def cost_reasons(champion: ModelCost, challenger: ModelCost, *, max_increase: fl
     return reasons
 
 
+def cost_summary(champion: ModelCost, challenger: ModelCost, *, max_increase: float) -> str:
+    """Both models' costs in words, for a challenger within the budget."""
+    return (
+        f"cost within the budget of +{max_increase * 100:.0f} %: latency {challenger.latency_ms:.2f} ms per "
+        f"text (champion {champion.latency_ms:.2f} ms), size {challenger.size_bytes / 1e6:.1f} MB "
+        f"(champion {champion.size_bytes / 1e6:.1f} MB)"
+    )
+
+
 def parameter_bytes(model: Any) -> int:
     """The bytes of ``model``'s parameters and buffers (its weights file, give or take the header)."""
     tensors = [*model.parameters(), *model.buffers()]

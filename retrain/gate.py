@@ -34,6 +34,7 @@ import numpy as np
 
 from common.templating import pts
 from contracts import GateConfig
+from retrain.cost import ModelCost, cost_reasons, cost_summary
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class GateResult:
     recent: Comparison
     old: Comparison | None
     config: GateConfig = field(default_factory=GateConfig)
+    costs: dict[str, Any] | None = None  # {"champion": ModelCost, "challenger": ModelCost} as dicts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,8 +136,13 @@ def paired_bootstrap(pairs: PairedPredictions, config: GateConfig) -> Comparison
 
 
 def evaluate_gate(
-    recent: PairedPredictions, old: PairedPredictions | None = None, config: GateConfig | None = None
+    recent: PairedPredictions,
+    old: PairedPredictions | None = None,
+    config: GateConfig | None = None,
+    costs: tuple[ModelCost, ModelCost] | None = None,
 ) -> GateResult:
+    """The verdict on ``recent`` (and ``old``) pairs, and with ``costs`` (champion's, challenger's) the
+    latency and size budget; every check leaves a reason."""
     config = config or GateConfig()
     if len(recent.y_true) == 0:
         raise ValueError("the gate needs at least one recent held-out row")
@@ -169,4 +176,10 @@ def evaluate_gate(
             reasons.append(f"{change}: forgets more than the allowed {pts(-config.max_old_regression)}")
         else:
             reasons.append(f"{change}: within the allowed {pts(-config.max_old_regression)}")
-    return GateResult(passed=passed, reasons=tuple(reasons), recent=r, old=o, config=config)
+    cost_dict = None
+    if costs is not None:
+        over = cost_reasons(*costs, max_increase=config.max_cost_increase)
+        passed = passed and not over
+        reasons.extend(over or [cost_summary(*costs, max_increase=config.max_cost_increase)])
+        cost_dict = {"champion": costs[0].to_dict(), "challenger": costs[1].to_dict()}
+    return GateResult(passed=passed, reasons=tuple(reasons), recent=r, old=o, config=config, costs=cost_dict)

@@ -19,23 +19,20 @@ training, sends the other ranks the plan (its training rows and resolved config)
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from contracts import AssemblyConfig, GateConfig, RunSpec, TrainConfig, parse_run_config, run_train_config
-from contracts.search import SearchConfig
+from contracts import AssemblyConfig, parse_run_config
 from registry.artifacts import ArtifactStore
 from registry.entities import (
-    CHALLENGER,
     CHAMPION,
     ArtifactRef,
     DecisionStatus,
@@ -49,52 +46,20 @@ from registry.errors import InvalidInputError
 from registry.store import Registry
 from retrain import distributed
 from retrain.assemble import RunData, SkipRun, assemble
-from retrain.compare import HeldOutComparison, compare_models
+from retrain.challenger import Challenger, RunConfig, candidate, data_detail, registration, train_challenger
 from retrain.evaluate import classification_metrics
 from retrain.gate import GateResult, evaluate_gate
-from retrain.lengths import LengthChoice
 from retrain.lifecycle import (
-    Candidate,
     JobArtifacts,
-    Registration,
     heartbeats,
     register_candidate,
     training_job,
 )
 from retrain.report import ReportInputs, write_promotion_report
-from retrain.train import TrainResult, fine_tune, resolve_config
-from runtime.modelio import DRIFTLINE_META
+from retrain.train import fine_tune
 from runtime.scores import softmax
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """How this process executes a run: the parts of its contract (:class:`contracts.RunSpec`) the steps
-    read, and the heartbeat's interval."""
-
-    train: TrainConfig = field(default_factory=run_train_config)
-    assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
-    mode: str = "auto"  # "auto": promote at once when the gate passes; "manual": wait for approval
-    heartbeat_s: float = 10.0
-    # Train with the champion's max_length (``train.max_length`` is then ignored); off when the run's
-    # contract takes it from ``train`` (``max_length_from``).
-    keep_champion_max_length: bool = True
-
-    @classmethod
-    def from_spec(cls, spec: RunSpec) -> RunConfig:
-        """The run's contract as the steps read it."""
-        return cls(
-            train=spec.train,
-            assembly=spec.assembly,
-            gate=spec.gate,
-            search=spec.search,
-            mode=spec.mode,
-            keep_champion_max_length=spec.max_length_from == "champion",
-        )
 
 
 @dataclass(frozen=True)
@@ -109,7 +74,9 @@ class RunOutcome:
 def config_from_run(values: Mapping[str, Any]) -> RunConfig:
     """The run's recorded config, parsed as its contract; raises :class:`InvalidInputError` naming each
     key it refuses."""
-    return RunConfig.from_spec(parse_run_config(values))
+    from registry.settings import get_settings
+
+    return RunConfig.from_spec(parse_run_config(values), search_by_default=get_settings().search)
 
 
 def _parsed_config(registry: Registry, run_id: int) -> RunConfig:
@@ -138,28 +105,6 @@ def _labels_frame(registry: Registry, model_name: str, since: datetime) -> pd.Da
         },
         columns=["text", "label", "domain", "time"],
     )
-
-
-def champion_max_length(champion: ModelVersion, champion_dir: Path) -> int | None:
-    """The tokens per text the champion was trained and serves with: its artifact's meta, else its
-    version config; None when neither records an int."""
-    meta_path = Path(champion_dir) / DRIFTLINE_META
-    candidates = []
-    if meta_path.is_file():
-        try:
-            candidates.append(json.loads(meta_path.read_text()).get("max_length"))
-        except (OSError, json.JSONDecodeError):
-            pass
-    candidates.append((champion.config or {}).get("max_length"))
-    return next((v for v in candidates if isinstance(v, int) and not isinstance(v, bool)), None)
-
-
-def run_max_length(config: RunConfig, champion_length: int | None) -> tuple[TrainConfig, str]:
-    """The run's training config with the max_length policy applied, and where the length comes from:
-    the champion's (by default), or the run config's (an int, or "auto" to resolve on the run's rows)."""
-    if config.keep_champion_max_length and champion_length is not None:
-        return replace(config.train, max_length=champion_length), "champion"
-    return config.train, "auto" if config.train.max_length == "auto" else "run config"
 
 
 def execute_run(
@@ -292,17 +237,6 @@ def _remove_work_dir(work_dir: Path | None) -> None:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
-@dataclass(frozen=True)
-class _Challenger:
-    """The model a run trained, and both models on the run's held-out rows."""
-
-    trained: TrainResult
-    cfg: TrainConfig  # max_length resolved
-    length_source: str  # where max_length comes from (see run_max_length)
-    length_choice: LengthChoice | None  # how "auto" was resolved, when it was
-    judged: HeldOutComparison
-
-
 def _train_and_decide(
     run: RetrainRun,
     champion: ModelVersion,
@@ -315,12 +249,20 @@ def _train_and_decide(
     checkpoint_dir: Path | None,
     channel: distributed.Channel,
 ) -> RunOutcome:
-    challenger = _train_challenger(run.id, champion, data, artifacts, config, checkpoint_dir, channel)
-    gate = evaluate_gate(challenger.judged.recent, challenger.judged.old, config.gate)
-    detail = _data_detail(data, challenger.length_source, challenger.length_choice)
+    challenger = train_challenger(run.id, champion, data, artifacts, config, checkpoint_dir, channel)
+    gate = evaluate_gate(challenger.judged.recent, challenger.judged.old, config.gate, challenger.costs)
+    detail = data_detail(data, challenger.length_source, challenger.length_choice)
     version, metrics = register_candidate(
-        _candidate(challenger, champion, data, detail),
-        _registration(run.id, run.model_name, champion, challenger.cfg, data, detail),
+        candidate(challenger, champion, data, detail),
+        registration(
+            run.id,
+            run.model_name,
+            champion,
+            challenger.cfg,
+            data,
+            detail,
+            searched=bool(challenger.search and challenger.search.get("searched")),
+        ),
         registry,
         artifacts,
         job,
@@ -332,91 +274,6 @@ def _train_and_decide(
     decision = _record_decision(registry, run, champion, version, gate, status, report)
     logger.info("run %s: v%s %s", run.id, version.version, status.value)
     return RunOutcome(RunStatus.SUCCEEDED, "; ".join(gate.reasons), version, decision, gate)
-
-
-def _train_challenger(
-    run_id: int,
-    champion: ModelVersion,
-    data: RunData,
-    artifacts: ArtifactStore,
-    config: RunConfig,
-    checkpoint_dir: Path | None,
-    channel: distributed.Channel,
-) -> _Challenger:
-    """Fine-tune the champion on the run's rows (the other ranks get the plan first), then run both
-    models on the held-out rows."""
-    from runtime.modelio import load_classifier_dir
-
-    champion_dir = artifacts.fetch(champion.artifact)
-    cfg, length_source = run_max_length(config, champion_max_length(champion, champion_dir))
-    cfg, length_choice = resolve_config(cfg, data.train["text"].tolist(), champion_dir)
-    logger.info("run %s: max_length %d (%s)", run_id, cfg.resolved_max_length, length_source)
-    channel.send(
-        distributed.TrainPlan(
-            run_id=run_id,
-            train=data.train,
-            labels=list(champion.labels),
-            cfg=cfg,
-            champion=champion.artifact,
-            checkpoint_dir=checkpoint_dir,
-        )
-    )
-    trained = fine_tune(
-        data.train,
-        champion.labels,
-        cfg,
-        base_path=champion_dir,
-        progress=False,
-        checkpoint_dir=checkpoint_dir,
-        ranks=channel.ranks,
-    )
-    judged = compare_models(
-        trained,
-        load_classifier_dir(champion_dir),
-        data,
-        champion.labels,
-        max_length=cfg.resolved_max_length,
-        batch_size=cfg.eval_batch_size,
-    )
-    return _Challenger(trained, cfg, length_source, length_choice, judged)
-
-
-def _candidate(
-    challenger: _Challenger, champion: ModelVersion, data: RunData, detail: dict[str, Any]
-) -> Candidate:
-    return Candidate(
-        trained=challenger.trained,
-        train=data.train,
-        labels=champion.labels,
-        max_length=challenger.cfg.resolved_max_length,
-        seed=challenger.cfg.seed,
-        heldout=challenger.judged.heldout,
-        profile=challenger.judged.profile,
-        train_detail={"counts": data.counts, **detail},
-        meta={"parent_version": champion.version},
-    )
-
-
-def _registration(
-    run_id: int,
-    model_name: str,
-    champion: ModelVersion,
-    cfg: TrainConfig,
-    data: RunData,
-    detail: dict[str, Any],
-) -> Registration:
-    """A run's model registers as the challenger; the gate's decision moves the champion, if anything."""
-    return Registration(
-        model_name=model_name,
-        base_model=f"{model_name} v{champion.version}",
-        config={**cfg.to_dict(), "run_id": run_id, "counts": data.counts, **detail},
-        description=f"run {run_id} from v{champion.version}",
-        training_run_id=run_id,
-        alias=CHALLENGER,
-        actor=f"run {run_id}",
-        reason=lambda _metrics: "challenger of the latest run",
-        parent_version=champion.version,
-    )
 
 
 def _decision_status(gate: GateResult, mode: str) -> DecisionStatus:
@@ -431,7 +288,7 @@ def _report_inputs(
     champion: ModelVersion,
     data: RunData,
     config: RunConfig,
-    challenger: _Challenger,
+    challenger: Challenger,
     gate: GateResult,
     version: ModelVersion,
     metrics: dict[str, Any],
@@ -510,15 +367,3 @@ def _publish_report(artifacts: ArtifactStore, inputs: ReportInputs) -> str:
         write_promotion_report(Path(tmp), inputs)
         artifacts.put_report(Path(tmp), name)
     return f"{name}/promotion.html"
-
-
-def _data_detail(data: RunData, length_source: str, length_choice: LengthChoice | None) -> dict[str, Any]:
-    """What a run's version records beside its counts: rows per class, ignored labels, max_length's origin."""
-    detail: dict[str, Any] = {
-        "per_class_counts": data.per_class,
-        "unknown_labels": data.unknown_labels,
-        "max_length_source": length_source,
-    }
-    if length_choice is not None:
-        detail["max_length_auto"] = length_choice.to_dict()
-    return detail

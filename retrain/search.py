@@ -77,7 +77,7 @@ class SearchResult:
     budget_s: float | None
     storage: str  # where the study lives, in words (no secrets)
     note: str = ""  # why the search did not run, when it did not
-    extra: dict[str, Any] = field(default_factory=dict)
+    searched: bool = True  # False: the recipe was not chosen by comparing trials (see ``note``)
 
     def summary(self) -> dict[str, Any]:
         """What a version records (``metrics["search"]``): the chosen trial and every trial, best first."""
@@ -94,6 +94,7 @@ class SearchResult:
             "seconds": round(self.seconds, 1),
             "budget_s": None if self.budget_s is None else round(self.budget_s, 1),
             "storage": self.storage,
+            "searched": self.searched,
             "note": self.note,
         }
 
@@ -360,7 +361,7 @@ def _retrain_best(
     best = max(done, key=lambda t: (t.value or 0.0, -t.number))
     note = f"trial {best.number}'s recipe (trained by an earlier attempt or another worker) trained again"
     result = _single(train, labels, with_recipe(base, best.params), base_path, trainer, started, note, trials)
-    return dataclasses.replace(result, trials=trials, chosen=best.number)
+    return dataclasses.replace(result, trials=trials, chosen=best.number, searched=True)
 
 
 def _single(
@@ -389,6 +390,7 @@ def _single(
         budget_s=None,
         storage="none",
         note=note,
+        searched=False,
     )
 
 

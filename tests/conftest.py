@@ -29,6 +29,9 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         if key.startswith("DRIFTLINE_") and key != PG_ENV:
             monkeypatch.delenv(key)
     monkeypatch.setenv("DRIFTLINE_HOME", str(tmp_path / "home"))
+    # Training jobs train one recipe in tests (fast, and what most tests are about); the tests of the
+    # recipe search turn it on themselves.
+    monkeypatch.setenv("DRIFTLINE_SEARCH", "false")
     get_settings.cache_clear()
     get_serve_settings.cache_clear()
     yield

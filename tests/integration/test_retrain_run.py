@@ -11,18 +11,21 @@ from pathlib import Path
 import pytest
 
 from contracts import AssemblyConfig
+from contracts.search import SearchConfig
 from contracts.train import TrainConfig
 from registry.artifacts import LocalArtifactStore
 from registry.entities import DecisionStatus, NewLabel, RunStatus, RunTrigger
 from registry.settings import Settings
 from registry.store import Registry
-from retrain.run import RunConfig, execute_run
+from retrain.challenger import RunConfig
+from retrain.run import execute_run
 from tests.textgen import topic_rows
 
 CONFIG = RunConfig(
     # max_length 48 is not used: a run keeps the champion's (32, tests.models.TINY_TRAIN)
     train=TrainConfig(epochs=3, learning_rate=5e-4, max_length=48, seed=3),
     assembly=AssemblyConfig(min_new_labels=100, replay_ratio=0.5),
+    search=SearchConfig(enabled=False),  # one recipe: what these tests are about (the search: test_search_run.py)
 )
 
 

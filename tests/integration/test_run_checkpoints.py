@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from contracts import AssemblyConfig
+from contracts.search import SearchConfig
 from contracts.train import TrainConfig
 from registry.entities import NewLabel, RunStatus, RunTrigger
 from registry.store import Registry
 from retrain import lifecycle
-from retrain.run import RunConfig, execute_run
+from retrain.challenger import RunConfig
+from retrain.run import execute_run
 from tests.integration.test_retrain_run import finance_rows, open_home
 from tests.textgen import topic_rows
 
@@ -20,6 +22,7 @@ from tests.textgen import topic_rows
 CONFIG = RunConfig(
     train=TrainConfig(epochs=1, learning_rate=5e-4, max_length=32, seed=3, validation_fraction=0.2),
     assembly=AssemblyConfig(min_new_labels=100, replay_ratio=0.5),
+    search=SearchConfig(enabled=False),  # one recipe: what these tests are about (the search: test_search_run.py)
 )
 
 

@@ -17,7 +17,7 @@ from driftline.cli.options import MaxLength, option_type
 def test_every_field_the_command_line_takes_is_an_option_of_bootstrap() -> None:
     params = {p.name: p for p in main.commands["bootstrap"].params if isinstance(p, click.Option)}
     fields = [f for f in dataclasses.fields(TrainConfig) if f.metadata.get("option", True)]
-    assert len(fields) == 13 and {"eval_batch_size", "weight_decay"}.isdisjoint(params)
+    assert len(fields) == 15 and {"eval_batch_size", "weight_decay"}.isdisjoint(params)
     for field in fields:
         option = params[field.name]
         assert option.opts == ["--" + field.name.replace("_", "-")]

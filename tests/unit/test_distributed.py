@@ -20,8 +20,9 @@ from monitor.settings import MonitorSettings
 from orchestration.launch import SubprocessLauncher, TorchrunLauncher, make_launcher
 from registry.entities import ArtifactRef, NewLabel, RunStatus, RunTrigger
 from registry.errors import ConflictError, InvalidInputError
+from retrain import challenger as run_module
 from retrain import distributed
-from retrain import run as run_module
+from retrain import run as retrain_run
 from retrain.checkpoints import training_digest
 from retrain.distributed import Channel, PeerLost, Ranks, Stop, TrainPlan
 from retrain.hftrainer import training_args
@@ -308,7 +309,7 @@ def test_other_ranks_train_with_the_plan(tmp_path: Path, monkeypatch: pytest.Mon
 
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(distributed, "share", share)
-    monkeypatch.setattr(run_module, "fine_tune", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(retrain_run, "fine_tune", lambda *a, **k: calls.append((a, k)))
     store = FetchOnly(tmp_path / "cache")
     assert follow_run(store, RANK1) is plan  # type: ignore[arg-type]
     assert received == [RANK1] and store.fetched == [plan.champion]

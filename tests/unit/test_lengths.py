@@ -11,8 +11,9 @@ import pytest
 
 from contracts.train import TrainConfig
 from registry.errors import InvalidInputError
+from retrain.challenger import RunConfig, champion_max_length, run_max_length
 from retrain.lengths import choose_max_length, model_token_limit, resolve_max_length, token_counts
-from retrain.run import RunConfig, champion_max_length, config_from_run, run_max_length
+from retrain.run import config_from_run
 from retrain.train import class_weights
 
 
