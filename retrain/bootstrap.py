@@ -1,7 +1,9 @@
 """The first model: fine-tune a base model on labeled data, evaluate it, register it as champion.
 
-``bootstrap()`` reads like its steps: check data -> split -> choose max_length -> train -> evaluate ->
-store -> register. Nothing is written before the data and the base model have been checked, and a
+``bootstrap()`` reads like its steps: check data -> split -> choose max_length -> search the recipe and
+train -> evaluate -> store -> register. The search (:mod:`retrain.search`) has no champion to start
+from, so it starts from the given configuration and searches the whole space; it sees the training rows
+only, and the held-out rows judge the chosen model afterwards. Nothing is written before the data and the base model have been checked, and a
 failure after that leaves no version and no new artifact behind (the run row records the failure).
 ``max_length="auto"`` is resolved on the training rows before anything trains: the model is trained,
 evaluated and saved with that int, and the version records the coverage table (``max_length_auto``).
@@ -10,11 +12,13 @@ evaluated and saved with that int, and the version records the coverage table (`
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.search import SearchConfig
 from contracts.train import TrainConfig
 from registry.artifacts import ArtifactStore
 from registry.entities import CHAMPION, ModelVersion, RunStatus, RunTrigger
@@ -24,6 +28,7 @@ from retrain.data import ColumnSpec, LabeledData, Split, load_labeled_file, snap
 from retrain.evaluate import forward_outputs
 from retrain.lengths import LengthChoice
 from retrain.lifecycle import Candidate, Outputs, Registration, register_candidate, training_job
+from retrain.search import search
 from retrain.train import TrainResult, fine_tune, resolve_base_model, resolve_config
 
 logger = logging.getLogger(__name__)
@@ -39,6 +44,7 @@ class BootstrapRequest:
     labels: tuple[str, ...] | None = None
     force: bool = False
     actor: str = "driftline bootstrap"
+    search: SearchConfig = field(default_factory=lambda: SearchConfig(enabled=False))
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class BootstrapResult:
     n_heldout: int
     seconds: float
     length_choice: LengthChoice | None = None  # how max_length="auto" was resolved, when it was
+    search: dict[str, Any] | None = None  # the recipe search's summary, when it ran
 
 
 def bootstrap(
@@ -89,9 +96,9 @@ def bootstrap(
         config={"train": cfg.to_dict(), **auto, "data": str(request.data), "domains": list(request.domains)},
     )
     with training_job(registry, artifacts, run.id) as job:
-        trained = fine_tune(split.train, data.labels, cfg, base_path=base_path, progress=progress)
-        candidate = _candidate(trained, split, data.labels, cfg, progress=progress)
-        registration = _registration(request, data, split, cfg, auto, run.id)
+        trained, cfg, searched = _train(request, split, data.labels, cfg, base_path, run.id, progress)
+        candidate = _candidate(trained, split, data.labels, cfg, progress=progress, searched=searched)
+        registration = _registration(request, data, split, cfg, auto, run.id, searched=searched)
         version, metrics = register_candidate(candidate, registration, registry, artifacts, job)
         registry.finish_run(run.id, RunStatus.SUCCEEDED, data_snapshot_sha256=version.data_snapshot_sha256)
     return BootstrapResult(
@@ -102,11 +109,47 @@ def bootstrap(
         n_heldout=len(split.heldout),
         seconds=time.perf_counter() - started,
         length_choice=length_choice,
+        search=searched,
     )
 
 
+def _train(
+    request: BootstrapRequest,
+    split: Split,
+    labels: tuple[str, ...],
+    cfg: TrainConfig,
+    base_path: Path,
+    run_id: int,
+    progress: bool,
+) -> tuple[TrainResult, TrainConfig, dict[str, Any] | None]:
+    """The first model: the searched recipe's (the search's summary beside it), or ``cfg``'s."""
+    if not request.search.enabled:
+        return fine_tune(split.train, labels, cfg, base_path=base_path, progress=progress), cfg, None
+    from registry.settings import get_settings
+
+    shared = get_settings().search_storage
+    with tempfile.TemporaryDirectory(prefix="driftline-search-") as tmp:
+        result = search(
+            split.train,
+            labels,
+            cfg,
+            base_path=base_path,
+            config=request.search,
+            work_dir=Path(tmp),
+            study_name=f"bootstrap-{run_id}",
+            storage=shared.get_secret_value() if shared is not None else None,
+        )
+    return result.trained, result.cfg, result.summary()
+
+
 def _candidate(
-    trained: TrainResult, split: Split, labels: tuple[str, ...], cfg: TrainConfig, *, progress: bool
+    trained: TrainResult,
+    split: Split,
+    labels: tuple[str, ...],
+    cfg: TrainConfig,
+    *,
+    progress: bool,
+    searched: dict[str, Any] | None = None,
 ) -> Candidate:
     """The first model, with its outputs on the held-out rows: it is evaluated and profiled on them."""
     max_length = cfg.resolved_max_length
@@ -129,6 +172,7 @@ def _candidate(
         profile=heldout,
         meta={"base_model": cfg.base_model, "seed": cfg.seed},
         snapshot_readme=_snapshot_readme(split),
+        train_detail={"search": searched} if searched else {},
     )
 
 
@@ -147,8 +191,10 @@ def _registration(
     cfg: TrainConfig,
     auto: dict[str, Any],
     run_id: int,
+    *,
+    searched: dict[str, Any] | None = None,
 ) -> Registration:
-    """The first model registers as the champion."""
+    """The first model registers as the champion (its recipe marked as the search's, when it was)."""
     source = Path(request.data).name
     return Registration(
         model_name=request.model_name,
@@ -160,6 +206,7 @@ def _registration(
             "source": str(request.data),
             "domains": list(request.domains),
             "dropped_duplicates": data.dropped_duplicates,
+            **({"recipe_from": "search"} if searched and searched.get("searched") else {}),
         },
         description=f"bootstrap from {source}",
         training_run_id=run_id,

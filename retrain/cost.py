@@ -13,7 +13,7 @@ interleaved rounds is the figure least moved by what else runs. Size is the byte
     >>> cost_reasons(ModelCost(2.0, 90_000_000), ModelCost(2.2, 90_000_000), max_increase=0.25)
     []
     >>> cost_reasons(ModelCost(2.0, 90_000_000), ModelCost(3.0, 91_000_000), max_increase=0.25)
-    ['latency 3.00 ms per text is 50 % above the champion's 2.00 ms (the budget allows 25 %)']
+    ["latency 3.00 ms per text is 50 % above the champion's 2.00 ms (the budget allows 25 %)"]
 """
 
 from __future__ import annotations

@@ -439,3 +439,42 @@ def _stop_when_out_of_time(budget: _Budget) -> Callable[[Any, Any], None]:
             study.stop()
 
     return check
+
+
+def recipe_words(params: Mapping[str, Any]) -> str:
+    """A recipe in a few words: ``lr 4.5e-05, 6 epochs, balanced, decay 0.05, warm-up 0.10, ...``."""
+    words = [
+        f"lr {float(params.get('learning_rate', 0)):.1e}",
+        f"{float(params.get('epochs', 0)):g} epochs",
+        str(params.get("class_weighting", "-")),
+        f"decay {float(params.get('weight_decay', 0)):.2f}",
+        f"warm-up {float(params.get('warmup_ratio', 0)):.2f}",
+    ]
+    if params.get("freeze_layers"):
+        words.append(f"{params['freeze_layers']} frozen layers")
+    if params.get("head_warmup_epochs"):
+        words.append(f"head-only {params['head_warmup_epochs']} epoch(s)")
+    if params.get("augment_strength"):
+        words.append(f"augment {float(params['augment_strength']):.2f}")
+    return ", ".join(words)
+
+
+def describe(summary: Mapping[str, Any]) -> list[str]:
+    """A search's summary in a few lines, for ``driftline bootstrap`` and ``driftline runs``."""
+    if not summary.get("searched", True) or not summary.get("trials"):
+        return [f"search: {summary.get('note') or 'off'}"]
+    trials = summary["trials"]
+    chosen = next((t for t in trials if t["number"] == summary["chosen"]), trials[0])
+
+    def score(value: Any) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = [
+        f"search: {len(trials)} trials ({summary.get('n_pruned', 0)} pruned) in {summary.get('seconds', 0):.0f} s; "
+        f"chose trial {chosen['number']} ({chosen['origin']}): validation macro-F1 "
+        f"{score(summary.get('chosen_val_macro_f1'))}, warm start {score(summary.get('warm_start_val_macro_f1'))}",
+        f"  recipe: {recipe_words(chosen['params'])}",
+    ]
+    if summary.get("note"):
+        lines.append(f"  {summary['note']}")
+    return lines

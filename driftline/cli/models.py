@@ -93,6 +93,24 @@ def data_fetch_demo() -> None:
 )
 @click.option("--force", is_flag=True, help="Register a new champion even if the model has one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--search/--no-search",
+    default=None,
+    help="Search the training recipe (several trials, the best on validation rows kept) "
+    "[default: DRIFTLINE_SEARCH, true]; --no-search trains the given recipe once.",
+)
+@click.option("--search-trials", type=click.IntRange(1, 500), default=8, show_default=True, help="Trials at most.")
+@click.option(
+    "--search-budget",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Wall-clock cap of the search in seconds [default: 5x the first trial's time, at least 60 s].",
+)
+@click.option(
+    "--search-space",
+    default=None,
+    help='The search space as JSON, narrowing or widening the defaults, e.g. \'{"learning_rate": [2e-5, 1e-4]}\'.',
+)
 @train_options
 @handle_errors
 def bootstrap(
@@ -106,6 +124,10 @@ def bootstrap(
     model_name: str | None,
     force: bool,
     as_json: bool,
+    search: bool | None,
+    search_trials: int,
+    search_budget: float | None,
+    search_space: str | None,
     **train: Any,
 ) -> None:
     """Fine-tune a first model on labeled data and make it the champion."""
@@ -123,6 +145,7 @@ def bootstrap(
         domains=domains,
         labels=_parse_labels(label_set),
         force=force,
+        search=_search_config(search if search is not None else settings.search, search_trials, search_budget, search_space),
     )
     registry = open_registry(settings)
     assert settings.cache_dir is not None  # Settings fills it from home
@@ -138,12 +161,29 @@ def bootstrap(
                     "version": as_dict(result.version),
                     "run_id": result.run_id,
                     "seconds": round(result.seconds, 1),
+                    "search": result.search,
                 },
                 indent=1,
             )
         )
         return
     _print_bootstrap(result)
+
+
+def _search_config(enabled: bool, trials: int, budget: float | None, space: str | None) -> Any:
+    """The bootstrap's search settings; a bad ``--search-space`` is refused naming the field."""
+    from pydantic import ValidationError
+
+    from contracts.run import describe_errors
+    from contracts.search import SearchConfig, SearchSpace
+
+    try:
+        parsed = SearchSpace.model_validate_json(space) if space else SearchSpace()
+    except ValidationError as exc:
+        raise DriftlineError(
+            f"--search-space: {describe_errors(exc.errors())}", code=ErrorCode.INVALID_INPUT
+        ) from None
+    return SearchConfig(enabled=enabled, max_trials=trials, budget_s=budget, space=parsed)
 
 
 def _parse_labels(value: str | None) -> tuple[str, ...] | None:
@@ -165,6 +205,11 @@ def _print_bootstrap(result: Any) -> None:
         f"{result.n_train} training rows, {m['train']['examples_per_second']:.1f} examples/s)"
     )
     click.echo(_metrics_table(m))
+    if result.search:
+        from retrain.search import describe
+
+        for line in describe(result.search):
+            click.echo(line)
     from retrain.quality import warning_lines
 
     for line in warning_lines(m.get("quality") or {}):

@@ -8,9 +8,13 @@ import importlib
 import pytest
 
 MODULES = (
+    "contracts.run",
+    "contracts.search",
     "monitor.guard",
     "monitor.policy",
     "monitor.signals",
+    "retrain.augment",
+    "retrain.cost",
     "retrain.gate",
     "retrain.lengths",
     "runtime.onnxrt",
