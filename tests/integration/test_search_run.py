@@ -141,6 +141,13 @@ def test_a_run_searches_from_the_champions_recipe_and_the_heldout_rows_cannot_sw
     assert seen[0] and judged[0] and seen[0].isdisjoint(judged[0])  # the search never saw a held-out row
     assert outcome.version.config["recipe_from"] == "search"
     assert any("cost within the budget" in r for r in outcome.gate.reasons)
+    _, artifacts = open_home(served_home)
+    report = artifacts.read_report(outcome.decision.report_uri).decode()
+    assert "Recipe search" in report and "(chosen)" in report and "<td>warm start</td>" in report
+    from tests.integration.test_console import console_client
+
+    run_page = console_client(*open_home(served_home)).get(f"/runs/{outcome.version.training_run_id}")
+    assert run_page.status_code == 200 and "Recipe search" in run_page.text and "(chosen)" in run_page.text
 
     monkeypatch.setattr(run_module, "assemble", _corrupted(run_module.assemble, list(champion.labels)))
     corrupted, _, _ = _run_with_search(twin, config)
