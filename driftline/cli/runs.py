@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
@@ -122,7 +122,8 @@ def retrain(reason: str, mode: str, as_json: bool) -> None:
 @handle_errors
 def runs(limit: int, as_json: bool) -> None:
     """List retraining runs, newest first."""
-    items = open_registry(get_settings()).list_runs(limit=limit)
+    registry = open_registry(get_settings())
+    items = registry.list_runs(limit=limit)
     if as_json:
         click.echo(json.dumps([as_dict(r) for r in items], indent=1))
         return
@@ -133,8 +134,25 @@ def runs(limit: int, as_json: bool) -> None:
             f"run {r.id:>4}  {r.status.value:<10} {r.trigger.value:<9} {made:<5} attempts {r.attempts}  "
             f"{r.created_at.isoformat()[:19]}  {r.error or ''}{retry}"
         )
+        for line in _search_lines(registry, r):
+            click.echo(f"          {line}")
     if not items:
         click.echo("no runs yet")
+
+
+def _search_lines(registry: Any, run: Any) -> list[str]:
+    """The recipe search of the run's version in a line or two (none when it made no version)."""
+    from registry.errors import NotFoundError
+    from retrain.search import describe
+
+    if run.candidate_version is None:
+        return []
+    try:
+        version = registry.get_version(run.model_name, run.candidate_version)
+    except NotFoundError:
+        return []
+    summary = (version.metrics.get("train") or {}).get("search")
+    return describe(summary) if summary else []
 
 
 @main.command()

@@ -148,6 +148,8 @@ def test_a_run_searches_from_the_champions_recipe_and_the_heldout_rows_cannot_sw
 
     run_page = console_client(*open_home(served_home)).get(f"/runs/{outcome.version.training_run_id}")
     assert run_page.status_code == 200 and "Recipe search" in run_page.text and "(chosen)" in run_page.text
+    listed = CliRunner().invoke(main, ["runs"], catch_exceptions=False).output
+    assert "search: 3 trials" in listed and "recipe: lr " in listed
 
     monkeypatch.setattr(run_module, "assemble", _corrupted(run_module.assemble, list(champion.labels)))
     corrupted, _, _ = _run_with_search(twin, config)
