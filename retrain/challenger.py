@@ -29,7 +29,8 @@ from retrain.compare import HeldOutComparison, compare_models
 from retrain.cost import ModelCost, measure_costs
 from retrain.lengths import LengthChoice
 from retrain.lifecycle import Candidate, Registration
-from retrain.search import SearchResult, recipe_of, search
+from retrain.search import search
+from retrain.search_records import SearchResult, recipe_of
 from retrain.train import TrainResult, fine_tune, resolve_config
 from runtime.modelio import DRIFTLINE_META
 

@@ -206,7 +206,7 @@ def _print_bootstrap(result: Any) -> None:
     )
     click.echo(_metrics_table(m))
     if result.search:
-        from retrain.search import describe
+        from retrain.search_records import describe
 
         for line in describe(result.search):
             click.echo(line)

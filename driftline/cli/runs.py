@@ -143,7 +143,7 @@ def runs(limit: int, as_json: bool) -> None:
 def _search_lines(registry: Any, run: Any) -> list[str]:
     """The recipe search of the run's version in a line or two (none when it made no version)."""
     from registry.errors import NotFoundError
-    from retrain.search import describe
+    from retrain.search_records import describe
 
     if run.candidate_version is None:
         return []

@@ -20,7 +20,7 @@ from registry.store import Registry
 from retrain.assemble import RunData
 from retrain.challenger import RunConfig, warm_start_recipe
 from retrain.run import execute_run
-from retrain.search import recipe_of
+from retrain.search_records import recipe_of
 from tests.integration.test_retrain_run import finance_rows, open_home
 from tests.models import copy_home
 from tests.textgen import topic_rows

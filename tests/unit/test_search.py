@@ -16,7 +16,8 @@ from contracts.run import RunSpec, parse_run_config
 from contracts.search import SearchConfig, SearchSpace
 from contracts.train import TrainConfig
 from registry.errors import InvalidInputError
-from retrain.search import COMPLETE, PRUNED, recipe_of, search
+from retrain.search import search
+from retrain.search_records import COMPLETE, PRUNED, recipe_of
 from retrain.train import TrainResult
 
 LABELS = ["a", "b", "c"]
