@@ -1,4 +1,6 @@
 """``python -m retrain run --run-id N``: execute one queued retraining run (what the dispatcher starts).
+``python -m retrain search-worker --plan FILE``: train trials of a job's recipe search in one more
+process (:mod:`retrain.search_workers`).
 
 Under ``torchrun`` (the standard ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` / ``MASTER_ADDR`` /
 ``MASTER_PORT`` environment, more than one process) every process joins one process group: rank 0
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from common.offline import go_offline
 from registry.artifacts import artifact_store
@@ -26,8 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute one queued retraining run")
     run.add_argument("--run-id", type=int, required=True)
+    worker = sub.add_parser("search-worker", help="train trials of a recipe search's shared study")
+    worker.add_argument("--plan", type=Path, required=True, help="the plan the job wrote (search-worker-plan.json)")
     args = parser.parse_args(argv)
     go_offline()
+    if args.command == "search-worker":
+        return _search_worker(args.plan)
     try:
         ranks = distributed.from_env()
     except DriftlineError as exc:
@@ -62,6 +69,16 @@ def _run(run_id: int, settings: Settings, ranks: distributed.Ranks | None) -> in
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
     print(f"run {run_id}: {outcome.status.value}: {outcome.reason}")
+    return 0
+
+
+def _search_worker(plan: Path) -> int:
+    from retrain.search import work
+    from retrain.search_workers import WorkerPlan
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [search worker] %(name)s: %(message)s")
+    trained = work(WorkerPlan.read(plan))
+    print(f"search worker: {trained} trial(s) trained")
     return 0
 
 

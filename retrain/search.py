@@ -29,9 +29,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,9 @@ import pandas as pd
 
 from contracts.search import SEARCHED, SearchConfig, SearchSpace
 from contracts.train import TrainConfig
+from registry.errors import InvalidInputError
 from retrain.search_records import COMPLETE, FAILED, PRUNED, SearchResult, Trial, recipe_of, trials_of
+from retrain.search_workers import WorkerPlan, plan_for, start_workers, wait_for
 from retrain.train import MIN_VALIDATION_ROWS, TrainResult, fine_tune
 
 logger = logging.getLogger(__name__)
@@ -104,7 +108,8 @@ def suggest(trial: Any, space: SearchSpace) -> dict[str, Any]:
 
 
 class _Budget:
-    """The search's deadline: unknown until the warm start has run, then fixed."""
+    """The search's deadline, in wall-clock time (workers in other processes share it): unknown until
+    the warm start has run, then fixed."""
 
     def __init__(self, config: SearchConfig, started: float) -> None:
         self.config, self.started = config, started
@@ -121,7 +126,17 @@ class _Budget:
         return None if self.deadline is None else self.deadline - self.started
 
     def left(self) -> float:
-        return math.inf if self.deadline is None else self.deadline - time.monotonic()
+        return math.inf if self.deadline is None else self.deadline - time.time()
+
+    def sync(self, study: Any) -> None:
+        """Size the budget from the study's warm start, when another process ran it."""
+        if self.deadline is not None:
+            return
+        for t in study.get_trials(deepcopy=False):
+            attrs = t.user_attrs
+            if attrs.get("origin") == "warm start" and attrs.get("state") == COMPLETE:
+                self.set_from_warm_start(float(attrs.get("seconds", 0.0)))
+                return
 
 
 def _reporter(trial: Any, budget: _Budget, curve: list[float], stop: dict[str, str]) -> Any:
@@ -155,7 +170,6 @@ class _Study:
     base_path: Path
     budget: _Budget
     trainer: Trainer
-    trials: list[Trial] = field(default_factory=list)
     best: TrainResult | None = None
     best_number: int = -1
     best_cfg: TrainConfig | None = None
@@ -166,6 +180,7 @@ class _Study:
         origin = trial.user_attrs.get("origin", "sampler")
         recipe = dict(trial.user_attrs["recipe"]) if "recipe" in trial.user_attrs else suggest(trial, space)
         cfg = with_recipe(self.base, recipe)
+        self.budget.sync(trial.study)
         curve: list[float] = []
         stop: dict[str, str] = {}
         started = time.monotonic()
@@ -178,7 +193,9 @@ class _Study:
                 progress=False,
                 callbacks=[_reporter(trial, self.budget, curve, stop)],
             )
-        except Exception as exc:  # one bad recipe (e.g. more frozen layers than the model has) is one failed trial
+        except (
+            Exception
+        ) as exc:  # one bad recipe (e.g. more frozen layers than the model has) is one failed trial
             _record(trial, recipe, origin, curve, started, FAILED, f"{type(exc).__name__}: {exc}")
             raise optuna.TrialPruned(f"failed: {type(exc).__name__}: {exc}") from exc
         seconds = time.monotonic() - started
@@ -196,14 +213,29 @@ class _Study:
 
 
 def _record(
-    trial: Any, recipe: Mapping[str, Any], origin: str, curve: list[float], started: float, state: str, note: str
+    trial: Any,
+    recipe: Mapping[str, Any],
+    origin: str,
+    curve: list[float],
+    started: float,
+    state: str,
+    note: str,
 ) -> None:
     """Keep what a reviewer reads of a trial with it in the study (every worker's trials in one place)."""
     seconds = round(time.monotonic() - started, 2)
     attrs = {"recipe": dict(recipe), "origin": origin, "curve": curve, "seconds": seconds, "state": state}
+    attrs["process"] = f"{socket.gethostname()}:{os.getpid()}"  # which worker trained it
     for key, value in {**attrs, "note": note}.items():
         trial.set_user_attr(key, value)
-    logger.info("search trial %d (%s): %s, val macro-F1 %s, %.1f s %s", trial.number, origin, state, curve, seconds, note)
+    logger.info(
+        "search trial %d (%s): %s, val macro-F1 %s, %.1f s %s",
+        trial.number,
+        origin,
+        state,
+        curve,
+        seconds,
+        note,
+    )
 
 
 def search(
@@ -217,6 +249,7 @@ def search(
     work_dir: Path,
     study_name: str,
     storage: str | None = None,
+    workers: int = 1,
     trainer: Trainer = fine_tune,
 ) -> SearchResult:
     """Search the recipe of a job that would train ``base`` on ``train``; see the module docstring.
@@ -225,7 +258,8 @@ def search(
     ``base`` is the warm start and the whole space is searched). ``train`` must hold the training rows
     only: the validation rows the trials are compared on are carved out of it. ``storage`` is a shared
     Optuna storage URL (``DRIFTLINE_SEARCH_STORAGE``); by default the study is a SQLite file in
-    ``work_dir``."""
+    ``work_dir``. With ``workers`` > 1 (a shared ``storage`` needed) that many processes in all train
+    trials of the study (:mod:`retrain.search_workers`)."""
     started = time.monotonic()
     warm = recipe_of(base) if warm_start is None else {**recipe_of(base), **recipe_of(warm_start)}
     n_validation = round(len(train) * base.validation_fraction)
@@ -239,15 +273,28 @@ def search(
     storage, where = _storage(storage, work_dir)
     study = _open_study(storage, study_name, config)
     _enqueue(study, warm, centre(space, imbalanced=skewed(train["label"], base.imbalance_ratio)))
-    state = _Study(train, labels, base, base_path, _Budget(config, started), trainer)
-    study.optimize(
-        lambda trial: state.objective(trial, space),
-        n_trials=config.max_trials,
-        callbacks=[_stop_when_out_of_time(state.budget)],
-        catch=(),
-    )
+    state = _Study(train, labels, base, base_path, _Budget(config, study.user_attrs["started_at"]), trainer)
+    extra = []
+    if workers > 1:
+        if storage.startswith("sqlite"):
+            raise InvalidInputError("search workers need a shared storage: set DRIFTLINE_SEARCH_STORAGE")
+        plan = plan_for(
+            work_dir,
+            storage=storage,
+            study_name=study_name,
+            train=train,
+            labels=list(labels),
+            base=base.to_dict(),
+            base_path=base_path,
+            search=config.model_copy(update={"space": space}).model_dump(),
+        )
+        extra = start_workers(plan, workers - 1)
+    optimize(study, state, space, config)
+    if extra:
+        wait_for(extra, timeout_s=max(60.0, state.budget.left()) + 600.0)
     trials = trials_of(study)
-    if state.best is None or state.best_cfg is None:
+    best = _best_trial(trials)
+    if state.best is None or state.best_cfg is None or _won_elsewhere(state, best):
         return _retrain_best(train, labels, base, warm, base_path, trainer, started, trials)
     return SearchResult(
         trained=state.best,
@@ -258,6 +305,54 @@ def search(
         budget_s=state.budget.seconds,
         storage=where,
     )
+
+
+def optimize(study: Any, state: _Study, space: SearchSpace, config: SearchConfig) -> None:
+    """Train trials of ``study`` until it holds ``config.max_trials`` (from every process) or time is up."""
+    import optuna
+
+    study.optimize(
+        lambda trial: state.objective(trial, space),
+        n_trials=config.max_trials,
+        callbacks=[
+            _stop_when_out_of_time(state.budget),
+            optuna.study.MaxTrialsCallback(config.max_trials, states=None),
+        ],
+        catch=(),
+    )
+
+
+def work(plan: WorkerPlan) -> int:
+    """A worker process's share of a search (``python -m retrain search-worker``): trials until the
+    study is full or the budget is spent; returns how many this process trained."""
+    config = SearchConfig.model_validate(plan.search)
+    study = _open_study(plan.storage, plan.study_name, config)
+    budget = _Budget(config, float(study.user_attrs.get("started_at", time.time())))
+    state = _Study(
+        plan.rows_frame(),
+        plan.labels,
+        TrainConfig.from_dict(plan.base),
+        Path(plan.base_path),
+        budget,
+        fine_tune,
+    )
+    before = len(study.trials)
+    optimize(study, state, config.space, config)
+    return max(0, len(study.trials) - before)
+
+
+def _won_elsewhere(state: _Study, best: Trial | None) -> bool:
+    """Whether this process holds no model of the best trial (it trained none, or another worker's,
+    or an earlier attempt's, scored higher)."""
+    if state.best is None:
+        return True
+    local = round(state.best.best_val_macro_f1 or -1.0, 4)  # as the records round it
+    return best is not None and best.number != state.best_number and (best.value or 0.0) > local
+
+
+def _best_trial(trials: Sequence[Trial]) -> Trial | None:
+    done = [t for t in trials if t.state == COMPLETE and t.value is not None]
+    return max(done, key=lambda t: (t.value or 0.0, -t.number)) if done else None
 
 
 def _retrain_best(
@@ -272,12 +367,11 @@ def _retrain_best(
 ) -> SearchResult:
     """No model of this process won: the best finished trial's recipe (an earlier attempt's, another
     worker's) is trained again; with none, the warm start's."""
-    done = [t for t in trials if t.state == COMPLETE and t.value is not None]
-    if not done:
+    best = _best_trial(trials)
+    if best is None:
         note = "every trial was pruned or failed: the warm-start recipe trained once"
         return _single(train, labels, with_recipe(base, warm), base_path, trainer, started, note, trials)
-    best = max(done, key=lambda t: (t.value or 0.0, -t.number))
-    note = f"trial {best.number}'s recipe (trained by an earlier attempt or another worker) trained again"
+    note = f"trial {best.number}'s recipe (trained by another worker or an earlier attempt) trained again"
     result = _single(train, labels, with_recipe(base, best.params), base_path, trainer, started, note, trials)
     return dataclasses.replace(result, trials=trials, chosen=best.number, searched=True)
 
@@ -313,14 +407,39 @@ def _single(
 
 
 def _storage(shared: str | None, work_dir: Path) -> tuple[str, str]:
-    """The Optuna storage URL and how to name it in records (a shared URL without its credentials)."""
+    """The Optuna storage URL and how to name it in records (a shared URL without its credentials).
+    A PostgreSQL URL gets the psycopg 3 driver (as the registry's does) and the schema its
+    ``options=-csearch_path=...`` names is created when missing."""
     if shared:
         from sqlalchemy.engine import make_url
 
-        return shared, make_url(shared).render_as_string(hide_password=True)
+        from registry.db import normalize_url
+
+        url = normalize_url(shared)
+        _ensure_schema(url)
+        return url, make_url(url).render_as_string(hide_password=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / "search.db"
     return f"sqlite:///{path}", f"sqlite file {path.name} in the job's working folder"
+
+
+def _ensure_schema(url: str) -> None:
+    """``CREATE SCHEMA IF NOT EXISTS`` the first schema of a PostgreSQL URL's ``search_path`` option."""
+    import re
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    found = re.search(r"search_path=([A-Za-z_][A-Za-z0-9_]*)", str(parsed.query.get("options", "")))
+    if not parsed.drivername.startswith("postgresql") or found is None:
+        return
+    engine = create_engine(parsed.difference_update_query(["options"]))
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{found.group(1)}"'))
+    finally:
+        engine.dispose()
 
 
 def _open_study(storage: str, name: str, config: SearchConfig) -> Any:
@@ -346,6 +465,7 @@ def _enqueue(study: Any, warm: Mapping[str, Any], centre_recipe: Mapping[str, An
     """Trial 0: the warm start; trial 1: the space's centre (each skipped if already enqueued or run)."""
     if len(study.trials):
         return  # a resumed study keeps what it had
+    study.set_user_attr("started_at", time.time())
     study.enqueue_trial({}, user_attrs={"origin": "warm start", "recipe": dict(warm)})
     if dict(centre_recipe) != dict(warm):
         study.enqueue_trial({}, user_attrs={"origin": "centre", "recipe": dict(centre_recipe)})
@@ -357,5 +477,3 @@ def _stop_when_out_of_time(budget: _Budget) -> Callable[[Any, Any], None]:
             study.stop()
 
     return check
-
-
