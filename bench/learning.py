@@ -90,6 +90,7 @@ class ModelSpec:
     layers: int | None = None
     seed: int = 7
     train: dict[str, Any] = field(default_factory=dict)
+    search: bool = True  # v1 and every run search their recipe (retrain.search); False: one recipe
 
 
 def demo_file(out: Path, args: argparse.Namespace) -> Path:
@@ -154,6 +155,7 @@ def session_config(policy: str, stream: StreamSpec, model: ModelSpec, out: Path)
         seed=model.seed,
         train=train,
         run_train={"epochs": model.run_epochs},
+        search=model.search,
         **budget,
     )
 
@@ -471,6 +473,12 @@ def add_policy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--label-budget", type=float, default=0.2, help="share of rows drift@queue / drift@random may label"
     )
+    parser.add_argument(
+        "--no-search",
+        dest="search",
+        action="store_false",
+        help="v1 and every run train one recipe (no recipe search): the comparison's baseline",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -520,7 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         label_delay=args.label_delay,
         label_budget=args.label_budget,
     )
-    model = ModelSpec(epochs=args.epochs, run_epochs=args.run_epochs, layers=args.layers, seed=args.seed)
+    model = ModelSpec(
+        epochs=args.epochs, run_epochs=args.run_epochs, layers=args.layers, seed=args.seed, search=args.search
+    )
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     comparison = compare_policies(stream, model, policies, args.out)
     table = markdown(comparison)

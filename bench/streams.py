@@ -580,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {out / 'streams.json'}")
         return 0
     model = QUICK_MODEL if args.quick else ModelSpec(seed=args.seed)
-    model = ModelSpec(**{**asdict(model), "seed": args.seed})
+    model = ModelSpec(**{**asdict(model), "seed": args.seed, "search": args.search})
     for built, path, stats in built_streams:
         cadence = QUICK_CADENCE if args.quick else STREAMS[built.name].cadence or Cadence()
         run_stream(

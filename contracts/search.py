@@ -31,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Weighting = Literal["none", "sqrt", "balanced"]
 
+BOOTSTRAP_TRIALS = 8  # a first model's search has no champion to start near: more trials than a run's 6
+
 # The training values a trial sets (each a TrainConfig field); the rest of TrainConfig stays as the job has it.
 SEARCHED = (
     "learning_rate",

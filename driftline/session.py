@@ -77,6 +77,8 @@ class SessionConfig:
     # The fewest labels a run waits for: the trigger policy's floor (a large drop needs no more) and the
     # run's own minimum.
     min_new_labels: int = PolicyConfig.min_labels_floor
+    # v1 and every run search their recipe (retrain.search) or not; None: as DRIFTLINE_SEARCH says
+    search: bool | None = None
     # MonitorSettings values by field name, over the session's (``scheduler_env``): {"window_size": 300}
     monitor: dict[str, Any] = field(default_factory=dict)
     # A workspace that already holds version 1 of this stream (``prepare_v1``): copied instead of
@@ -132,7 +134,12 @@ class SessionConfig:
         from contracts import RunSpec
 
         train = {k: v for k, v in self.train.items() if k != "max_length"}
-        values = {"train": {**train, **self.run_train}, "assembly": {"min_new_labels": self.min_new_labels}}
+        values: dict[str, Any] = {
+            "train": {**train, **self.run_train},
+            "assembly": {"min_new_labels": self.min_new_labels},
+        }
+        if self.search is not None:
+            values["search"] = {"enabled": self.search}
         try:
             return RunSpec.model_validate(values).to_record()
         except ValueError as exc:
@@ -218,6 +225,7 @@ def fresh_workspace(out: Path) -> Path:
 
 
 def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say: Say) -> None:
+    from contracts.search import BOOTSTRAP_TRIALS, SearchConfig
     from contracts.train import TrainConfig
     from registry.artifacts import artifact_store
     from registry.store import Registry
@@ -247,6 +255,10 @@ def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say:
                 # in the stream is one v1 knows, so /feedback takes its labels
                 labels=stream.labels,
                 actor="driftline replay",
+                search=SearchConfig(
+                    enabled=settings.search if config.search is None else config.search,
+                    max_trials=BOOTSTRAP_TRIALS,
+                ),
             ),
             Registry.open(settings),
             artifact_store(settings),

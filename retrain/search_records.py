@@ -28,6 +28,7 @@ class Trial:
     seconds: float
     origin: str  # "warm start", "centre" or "sampler"
     note: str = ""
+    process: str = ""  # host:pid of the worker that trained it
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -93,6 +94,7 @@ def trials_of(study: Any) -> list[Trial]:
                 seconds=float(attrs.get("seconds", 0.0)),
                 origin=attrs.get("origin", "sampler"),
                 note=attrs.get("note", ""),
+                process=attrs.get("process", ""),
             )
         )
     return out

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from contracts.search import BOOTSTRAP_TRIALS
 from driftline.cli.common import handle_errors, main, open_artifacts, open_registry
 from driftline.cli.options import train_options
 from registry.entities import as_dict
@@ -99,7 +100,9 @@ def data_fetch_demo() -> None:
     help="Search the training recipe (several trials, the best on validation rows kept) "
     "[default: DRIFTLINE_SEARCH, true]; --no-search trains the given recipe once.",
 )
-@click.option("--search-trials", type=click.IntRange(1, 500), default=8, show_default=True, help="Trials at most.")
+@click.option(
+    "--search-trials", type=click.IntRange(1, 500), default=BOOTSTRAP_TRIALS, show_default=True, help="Trials at most."
+)
 @click.option(
     "--search-budget",
     type=click.FloatRange(min=1),
