@@ -967,3 +967,14 @@ def test_compose_config_catches_a_mistake(tmp_path: Path) -> None:
         env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **COMPOSE_ENV},
     )
     assert proc.returncode != 0 and "restarts" in proc.stderr, proc.stderr
+
+
+def test_the_bento_holds_every_package_the_service_may_import() -> None:
+    """The serving Bento carries code only: each package the layering rules let ``service`` import, and
+    the templates its pages render."""
+    from tests.unit.test_layering import ALLOWED
+
+    include = yaml.safe_load((ROOT / "deploy" / "bentofile.yaml").read_text())["include"]
+    missing = sorted(p for p in ALLOWED["service"] if f"{p}/**/*.py" not in include)
+    assert missing == [], f"packages service may import but the Bento leaves out: {missing}"
+    assert {"common/templates/*.j2", "service/console/templates/*.j2"} <= set(include)
