@@ -127,6 +127,13 @@ class SessionConfig:
         except ValueError as exc:
             raise InvalidInputError(f"monitor settings: {exc}") from None
 
+    def searches(self) -> bool:
+        """Whether v1 and the runs search their recipe: ``search``, else this process's DRIFTLINE_SEARCH
+        (the session's processes get their settings from the session, not from this environment)."""
+        from registry.settings import get_settings
+
+        return get_settings().search if self.search is None else self.search
+
     def run_config(self) -> dict[str, Any]:
         """What every run of this session records, whoever queues it (the monitor, or the replay for
         ``every-window``): the run contract's record of the training values (v1's max_length is kept
@@ -138,8 +145,7 @@ class SessionConfig:
             "train": {**train, **self.run_train},
             "assembly": {"min_new_labels": self.min_new_labels},
         }
-        if self.search is not None:
-            values["search"] = {"enabled": self.search}
+        values["search"] = {"enabled": self.searches()}
         try:
             return RunSpec.model_validate(values).to_record()
         except ValueError as exc:
@@ -256,7 +262,7 @@ def bootstrap_v1(settings: Settings, stream: Stream, config: SessionConfig, say:
                 labels=stream.labels,
                 actor="driftline replay",
                 search=SearchConfig(
-                    enabled=settings.search if config.search is None else config.search,
+                    enabled=config.searches(),
                     max_trials=BOOTSTRAP_TRIALS,
                 ),
             ),
