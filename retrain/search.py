@@ -114,8 +114,10 @@ class _Budget:
     def __init__(self, config: SearchConfig, started: float) -> None:
         self.config, self.started = config, started
         self.deadline: float | None = None if config.budget_s is None else started + config.budget_s
+        self.sized = False  # from the warm start's seconds
 
     def set_from_warm_start(self, seconds: float) -> None:
+        self.sized = True
         budget = max(self.config.min_budget_s, self.config.budget_factor * seconds)
         if self.config.budget_s is not None:
             budget = min(budget, self.config.budget_s)
@@ -130,11 +132,11 @@ class _Budget:
 
     def sync(self, study: Any) -> None:
         """Size the budget from the study's warm start, when another process ran it."""
-        if self.deadline is not None:
+        if self.sized:
             return
         for t in study.get_trials(deepcopy=False):
             attrs = t.user_attrs
-            if attrs.get("origin") == "warm start" and attrs.get("state") == COMPLETE:
+            if attrs.get("origin") == "warm start" and attrs.get("state") in (COMPLETE, FAILED):
                 self.set_from_warm_start(float(attrs.get("seconds", 0.0)))
                 return
 
@@ -193,9 +195,10 @@ class _Study:
                 progress=False,
                 callbacks=[_reporter(trial, self.budget, curve, stop)],
             )
-        except (
-            Exception
-        ) as exc:  # one bad recipe (e.g. more frozen layers than the model has) is one failed trial
+        # one bad recipe (e.g. more frozen layers than the model has) is one failed trial, not a failed job
+        except Exception as exc:
+            if origin == "warm start":
+                self.budget.set_from_warm_start(time.monotonic() - started)
             _record(trial, recipe, origin, curve, started, FAILED, f"{type(exc).__name__}: {exc}")
             raise optuna.TrialPruned(f"failed: {type(exc).__name__}: {exc}") from exc
         seconds = time.monotonic() - started

@@ -175,3 +175,16 @@ def test_selection_reads_training_rows_only(tmp_path: Path) -> None:
     assert all(call["texts"] <= set(train["text"]) for call in trainer.calls)
     again = run_search(tmp_path / "other", FakeTrainer(), train=train)
     assert recipe_of(again.cfg) == recipe_of(result.cfg)
+
+
+def test_a_recipe_that_fails_is_one_failed_trial_and_the_search_goes_on(tmp_path: Path) -> None:
+    class Fragile(FakeTrainer):
+        def __call__(self, train: pd.DataFrame, labels: Any, cfg: TrainConfig, **kw: Any) -> TrainResult:
+            if cfg.class_weighting == "balanced":
+                raise ValueError("this recipe cannot train")
+            return super().__call__(train, labels, cfg, **kw)
+
+    result = run_search(tmp_path, Fragile())
+    failed = [t for t in result.trials if t.state == "failed"]
+    assert failed and all("cannot train" in t.note for t in failed)
+    assert result.cfg.class_weighting != "balanced" and result.trained.best_val_macro_f1 is not None
