@@ -44,6 +44,9 @@ class DemoConfig:
     window: int = 150  # rows per reported window
     label_delay: int = 40
     seed: int = 7
+    # The tour shows the loop in minutes: each job trains its one recipe unless asked (``--search``: v1
+    # and each run search theirs, several times the training time; see docs/retraining.md)
+    search: bool = False
 
     def session(self, data: Path, out: Path) -> SessionConfig:
         return SessionConfig(
@@ -62,6 +65,7 @@ class DemoConfig:
             run_train={"epochs": 2},
             min_new_labels=200,
             monitor={"window_size": 300, "min_window_rows": 120},
+            search=self.search,
         )
 
 

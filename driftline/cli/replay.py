@@ -95,8 +95,14 @@ def replay(
 @click.option("--rows-per-domain", type=int, default=None, help="Rows replayed from each drifted domain.")
 @click.option("--bootstrap-rows", type=int, default=None, help="Training rows for v1.")
 @click.option("--rate", type=float, default=None, help="Rows per second sent to /predict.")
+@click.option(
+    "--search/--no-search",
+    default=False,
+    show_default=True,
+    help="v1 and each run search their training recipe (several times longer); off: one recipe each.",
+)
 @handle_errors
-def demo(rows_per_domain: int | None, bootstrap_rows: int | None, rate: float | None) -> None:
+def demo(rows_per_domain: int | None, bootstrap_rows: int | None, rate: float | None, search: bool) -> None:
     """The whole loop in a fresh workspace (./.driftline/demo): bootstrap v1 on movie reviews, serve it,
     replay amazon -> tweets -> NYT sentences over HTTP with late labels, let the scheduler detect drift,
     retrain, gate and promote; then print a summary and write a timeline and an index of every report."""
@@ -108,6 +114,7 @@ def demo(rows_per_domain: int | None, bootstrap_rows: int | None, rate: float | 
         "rows_per_domain": rows_per_domain,
         "bootstrap_rows": bootstrap_rows,
         "rate": rate,
+        "search": search,
     }
     config = dataclasses.replace(DemoConfig(), **{k: v for k, v in overrides.items() if v is not None})
     quiet_training_logs()
