@@ -45,6 +45,9 @@ def home_api(served_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hom
         ({"config": {"epoch": 2}}, ["body", "train", "epoch"]),
         ({"mode": "later"}, ["body", "mode"]),
         ({"reason": "x", "modes": "manual"}, ["body", "modes"]),
+        ({"search": {"space": {"learning_rate": [1e-3, 1e-5]}}}, ["body", "search", "space", "learning_rate"]),
+        ({"search": {"space": {"dropout": [0.1, 0.2]}}}, ["body", "search", "space", "dropout"]),
+        ({"search": {"max_trials": 0}}, ["body", "search", "max_trials"]),
     ],
 )
 def test_a_misspelt_key_is_a_422_naming_it_and_queues_nothing(
