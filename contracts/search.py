@@ -46,8 +46,9 @@ SEARCHED = (
 )
 
 
-def _range(low_min: float) -> Any:
-    """A validator for a ``(low, high)`` field: ordered, and ``low`` at least ``low_min``."""
+def _range(low_min: float, high_below: float | None = None) -> Any:
+    """A validator for a ``(low, high)`` field: ordered, ``low`` at least ``low_min`` and, with
+    ``high_below``, ``high`` under it."""
 
     def check(value: tuple[float, float]) -> tuple[float, float]:
         low, high = value
@@ -55,6 +56,8 @@ def _range(low_min: float) -> Any:
             raise ValueError(f"empty range: low {low} is above high {high}")
         if low < low_min:
             raise ValueError(f"low {low} is below the smallest allowed, {low_min}")
+        if high_below is not None and high >= high_below:
+            raise ValueError(f"high {high} must be below {high_below:g}")
         return value
 
     return check
@@ -90,24 +93,10 @@ class SearchSpace(BaseModel):
         description="Augmentation of the rarer classes' training rows (0: off); see retrain.augment.",
     )
 
-    _lr = field_validator("learning_rate")(_range(1e-7))
+    _lr = field_validator("learning_rate")(_range(1e-7, high_below=1.0))
     _epochs = field_validator("epochs")(_range(1))
     _decay = field_validator("weight_decay")(_range(0.0))
-    _warmup = field_validator("warmup_ratio")(_range(0.0))
-
-    @field_validator("learning_rate")
-    @classmethod
-    def _lr_below_one(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if value[1] >= 1:
-            raise ValueError(f"high {value[1]} must be below 1")
-        return value
-
-    @field_validator("warmup_ratio")
-    @classmethod
-    def _warmup_below_one(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if value[1] >= 1:
-            raise ValueError(f"high {value[1]} must be below 1")
-        return value
+    _warmup = field_validator("warmup_ratio")(_range(0.0, high_below=1.0))
 
     @field_validator("freeze_layers", "head_warmup_epochs")
     @classmethod
