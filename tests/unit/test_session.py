@@ -3,6 +3,7 @@ declares the whole file's label set; a session that a 5xx ends early still write
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -252,8 +253,14 @@ def test_every_run_of_a_session_records_the_same_run_config(tmp_path: Path) -> N
         run_train={"learning_rate": 5e-5},
         min_new_labels=100,
     )
-    expected = {"train": {"epochs": 2, "learning_rate": 5e-5}, "assembly": {"min_new_labels": 100}}
+    expected = {
+        "train": {"epochs": 2, "learning_rate": 5e-5},
+        "assembly": {"min_new_labels": 100},
+        "search": {"enabled": False},  # this process's DRIFTLINE_SEARCH (tests set it false), written down
+    }
     assert cfg.run_config() == expected
+    searching = dataclasses.replace(cfg, search=True).run_config()
+    assert "search" not in searching and searching["train"] == expected["train"]  # the default: searched
     assert json.loads(cfg.scheduler_env()["DRIFTLINE_RETRAIN"]) == expected
 
     sent: list[dict[str, Any]] = []
