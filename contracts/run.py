@@ -149,7 +149,10 @@ class RunSpec(BaseModel):
     def to_record(self) -> dict[str, Any]:
         """The JSON a run stores: each value that differs from the spec's defaults (parsing it gives
         this spec back), so a record says what was asked for and nothing more."""
-        return _differences(self.model_dump(mode="json"), RunSpec().model_dump(mode="json"))
+        record = _differences(self.model_dump(mode="json"), RunSpec().model_dump(mode="json"))
+        if "search" in self.model_fields_set:  # said, even as the default: the run process's setting yields
+            record["search"] = {**record.get("search", {}), "enabled": self.search.enabled}
+        return record
 
 
 def _differences(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:

@@ -101,9 +101,14 @@ def check_config(window_size: int) -> MonitorConfig:
     show_default=True,
     help="manual: a passing challenger waits for `driftline approve`.",
 )
+@click.option(
+    "--search/--no-search",
+    default=None,
+    help="Search the run's training recipe, or train one recipe [default: the run process's DRIFTLINE_SEARCH].",
+)
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def retrain(reason: str, mode: str, as_json: bool) -> None:
+def retrain(reason: str, mode: str, search: bool | None, as_json: bool) -> None:
     """Queue a manual retraining run (the scheduler's dispatcher starts it)."""
     from contracts import RunSpec
     from registry.entities import RunTrigger
@@ -111,7 +116,10 @@ def retrain(reason: str, mode: str, as_json: bool) -> None:
     settings = get_settings()
     registry = open_registry(settings)
     registry.get_model(settings.model_name)
-    spec = RunSpec.model_validate({"reason": reason, "mode": mode, "requested_by": actor()})
+    values: dict[str, Any] = {"reason": reason, "mode": mode, "requested_by": actor()}
+    if search is not None:
+        values["search"] = {"enabled": search}
+    spec = RunSpec.model_validate(values)
     run = registry.create_run(settings.model_name, trigger=RunTrigger.MANUAL, config=spec.to_record())
     click.echo(json.dumps(as_dict(run), indent=1) if as_json else f"queued run {run.id} ({mode})")
 

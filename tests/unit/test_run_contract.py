@@ -69,3 +69,13 @@ def test_the_records_the_writers_stored_before_the_contract_still_parse() -> Non
         parse_run_config(record)
     assert config_from_run(cli).mode == "manual"
     assert config_from_run(monitor).train.epochs == 2.0
+
+
+def test_a_spec_that_asks_for_the_search_says_so_even_as_the_default() -> None:
+    from retrain.run import config_from_run
+
+    asked = RunSpec.model_validate({"search": {"enabled": True}}).to_record()
+    assert asked == {"search": {"enabled": True}}
+    assert config_from_run(asked).search.enabled  # whatever DRIFTLINE_SEARCH says (false in tests)
+    assert not config_from_run({}).search.enabled  # unsaid: the setting decides
+    assert RunSpec().to_record() == {}

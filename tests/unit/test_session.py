@@ -260,7 +260,7 @@ def test_every_run_of_a_session_records_the_same_run_config(tmp_path: Path) -> N
     }
     assert cfg.run_config() == expected
     searching = dataclasses.replace(cfg, search=True).run_config()
-    assert "search" not in searching and searching["train"] == expected["train"]  # the default: searched
+    assert searching["search"] == {"enabled": True} and searching["train"] == expected["train"]
     assert json.loads(cfg.scheduler_env()["DRIFTLINE_RETRAIN"]) == expected
 
     sent: list[dict[str, Any]] = []
