@@ -3,6 +3,8 @@
     .venv/bin/python -m bench.search                  # three small skewed sets, seeds 7 and 8
     .venv/bin/python -m bench.search --sets reuters --seeds 7
     .venv/bin/python -m bench.search --quick          # smoke run: 1-layer model, 32 tokens, 3 trials
+    .venv/bin/python -m bench.search --workers postgresql://postgres@127.0.0.1:5432/test
+                                                      # 6 trials by one process, then by two sharing the study
 
 For each set and seed, ``driftline bootstrap``'s job (:func:`retrain.bootstrap.bootstrap`) runs twice on
 the same training rows in fresh workspaces: with the recipe search (its defaults: 8 trials, budget 5x the
@@ -160,6 +162,42 @@ def measure(name: str, seed: int, *, quick: bool) -> dict[str, Any]:
         "gain_macro_f1_pts": round(100 * (with_search["macro_f1"] - without["macro_f1"]), 1),
         "time_ratio": round(with_search["seconds"] / max(without["seconds"], 1e-9), 2),
     }
+
+
+def workers_check(storage: str, *, trials: int = 6) -> dict[str, Any]:
+    """The same ``trials`` trials of one search by one process, then by two sharing the study in
+    ``storage`` (a schema of its own per attempt); wall seconds of each and their ratio."""
+    import uuid
+
+    from contracts import TrainConfig
+    from contracts.search import SearchConfig, SearchSpace
+    from retrain.search import search
+    from retrain.train import default_base_model_path
+
+    train, _ = rows_of("reuters", 7)
+    base = TrainConfig(num_hidden_layers=2, max_length=64, epochs=2.0, seed=3)
+    space = SearchSpace(epochs=(2, 2), freeze_layers=(0,), head_warmup_epochs=(0,), augment_strength=(0.0,))
+    config = SearchConfig(max_trials=trials, space=space, min_budget_s=3600)
+    seconds = {}
+    for workers in (1, 2):
+        schema = f"bench_search_{uuid.uuid4().hex[:8]}"
+        url = f"{storage}{'&' if '?' in storage else '?'}options=-csearch_path%3D{schema}"
+        with tempfile.TemporaryDirectory(prefix="bench-search-workers-") as tmp:
+            started = time.perf_counter()
+            result = search(
+                train,
+                sorted(set(train["label"])),
+                base,
+                base_path=default_base_model_path(),
+                config=config,
+                work_dir=Path(tmp),
+                study_name="bench",
+                storage=url,
+                workers=workers,
+            )
+            seconds[workers] = round(time.perf_counter() - started, 1)
+        print(f"{workers} worker(s): {len(result.trials)} trials in {seconds[workers]} s", flush=True)
+    return {"trials": trials, "seconds": seconds, "ratio_one_to_two": round(seconds[1] / seconds[2], 2)}
 
 
 def verdict(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -263,6 +263,8 @@ def search(
     Optuna storage URL (``DRIFTLINE_SEARCH_STORAGE``); by default the study is a SQLite file in
     ``work_dir``. With ``workers`` > 1 (a shared ``storage`` needed) that many processes in all train
     trials of the study (:mod:`retrain.search_workers`)."""
+    if workers > 1 and not storage:
+        raise InvalidInputError("search workers need a shared storage: set DRIFTLINE_SEARCH_STORAGE")
     started = time.monotonic()
     warm = recipe_of(base) if warm_start is None else {**recipe_of(base), **recipe_of(warm_start)}
     n_validation = round(len(train) * base.validation_fraction)
@@ -276,25 +278,15 @@ def search(
     storage, where = _storage(storage, work_dir)
     study = _open_study(storage, study_name, config)
     _enqueue(study, warm, centre(space, imbalanced=skewed(train["label"], base.imbalance_ratio)))
-    state = _Study(train, labels, base, base_path, _Budget(config, study.user_attrs["started_at"]), trainer)
-    extra = []
-    if workers > 1:
-        if storage.startswith("sqlite"):
-            raise InvalidInputError("search workers need a shared storage: set DRIFTLINE_SEARCH_STORAGE")
-        plan = plan_for(
-            work_dir,
-            storage=storage,
-            study_name=study_name,
-            train=train,
-            labels=list(labels),
-            base=base.to_dict(),
-            base_path=base_path,
-            search=config.model_copy(update={"space": space}).model_dump(),
-        )
-        extra = start_workers(plan, workers - 1)
+    budget = _Budget(config, float(study.user_attrs.get("started_at", time.time())))
+    state = _Study(train, labels, base, base_path, budget, trainer)
+    extra = _start_extra_workers(
+        workers - 1, storage, study_name, train, labels, base, base_path, config, space, work_dir
+    )
     optimize(study, state, space, config)
     if extra:
-        wait_for(extra, timeout_s=max(60.0, state.budget.left()) + 600.0)
+        left = state.budget.left()
+        wait_for(extra, timeout_s=None if math.isinf(left) else max(60.0, left) + 600.0)
     trials = trials_of(study)
     best = _best_trial(trials)
     if state.best is None or state.best_cfg is None or _won_elsewhere(state, best):
@@ -308,6 +300,34 @@ def search(
         budget_s=state.budget.seconds,
         storage=where,
     )
+
+
+def _start_extra_workers(
+    n: int,
+    storage: str,
+    study_name: str,
+    train: pd.DataFrame,
+    labels: Sequence[str],
+    base: TrainConfig,
+    base_path: Path,
+    config: SearchConfig,
+    space: SearchSpace,
+    work_dir: Path,
+) -> list[Any]:
+    """``n`` more worker processes on the study (none when ``n`` < 1), given the plan they read."""
+    if n < 1:
+        return []
+    plan = plan_for(
+        work_dir,
+        storage=storage,
+        study_name=study_name,
+        train=train,
+        labels=list(labels),
+        base=base.to_dict(),
+        base_path=base_path,
+        search=config.model_copy(update={"space": space}).model_dump(),
+    )
+    return start_workers(plan, n)
 
 
 def optimize(study: Any, state: _Study, space: SearchSpace, config: SearchConfig) -> None:

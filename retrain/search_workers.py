@@ -81,10 +81,10 @@ def start_workers(plan: Path, n: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen(command) for _ in range(n)]
 
 
-def wait_for(workers: list[subprocess.Popen[bytes]], timeout_s: float) -> list[int | None]:
+def wait_for(workers: list[subprocess.Popen[bytes]], timeout_s: float | None) -> list[int | None]:
     """Wait for the workers (each stops by itself at the study's trial count or budget); one still
-    running after ``timeout_s`` is terminated. Their exit codes (None: terminated)."""
-    deadline = time.monotonic() + timeout_s
+    running after ``timeout_s`` (None: no limit) is terminated. Their exit codes (None: terminated)."""
+    deadline = time.monotonic() + (timeout_s if timeout_s is not None else 7 * 24 * 3600.0)
     codes: list[int | None] = []
     for worker in workers:
         try:
