@@ -243,8 +243,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="results file (default bench/results/search.json)"
     )
+    parser.add_argument(
+        "--workers", metavar="STORAGE", default=None, help="only the two-worker check, on this storage"
+    )
     args = parser.parse_args(argv)
     go_offline()
+    if args.workers:
+        report = {"machine": machine(["torch", "optuna"]), **workers_check(args.workers)}
+        write_json(args.out or default_out("search-workers", quick=False), report)
+        print(json.dumps(report["seconds"]), "ratio", report["ratio_one_to_two"])
+        return 0
     out = args.out or default_out("search", quick=args.quick)
     rows = []
     for name in args.sets:
