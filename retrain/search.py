@@ -43,7 +43,7 @@ from contracts.search import SEARCHED, SearchConfig, SearchSpace
 from contracts.train import TrainConfig
 from registry.errors import InvalidInputError
 from retrain.search_records import COMPLETE, FAILED, PRUNED, SearchResult, Trial, recipe_of, trials_of
-from retrain.search_workers import WorkerPlan, plan_for, start_workers, wait_for
+from retrain.search_workers import WorkerPlan, plan_for, start_workers, study_storage, wait_for
 from retrain.train import MIN_VALIDATION_ROWS, TrainResult, fine_tune
 
 logger = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def search(
         )
         return _single(train, labels, with_recipe(base, warm), base_path, trainer, started, note)
     space = config.space if warm_start is None else config.space.around(warm)
-    storage, where = _storage(storage, work_dir)
+    storage, where = study_storage(storage, work_dir)
     study = _open_study(storage, study_name, config)
     _enqueue(study, warm, centre(space, imbalanced=skewed(train["label"], base.imbalance_ratio)))
     budget = _Budget(config, float(study.user_attrs.get("started_at", time.time())))
@@ -334,12 +334,15 @@ def optimize(study: Any, state: _Study, space: SearchSpace, config: SearchConfig
     """Train trials of ``study`` until it holds ``config.max_trials`` (from every process) or time is up."""
     import optuna
 
+    # trials trained or training, by any process; not the enqueued ones still waiting (the centre)
+    counted = tuple(getattr(optuna.trial.TrialState, s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING"))
+
     study.optimize(
         lambda trial: state.objective(trial, space),
         n_trials=config.max_trials,
         callbacks=[
             _stop_when_out_of_time(state.budget),
-            optuna.study.MaxTrialsCallback(config.max_trials, states=None),
+            optuna.study.MaxTrialsCallback(config.max_trials, states=counted),
         ],
         catch=(),
     )
@@ -427,42 +430,6 @@ def _single(
         note=note,
         searched=False,
     )
-
-
-def _storage(shared: str | None, work_dir: Path) -> tuple[str, str]:
-    """The Optuna storage URL and how to name it in records (a shared URL without its credentials).
-    A PostgreSQL URL gets the psycopg 3 driver (as the registry's does) and the schema its
-    ``options=-csearch_path=...`` names is created when missing."""
-    if shared:
-        from sqlalchemy.engine import make_url
-
-        from registry.db import normalize_url
-
-        url = normalize_url(shared)
-        _ensure_schema(url)
-        return url, make_url(url).render_as_string(hide_password=True)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    path = work_dir / "search.db"
-    return f"sqlite:///{path}", f"sqlite file {path.name} in the job's working folder"
-
-
-def _ensure_schema(url: str) -> None:
-    """``CREATE SCHEMA IF NOT EXISTS`` the first schema of a PostgreSQL URL's ``search_path`` option."""
-    import re
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    found = re.search(r"search_path=([A-Za-z_][A-Za-z0-9_]*)", str(parsed.query.get("options", "")))
-    if not parsed.drivername.startswith("postgresql") or found is None:
-        return
-    engine = create_engine(parsed.difference_update_query(["options"]))
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{found.group(1)}"'))
-    finally:
-        engine.dispose()
 
 
 def _open_study(storage: str, name: str, config: SearchConfig) -> Any:

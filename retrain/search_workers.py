@@ -8,7 +8,8 @@ worker; on Kubernetes the same command runs in pods that mount that folder. Each
 for trials until the study holds ``max_trials`` or the budget (measured from the job's start, sized by
 its warm start, both read from the study) runs out. The job itself trains trials too, waits for the
 workers, and takes the best trial of all: when another worker trained it, the job trains that recipe
-once more (a model is not shipped between processes).
+once more (a model is not shipped between processes). Where the study lives is decided here too
+(:func:`study_storage`): a SQLite file in the job's folder, or the shared URL with its schema created.
 """
 
 from __future__ import annotations
@@ -96,3 +97,39 @@ def wait_for(workers: list[subprocess.Popen[bytes]], timeout_s: float | None) ->
     if any(code != 0 for code in codes):
         logger.warning("search workers ended with %s", codes)
     return codes
+
+
+def study_storage(shared: str | None, work_dir: Path) -> tuple[str, str]:
+    """The Optuna storage URL and how to name it in records (a shared URL without its credentials).
+    A PostgreSQL URL gets the psycopg 3 driver (as the registry's does) and the schema its
+    ``options=-csearch_path=...`` names is created when missing."""
+    if shared:
+        from sqlalchemy.engine import make_url
+
+        from registry.db import normalize_url
+
+        url = normalize_url(shared)
+        _ensure_schema(url)
+        return url, make_url(url).render_as_string(hide_password=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / "search.db"
+    return f"sqlite:///{path}", f"sqlite file {path.name} in the job's working folder"
+
+
+def _ensure_schema(url: str) -> None:
+    """``CREATE SCHEMA IF NOT EXISTS`` the first schema of a PostgreSQL URL's ``search_path`` option."""
+    import re
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    found = re.search(r"search_path=([A-Za-z_][A-Za-z0-9_]*)", str(parsed.query.get("options", "")))
+    if not parsed.drivername.startswith("postgresql") or found is None:
+        return
+    engine = create_engine(parsed.difference_update_query(["options"]))
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{found.group(1)}"'))
+    finally:
+        engine.dispose()

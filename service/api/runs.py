@@ -40,7 +40,8 @@ class RunRequest(RunSpec):
 
     def spec(self, requested_by: str) -> RunSpec:
         """The run contract this body asks for, recorded as asked by ``requested_by`` (the caller)."""
-        values = self.model_dump(exclude={"model_name", "config"})
+        unsaid = set() if "search" in self.model_fields_set else {"search"}  # the run's DRIFTLINE_SEARCH decides
+        values = self.model_dump(exclude={"model_name", "config", *unsaid})
         return RunSpec.model_validate({**values, "requested_by": requested_by})
 
 

@@ -78,6 +78,7 @@ def test_mode_manual_through_the_api_waits_for_a_reviewer(home_api: Home) -> Non
     assert queued.status_code == 201, queued.text
     record = registry.get_run(queued.json()["id"]).config
     assert record["mode"] == "manual" and record["requested_by"] and record["train"]["learning_rate"] == 5e-4
+    assert "search" not in record  # not asked: the run process's DRIFTLINE_SEARCH decides (off in tests)
 
     outcome = execute_run(queued.json()["id"], registry, artifacts)  # the run's config, as it was stored
     assert outcome.gate is not None and outcome.gate.passed, outcome.gate

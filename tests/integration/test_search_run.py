@@ -127,7 +127,7 @@ def test_a_run_searches_from_the_champions_recipe_and_the_heldout_rows_cannot_sw
     config = RunConfig(
         train=TrainConfig(epochs=2, learning_rate=5e-4, seed=3),
         assembly=AssemblyConfig(min_new_labels=100, replay_ratio=0.5),
-        search=SearchConfig(max_trials=3, space=SMALL_SPACE, min_budget_s=900),  # no budget cut: same trials
+        search=SearchConfig(max_trials=2, space=SMALL_SPACE, min_budget_s=900),  # no budget cut: same trials
     )
     registry, _ = open_home(served_home)
     champion = registry.get_version_by_alias("sentiment", CHAMPION)
@@ -149,7 +149,7 @@ def test_a_run_searches_from_the_champions_recipe_and_the_heldout_rows_cannot_sw
     run_page = console_client(*open_home(served_home)).get(f"/runs/{outcome.version.training_run_id}")
     assert run_page.status_code == 200 and "Recipe search" in run_page.text and "(chosen)" in run_page.text
     listed = CliRunner().invoke(main, ["runs"], catch_exceptions=False).output
-    assert "search: 3 trials" in listed and "recipe: lr " in listed
+    assert "search: 2 trials" in listed and "recipe: lr " in listed
 
     monkeypatch.setattr(run_module, "assemble", _corrupted(run_module.assemble, list(champion.labels)))
     corrupted, _, _ = _run_with_search(twin, config)

@@ -19,7 +19,8 @@ from retrain.search import search
 from retrain.train import default_base_model_path
 from tests.textgen import topic_rows
 
-pytestmark = pytest.mark.postgres
+# slow (about 35 s): `python -m bench.search --workers URL` measures the same two processes
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -188,3 +188,8 @@ def test_a_recipe_that_fails_is_one_failed_trial_and_the_search_goes_on(tmp_path
     failed = [t for t in result.trials if t.state == "failed"]
     assert failed and all("cannot train" in t.note for t in failed)
     assert result.cfg.class_weighting != "balanced" and result.trained.best_val_macro_f1 is not None
+
+
+def test_two_trials_are_the_warm_start_and_the_centre(tmp_path: Path) -> None:
+    result = run_search(tmp_path, FakeTrainer(), config=SearchConfig(max_trials=2, min_budget_s=30))
+    assert sorted(t.origin for t in result.trials) == ["centre", "warm start"]
