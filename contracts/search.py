@@ -127,17 +127,6 @@ class SearchSpace(BaseModel):
             changes["epochs"] = (max(low_e, int(epochs) - 2), min(high_e, int(round(epochs)) + 2))
         return self.model_copy(update=changes)
 
-    def contains(self, recipe: Mapping[str, Any]) -> bool:
-        """Whether every searched value of ``recipe`` lies in this space (a warm start must)."""
-        for name in SEARCHED:
-            value, allowed = recipe.get(name), getattr(self, name)
-            if name in ("learning_rate", "epochs", "weight_decay", "warmup_ratio"):
-                if not isinstance(value, int | float) or not allowed[0] <= value <= allowed[1]:
-                    return False
-            elif value not in allowed:
-                return False
-        return True
-
 
 class SearchConfig(BaseModel):
     """Whether a job searches, how many trials and how long; and the space. ``enabled=False`` trains the
